@@ -1,0 +1,57 @@
+// Package spans holds the library-independent span record that probes produce
+// and exporters consume, and the per-process description its resource is built from.
+package spans
+
+// Kind is the OTLP span kind.
+type Kind uint8
+
+const (
+	KindInternal Kind = iota + 1
+	KindServer
+	KindClient
+)
+
+// Attr is one span attribute: a string, or an int when IsInt is set.
+type Attr struct {
+	Key   string
+	Str   string
+	Int   int64
+	IsInt bool
+}
+
+// String returns a string attribute.
+func String(k, v string) Attr { return Attr{Key: k, Str: v} }
+
+// Int returns an int attribute.
+func Int(k string, v int64) Attr { return Attr{Key: k, Int: v, IsInt: true} }
+
+// Process describes a traced process; every span of that process shares one
+// (immutable) Process, so its resource outlives the process itself.
+type Process struct {
+	PID            int
+	ExeName        string // basename of the executable
+	ServiceName    string // target's OTEL_SERVICE_NAME, else ExeName
+	RuntimeName    string // "go"
+	RuntimeVersion string // "go1.22.12"
+	// ResourceAttrs are the target's own OTEL_RESOURCE_ATTRIBUTES.
+	ResourceAttrs []Attr
+}
+
+// Span is one finished span. Ids are chosen by the agent where the span
+// starts and are exported unchanged.
+type Span struct {
+	Process    *Process
+	Scope      string // instrumentation scope, e.g. "github.com/tracewire/tracewire/probes/nethttp"
+	TraceID    [16]byte
+	SpanID     [8]byte
+	ParentID   [8]byte // zero for a root span
+	TraceFlags byte
+	TraceState string
+	Name       string
+	Kind       Kind
+	StartNs    int64 // wall clock, Unix nanoseconds
+	EndNs      int64
+	Error      bool // status Error; StatusMsg says why
+	StatusMsg  string
+	Attrs      []Attr
+}
