@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/tracewire/tracewire/export"
+	"github.com/tracewire/tracewire/internal/gobin"
+	"github.com/tracewire/tracewire/probes"
+	"github.com/tracewire/tracewire/probes/nethttp"
+	"github.com/tracewire/tracewire/procscan"
+	"github.com/tracewire/tracewire/spans"
+)
+
+// exitedGrace is how long an exited process's description is kept for the
+// events it produced just before it died.
+const exitedGrace = 30 * time.Second
+
+// agent connects discovery to the probes and keeps each target's description.
+type agent struct {
+	http *nethttp.Probe
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	procs   map[int]*target
+	exited  map[int]*target
+	skipped map[probes.FileID]string // executables that cannot be instrumented, with why
+}
+
+type target struct {
+	proc *spans.Process
+	file probes.FileID
+	gone time.Time
+}
+
+func newAgent(h *nethttp.Probe, log *slog.Logger) *agent {
+	return &agent{
+		http:    h,
+		log:     log,
+		procs:   map[int]*target{},
+		exited:  map[int]*target{},
+		skipped: map[probes.FileID]string{},
+	}
+}
+
+// Appeared instruments a new target process. Failures are logged once per
+// executable; every other target keeps working.
+func (a *agent) Appeared(t procscan.Target) {
+	a.mu.Lock()
+	reason, bad := a.skipped[t.File]
+	a.mu.Unlock()
+	if bad {
+		a.log.Debug("target cannot be instrumented", "pid", t.PID, "exe", t.ExeName, "reason", reason)
+		return
+	}
+	bin, err := gobin.Open(t.Exe)
+	if err == nil {
+		defer bin.Close()
+		err = a.http.Add(t.PID, t.File, t.Exe, bin)
+	}
+	if err != nil {
+		a.log.Warn("cannot instrument target", "pid", t.PID, "exe", t.ExeName, "reason", err)
+		a.mu.Lock()
+		a.skipped[t.File] = err.Error()
+		a.mu.Unlock()
+		return
+	}
+	p := &spans.Process{
+		PID:            t.PID,
+		ExeName:        t.ExeName,
+		ServiceName:    t.ExeName,
+		RuntimeName:    "go",
+		RuntimeVersion: bin.GoVersion,
+	}
+	if v := t.Env["OTEL_SERVICE_NAME"]; v != "" {
+		p.ServiceName = v
+	}
+	if v := t.Env["OTEL_RESOURCE_ATTRIBUTES"]; v != "" {
+		if p.ResourceAttrs, err = export.ParseResourceAttrs(v); err != nil {
+			a.log.Warn("ignoring the target's OTEL_RESOURCE_ATTRIBUTES", "pid", t.PID, "err", err)
+		}
+	}
+	a.mu.Lock()
+	a.procs[t.PID] = &target{proc: p, file: t.File}
+	delete(a.exited, t.PID)
+	a.mu.Unlock()
+	a.log.Info("tracing target", "pid", t.PID, "exe", t.ExeName, "service", p.ServiceName, "go", bin.GoVersion)
+}
+
+// Exited releases the process's probes; its description stays a while for
+// events still in flight.
+func (a *agent) Exited(pid int) {
+	now := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for p, t := range a.exited {
+		if now.Sub(t.gone) > exitedGrace {
+			delete(a.exited, p)
+		}
+	}
+	t, ok := a.procs[pid]
+	if !ok {
+		return
+	}
+	delete(a.procs, pid)
+	t.gone = now
+	a.exited[pid] = t
+	a.http.Remove(pid, t.file)
+	a.log.Info("target exited", "pid", pid, "exe", t.proc.ExeName)
+}
+
+// process returns the description of pid, also shortly after it exited.
+func (a *agent) process(pid int) *spans.Process {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if t, ok := a.procs[pid]; ok {
+		return t.proc
+	}
+	if t, ok := a.exited[pid]; ok {
+		return t.proc
+	}
+	return nil
+}
+
+// reportCounters logs the counters at debug level now and then.
+func (a *agent) reportCounters(ctx context.Context, b *export.Batcher) {
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			a.logCounters(slog.LevelDebug, b)
+		}
+	}
+}
+
+func (a *agent) logCounters(level slog.Level, b *export.Batcher) {
+	st := b.Stats()
+	attrs := []any{
+		"spans_exported", st.Exported, "spans_dropped", st.Dropped, "spans_queued", st.Queued,
+		"failed_uploads", st.FailedUploads, "undecodable_events", probes.Undecodable(),
+	}
+	kc, err := a.http.Counters()
+	if err != nil {
+		a.log.Warn("cannot read kernel counters", "err", err)
+	}
+	for k, v := range kc {
+		attrs = append(attrs, "nethttp_"+k, v)
+	}
+	a.log.Log(context.Background(), level, "counters", attrs...)
+}

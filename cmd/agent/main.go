@@ -1,0 +1,202 @@
+// Command agent traces Go programs found by name with eBPF and exports their
+// spans over OTLP. Run it as root: agent --target NAME.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/tracewire/tracewire/export"
+	"github.com/tracewire/tracewire/probes/nethttp"
+	"github.com/tracewire/tracewire/procscan"
+)
+
+// version is the agent's version, reported as telemetry.sdk.version.
+const version = "0.1.0"
+
+// shutdownBudget bounds the flush on SIGTERM/SIGINT (the contract is 5 s).
+const shutdownBudget = 4 * time.Second
+
+type config struct {
+	targets  []string
+	exporter string
+	logLevel slog.Level
+}
+
+type targetList []string
+
+func (t *targetList) String() string { return strings.Join(*t, ",") }
+func (t *targetList) Set(v string) error {
+	if v == "" {
+		return errors.New("empty target name")
+	}
+	*t = append(*t, v)
+	return nil
+}
+
+// parseConfig reads flags and TRACEWIRE_TARGETS. An error means a usage
+// problem (exit 2); the message was already printed with the usage.
+func parseConfig(args []string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var targets targetList
+	fs.Var(&targets, "target", "trace processes whose comm or executable name is `NAME` (repeatable; also TRACEWIRE_TARGETS=a,b)")
+	exporter := fs.String("exporter", "otlp", "where spans go: otlp (OTEL_EXPORTER_OTLP_* env) or console (waterfall on stdout)")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: agent --target NAME [--target NAME ...] [--exporter otlp|console] [--log-level LEVEL]\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	fail := func(format string, a ...any) (config, error) {
+		err := fmt.Errorf(format, a...)
+		fmt.Fprintf(stderr, "agent: %v\n", err)
+		fs.Usage()
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return fail("unexpected argument %q", fs.Arg(0))
+	}
+	for _, t := range strings.Split(os.Getenv("TRACEWIRE_TARGETS"), ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			targets = append(targets, t)
+		}
+	}
+	if len(targets) == 0 {
+		return fail("no target: give --target NAME or TRACEWIRE_TARGETS")
+	}
+	c := config{targets: targets, exporter: *exporter}
+	if c.exporter != "otlp" && c.exporter != "console" {
+		return fail("unknown exporter %q (want otlp or console)", c.exporter)
+	}
+	if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
+		return fail("bad --log-level %q", *level)
+	}
+	return c, nil
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	cfg, err := parseConfig(args, os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	slog.SetDefault(log)
+	if err := checkHost(); err != nil {
+		fmt.Fprintf(os.Stderr, "agent: %v\n", err)
+		return 1
+	}
+
+	sink, err := newSink(cfg.exporter)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "agent: %v\n", err)
+		return 1
+	}
+	opts, err := export.OptionsFromEnv()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "agent: %v\n", err)
+		return 1
+	}
+	batcher := export.NewBatcher(sink, opts, log)
+
+	httpProbe, err := nethttp.Load()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "agent: eBPF is not usable on this host: %v\n", err)
+		return 1
+	}
+	a := newAgent(httpProbe, log)
+	scanner, err := procscan.New(cfg.targets, log)
+	if err != nil {
+		httpProbe.Close()
+		fmt.Fprintf(os.Stderr, "agent: eBPF is not usable on this host: %v\n", err)
+		return 1
+	}
+	log.Info("tracewire started", "targets", cfg.targets, "exporter", cfg.exporter)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	scanDone := make(chan struct{})
+	go func() { scanner.Run(ctx, a); close(scanDone) }()
+	probeDone := make(chan struct{})
+	go func() { httpProbe.Run(ctx.Done(), a.process, batcher.Add); close(probeDone) }()
+	go a.reportCounters(ctx, batcher)
+
+	<-ctx.Done()
+	log.Info("stopping: detaching probes and flushing spans")
+	// Detach first so nothing new arrives, then read what the kernel already
+	// produced, then flush it all.
+	httpProbe.Detach()
+	scanner.Close()
+	<-scanDone
+	<-probeDone
+	flushCtx, cancel := context.WithTimeout(context.Background(), shutdownBudget)
+	defer cancel()
+	code := 0
+	if err := batcher.Shutdown(flushCtx); err != nil {
+		log.Error("flush on shutdown incomplete", "err", err)
+	}
+	a.logCounters(slog.LevelInfo, batcher)
+	httpProbe.Close()
+	return code
+}
+
+// checkHost says in one sentence what is missing for eBPF.
+func checkHost() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("must run as root (it loads eBPF programs and attaches uprobes); running as uid %d", os.Geteuid())
+	}
+	if err := mountTracefs(); err != nil {
+		return err
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("cannot lift the locked-memory limit for BPF maps: %w", err)
+	}
+	return nil
+}
+
+// mountTracefs mounts tracefs where the tracepoint and uprobe APIs look for it.
+func mountTracefs() error {
+	const dir = "/sys/kernel/tracing"
+	if _, err := os.Stat(dir + "/events"); err == nil {
+		return nil
+	}
+	if err := syscall.Mount("tracefs", dir, "tracefs", 0, ""); err != nil {
+		return fmt.Errorf("tracefs is not mounted at %s and mounting it failed: %w", dir, err)
+	}
+	return nil
+}
+
+func newSink(kind string) (export.Sink, error) {
+	res, err := export.ResourceConfigFromEnv(version)
+	if err != nil {
+		return nil, err
+	}
+	if kind == "console" {
+		return export.NewConsoleSink(os.Stdout, res), nil
+	}
+	sink, err := export.NewOTLPSink(context.Background(), res)
+	if err != nil {
+		return nil, fmt.Errorf("OTLP exporter: %w", err)
+	}
+	return sink, nil
+}

@@ -1,0 +1,222 @@
+// Package probes holds what every probe shares: uprobes attached once per
+// executable file and released with its last process, the ring-buffer read
+// loop, the kernel clock, and counters.
+package probes
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	"github.com/tracewire/tracewire/internal/gobin"
+)
+
+// FileID identifies an executable file: uprobes bind to its inode, so all
+// processes running one file share one set of links.
+type FileID struct{ Dev, Ino uint64 }
+
+// StatFile returns the FileID of path (following symlinks such as /proc/PID/exe).
+func StatFile(path string) (FileID, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return FileID{}, fmt.Errorf("stat %s: %w", path, err)
+	}
+	return FileID{Dev: st.Dev, Ino: st.Ino}, nil
+}
+
+// Uprobe is one hook: a Go function and the program to run at its first
+// emulated prologue instruction.
+type Uprobe struct {
+	Symbol string
+	Prog   *ebpf.Program
+}
+
+// Attachments keeps the uprobe links of each executable file with a count of
+// the target processes that use them.
+type Attachments struct {
+	mu    sync.Mutex
+	files map[FileID]*attached
+}
+
+type attached struct {
+	links []link.Link
+	refs  int
+}
+
+// Acquire attaches hooks to the executable at path (identified by id) unless
+// they are attached already, and counts one more user.
+func (a *Attachments) Acquire(id FileID, path string, bin *gobin.Binary, hooks []Uprobe) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if at, ok := a.files[id]; ok {
+		at.refs++
+		return nil
+	}
+	ex, err := link.OpenExecutable(path)
+	if err != nil {
+		return fmt.Errorf("open executable %s: %w", path, err)
+	}
+	at := &attached{refs: 1}
+	for _, h := range hooks {
+		off, err := bin.HookOffset(h.Symbol)
+		if err != nil {
+			closeLinks(at.links)
+			return err
+		}
+		// Address is the file offset: the symbol name is only a label here.
+		l, err := ex.Uprobe(h.Symbol, h.Prog, &link.UprobeOptions{Address: off})
+		if err != nil {
+			closeLinks(at.links)
+			return fmt.Errorf("attach uprobe %s at file offset %#x: %w", h.Symbol, off, err)
+		}
+		at.links = append(at.links, l)
+	}
+	if a.files == nil {
+		a.files = map[FileID]*attached{}
+	}
+	a.files[id] = at
+	return nil
+}
+
+// Release drops one user of id and detaches its uprobes with the last one.
+func (a *Attachments) Release(id FileID) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	at, ok := a.files[id]
+	if !ok {
+		return
+	}
+	if at.refs--; at.refs == 0 {
+		closeLinks(at.links)
+		delete(a.files, id)
+	}
+}
+
+// Close detaches everything.
+func (a *Attachments) Close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id, at := range a.files {
+		closeLinks(at.links)
+		delete(a.files, id)
+	}
+}
+
+func closeLinks(ls []link.Link) {
+	for _, l := range ls {
+		l.Close()
+	}
+}
+
+// ReadRing calls handle for every record of rd until done is closed and the
+// ring is empty, or rd is closed. Probes submit without waking the reader, so
+// it also polls every interval; raw is only valid during the call.
+func ReadRing(rd *ringbuf.Reader, interval time.Duration, done <-chan struct{}, handle func(raw []byte)) {
+	var rec ringbuf.Record
+	for {
+		rd.SetDeadline(time.Now().Add(interval))
+		err := rd.ReadInto(&rec)
+		switch {
+		case err == nil:
+			handle(rec.RawSample)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The reader returns this only once the ring is empty.
+			select {
+			case <-done:
+				return
+			default:
+			}
+		case errors.Is(err, ringbuf.ErrClosed):
+			return
+		default:
+			slog.Warn("ring buffer read failed", "err", err)
+			time.Sleep(interval)
+		}
+	}
+}
+
+// Clock converts bpf_ktime_get_ns (CLOCK_MONOTONIC) to wall-clock Unix ns.
+type Clock struct{ offset int64 }
+
+// NewClock measures the monotonic-to-wall offset once.
+func NewClock() Clock {
+	var ts unix.Timespec
+	// The tightest bracket of the two reads over a few tries.
+	best := int64(1 << 62)
+	var offset int64
+	for range 5 {
+		w0 := time.Now().UnixNano()
+		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		w1 := time.Now().UnixNano()
+		if w1-w0 < best {
+			best = w1 - w0
+			offset = (w0+w1)/2 - ts.Nano()
+		}
+	}
+	return Clock{offset: offset}
+}
+
+// Wall converts a kernel monotonic timestamp.
+func (c Clock) Wall(mono uint64) int64 { return int64(mono) + c.offset }
+
+// CString returns the text of a NUL-terminated C char array.
+func CString(b []int8) string {
+	n := 0
+	for n < len(b) && b[n] != 0 {
+		n++
+	}
+	return string(unsafe.Slice((*byte)(unsafe.Pointer(&b[0])), n))
+}
+
+// undecodable counts ring-buffer records no probe could decode.
+var undecodable atomic.Uint64
+
+// CountUndecodable counts one record that could not be decoded.
+func CountUndecodable() { undecodable.Add(1) }
+
+// Undecodable returns how many records could not be decoded.
+func Undecodable() uint64 { return undecodable.Load() }
+
+// CounterNames reads the names of the kernel counters (enum tw_stat in
+// bpf/common.h) from the object's BTF, so Go never repeats the C list.
+func CounterNames(spec *ebpf.CollectionSpec) ([]string, error) {
+	var e *btf.Enum
+	if err := spec.Types.TypeByName("tw_stat", &e); err != nil {
+		return nil, fmt.Errorf("find enum tw_stat in BTF: %w", err)
+	}
+	names := make([]string, 0, len(e.Values))
+	for _, v := range e.Values {
+		if n, ok := strings.CutPrefix(v.Name, "STAT_"); ok && n != "MAX" {
+			names = append(names, strings.ToLower(n))
+		}
+	}
+	return names, nil
+}
+
+// KernelCounters sums each counter of a per-CPU `stats` map over all CPUs.
+func KernelCounters(m *ebpf.Map, names []string) (map[string]uint64, error) {
+	out := make(map[string]uint64, len(names))
+	var perCPU []uint64
+	for i, n := range names {
+		if err := m.Lookup(uint32(i), &perCPU); err != nil {
+			return nil, fmt.Errorf("read counter %s: %w", n, err)
+		}
+		for _, v := range perCPU {
+			out[n] += v
+		}
+	}
+	return out, nil
+}

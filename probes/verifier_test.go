@@ -1,0 +1,36 @@
+package probes_test
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/tracewire/tracewire/internal/testenv"
+	"github.com/tracewire/tracewire/probes/nethttp"
+	"github.com/tracewire/tracewire/procscan"
+)
+
+// TestVerifierAcceptsEveryProgram loads every BPF program of the agent into
+// this kernel (the verifier runs at load time) and attaches the tracepoints.
+func TestVerifierAcceptsEveryProgram(t *testing.T) {
+	testenv.RequireEBPF(t)
+	if err := rlimit.RemoveMemlock(); err != nil {
+		t.Fatal(err)
+	}
+	h, err := nethttp.Load()
+	if err != nil {
+		t.Fatalf("nethttp: %v", err)
+	}
+	c, err := h.Counters()
+	if err != nil || len(c) != 4 {
+		t.Errorf("nethttp counters %v, %v: want 4 named counters", c, err)
+	}
+	h.Close()
+	s, err := procscan.New([]string{"x"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("procscan: %v", err)
+	}
+	s.Close()
+}
