@@ -19,7 +19,9 @@ struct nethttp_offsets {
 	__u64 request_host;
 	__u64 request_remote_addr;
 	__u64 request_tls;
-	__u64 request_pattern; /* OFF_NONE before Go 1.22 */
+	__u64 request_pattern; /* OFF_NONE before Go 1.23 */
+	__u64 request_pat;     /* Go 1.22: *pattern; OFF_NONE before */
+	__u64 pattern_str;
 	__u64 url_path;
 	__u64 response_req;
 	__u64 response_status;
@@ -151,8 +153,14 @@ int uprobe_response_finishRequest(struct pt_regs *ctx)
 	e->proto_minor = read_s64(req + o->request_proto_minor);
 	e->tls = read_ptr(req + o->request_tls) != 0;
 	e->pattern_len = 0;
-	if (o->request_pattern != OFF_NONE)
+	if (o->request_pattern != OFF_NONE) {
 		e->pattern_len = read_go_string(e->pattern, PATTERN_MAX, req + o->request_pattern);
+	} else if (o->request_pat != OFF_NONE && o->pattern_str != OFF_NONE) {
+		void *pat = read_ptr(req + o->request_pat);
+
+		if (pat)
+			e->pattern_len = read_go_string(e->pattern, PATTERN_MAX, pat + o->pattern_str);
+	}
 	url = read_ptr(req + o->request_url);
 	e->path_len = 0;
 	if (url)

@@ -59,6 +59,10 @@ func buildAll(t *testing.T) string {
 		if buildErr != nil {
 			return
 		}
+		// TestUsage runs the agent as an unprivileged user.
+		if buildErr = os.Chmod(buildDir, 0o755); buildErr != nil {
+			return
+		}
 		var wg sync.WaitGroup
 		errs := make(chan error, len(variants)+1)
 		wg.Go(func() {

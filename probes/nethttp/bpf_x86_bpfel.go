@@ -43,6 +43,8 @@ type bpfNethttpOffsets struct {
 	RequestRemoteAddr uint64
 	RequestTls        uint64
 	RequestPattern    uint64
+	RequestPat        uint64
+	PatternStr        uint64
 	UrlPath           uint64
 	ResponseReq       uint64
 	ResponseStatus    uint64

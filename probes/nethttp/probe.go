@@ -100,6 +100,8 @@ func offsets(bin *gobin.Binary) (*bpfNethttpOffsets, error) {
 		{&o.RequestRemoteAddr, "net/http.Request", "RemoteAddr", false},
 		{&o.RequestTls, "net/http.Request", "TLS", false},
 		{&o.RequestPattern, "net/http.Request", "Pattern", true},
+		{&o.RequestPat, "net/http.Request", "pat", true},
+		{&o.PatternStr, "net/http.pattern", "str", true},
 		{&o.UrlPath, "net/url.URL", "Path", false},
 		{&o.ResponseReq, "net/http.response", "req", false},
 		{&o.ResponseStatus, "net/http.response", "status", false},
