@@ -74,13 +74,20 @@ func (a *agent) Appeared(t procscan.Target) {
 		RuntimeName:    "go",
 		RuntimeVersion: bin.GoVersion,
 	}
-	if v := t.Env["OTEL_SERVICE_NAME"]; v != "" {
-		p.ServiceName = v
-	}
+	// As the target's own SDK would: OTEL_SERVICE_NAME, else service.name
+	// from OTEL_RESOURCE_ATTRIBUTES, else the executable name.
 	if v := t.Env["OTEL_RESOURCE_ATTRIBUTES"]; v != "" {
 		if p.ResourceAttrs, err = export.ParseResourceAttrs(v); err != nil {
 			a.log.Warn("ignoring the target's OTEL_RESOURCE_ATTRIBUTES", "pid", t.PID, "err", err)
 		}
+	}
+	for _, at := range p.ResourceAttrs {
+		if at.Key == "service.name" && at.Str != "" {
+			p.ServiceName = at.Str
+		}
+	}
+	if v := t.Env["OTEL_SERVICE_NAME"]; v != "" {
+		p.ServiceName = v
 	}
 	a.mu.Lock()
 	a.procs[t.PID] = &target{proc: p, file: t.File}
