@@ -26,8 +26,11 @@ func TestServerSpans(t *testing.T) {
 	apps := map[string]*app{}
 	for _, v := range variants {
 		env := []string{}
-		if v.name == "hello-go123" {
-			env = append(env, "OTEL_SERVICE_NAME=users-api", "OTEL_RESOURCE_ATTRIBUTES=team=blue")
+		switch v.name {
+		case "hello-go123":
+			env = append(env, "OTEL_SERVICE_NAME=users-api", "OTEL_RESOURCE_ATTRIBUTES=team=blue,service.name=ignored")
+		case "hello-go124":
+			env = append(env, "OTEL_RESOURCE_ATTRIBUTES=service.name=from-attrs")
 		}
 		apps[v.name] = startApp(t, v.name, env...)
 		names = append(names, v.name)
@@ -122,9 +125,12 @@ func TestServerSpans(t *testing.T) {
 				"telemetry.sdk.version":       "0.1.0",
 				"deployment.environment.name": "e2e",
 			}
-			if v.name == "hello-go123" {
+			switch v.name {
+			case "hello-go123":
 				wantRes["service.name"] = "users-api"
 				wantRes["team"] = "blue"
+			case "hello-go124":
+				wantRes["service.name"] = "from-attrs"
 			}
 			for k, w := range wantRes {
 				if res[k] != w {
