@@ -12,6 +12,8 @@
  * uprobes are attached per executable file, so non-target processes running
  * the same file reach the probe and leave here. */
 struct nethttp_offsets {
+	__u64 g_goid;
+	__u64 request_size; /* bytes of net/http.Request holding every field below */
 	__u64 request_method;
 	__u64 request_url;
 	__u64 request_proto_major;
@@ -34,8 +36,9 @@ struct {
 	__type(value, struct nethttp_offsets);
 } nethttp_procs SEC(".maps");
 
-struct inflight_key {
-	__u64 response; /* *net/http.response */
+/* A goroutine of a target: goids are never reused within a process. */
+struct goroutine_key {
+	__u64 goid;
 	__u32 tgid;
 	__u32 _pad;
 };
@@ -45,12 +48,13 @@ struct inflight {
 	struct span_ctx sc;
 };
 
-/* Requests being served. LRU: a request that never reaches finishRequest
- * (hijacked connection, HTTP/2) is evicted instead of leaking. */
+/* Requests being served, keyed by the goroutine serving them (conn.serve
+ * calls both hooked functions). LRU: a request that never reaches
+ * finishRequest (hijacked connection, HTTP/2) is evicted instead of leaking. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
-	__type(key, struct inflight_key);
+	__type(key, struct goroutine_key);
 	__type(value, struct inflight);
 } nethttp_server_inflight SEC(".maps");
 
@@ -91,19 +95,24 @@ struct {
 
 EXPORT_STRUCT(nethttp_server_event);
 
+static __always_inline int goroutine(struct pt_regs *ctx, struct nethttp_offsets *o, struct goroutine_key *k, __u32 tgid)
+{
+	k->goid = read_s64(GO_G(ctx) + o->g_goid);
+	k->tgid = tgid;
+	return k->goid != 0;
+}
+
 SEC("uprobe/net/http.serverHandler.ServeHTTP")
 int uprobe_serverHandler_ServeHTTP(struct pt_regs *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct inflight_key k = {};
+	struct goroutine_key k = {};
+	struct nethttp_offsets *o;
 	struct inflight v = {};
 
-	if (!bpf_map_lookup_elem(&nethttp_procs, &tgid))
+	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+	if (!o || !goroutine(ctx, o, &k, tgid))
 		return 0;
-	/* func (sh serverHandler) ServeHTTP(rw ResponseWriter, req *Request):
-	 * sh (1 word), rw (itab, data), req. */
-	k.response = (__u64)GO_ARG3(ctx);
-	k.tgid = tgid;
 	v.start_ns = bpf_ktime_get_ns();
 	new_root_span(&v.sc);
 	if (bpf_map_update_elem(&nethttp_server_inflight, &k, &v, BPF_ANY))
@@ -116,17 +125,15 @@ int uprobe_response_finishRequest(struct pt_regs *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct nethttp_server_event *e;
+	struct goroutine_key k = {};
 	struct nethttp_offsets *o;
-	struct inflight_key k = {};
 	struct inflight *in;
-	void *w, *req, *url;
+	struct chunk *req;
+	void *w, *url, *pat;
 
 	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-	if (!o)
+	if (!o || !goroutine(ctx, o, &k, tgid))
 		return 0;
-	w = GO_ARG1(ctx);
-	k.response = (__u64)w;
-	k.tgid = tgid;
 	in = bpf_map_lookup_elem(&nethttp_server_inflight, &k);
 	if (!in) {
 		count(STAT_NO_START);
@@ -144,24 +151,29 @@ int uprobe_response_finishRequest(struct pt_regs *ctx)
 	bpf_map_delete_elem(&nethttp_server_inflight, &k);
 	e->pid = tgid;
 
-	req = read_ptr(w + o->response_req);
+	/* func (w *response) finishRequest() */
+	w = GO_ARG1(ctx);
 	e->status = read_s64(w + o->response_status);
-	e->method_len = read_go_string(e->method, METHOD_MAX, req + o->request_method);
-	e->host_len = read_go_string(e->host, HOST_MAX, req + o->request_host);
-	e->remote_len = read_go_string(e->remote, REMOTE_MAX, req + o->request_remote_addr);
-	e->proto_major = read_s64(req + o->request_proto_major);
-	e->proto_minor = read_s64(req + o->request_proto_minor);
-	e->tls = read_ptr(req + o->request_tls) != 0;
+	req = read_chunk(read_ptr(w + o->response_req), o->request_size);
+	if (!req) {
+		bpf_ringbuf_discard(e, 0);
+		return 0;
+	}
+	e->method_len = read_str(e->method, METHOD_MAX, chunk_string(req, o->request_method));
+	e->host_len = read_str(e->host, HOST_MAX, chunk_string(req, o->request_host));
+	e->remote_len = read_str(e->remote, REMOTE_MAX, chunk_string(req, o->request_remote_addr));
+	e->proto_major = chunk_u64(req, o->request_proto_major);
+	e->proto_minor = chunk_u64(req, o->request_proto_minor);
+	e->tls = chunk_u64(req, o->request_tls) != 0;
 	e->pattern_len = 0;
 	if (o->request_pattern != OFF_NONE) {
-		e->pattern_len = read_go_string(e->pattern, PATTERN_MAX, req + o->request_pattern);
+		e->pattern_len = read_str(e->pattern, PATTERN_MAX, chunk_string(req, o->request_pattern));
 	} else if (o->request_pat != OFF_NONE && o->pattern_str != OFF_NONE) {
-		void *pat = read_ptr(req + o->request_pat);
-
+		pat = (void *)chunk_u64(req, o->request_pat);
 		if (pat)
 			e->pattern_len = read_go_string(e->pattern, PATTERN_MAX, pat + o->pattern_str);
 	}
-	url = read_ptr(req + o->request_url);
+	url = (void *)chunk_u64(req, o->request_url);
 	e->path_len = 0;
 	if (url)
 		e->path_len = read_go_string(e->path, PATH_MAX_, url + o->url_path);

@@ -13,6 +13,18 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type bpfChunk struct {
+	_ structs.HostLayout
+	B [512]uint8
+}
+
+type bpfGoroutineKey struct {
+	_    structs.HostLayout
+	Goid uint64
+	Tgid uint32
+	Pad  uint32
+}
+
 type bpfInflight struct {
 	_       structs.HostLayout
 	StartNs uint64
@@ -26,15 +38,10 @@ type bpfInflight struct {
 	}
 }
 
-type bpfInflightKey struct {
-	_        structs.HostLayout
-	Response uint64
-	Tgid     uint32
-	Pad      uint32
-}
-
 type bpfNethttpOffsets struct {
 	_                 structs.HostLayout
+	G_goid            uint64
+	RequestSize       uint64
 	RequestMethod     uint64
 	RequestUrl        uint64
 	RequestProtoMajor uint64
@@ -94,6 +101,7 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	bpfMapChunks                        = "chunks"
 	bpfMapNethttpEvents                 = "nethttp_events"
 	bpfMapNethttpProcs                  = "nethttp_procs"
 	bpfMapNethttpServerInflight         = "nethttp_server_inflight"
@@ -154,6 +162,7 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
+	Chunks                *ebpf.MapSpec `ebpf:"chunks"`
 	NethttpEvents         *ebpf.MapSpec `ebpf:"nethttp_events"`
 	NethttpProcs          *ebpf.MapSpec `ebpf:"nethttp_procs"`
 	NethttpServerInflight *ebpf.MapSpec `ebpf:"nethttp_server_inflight"`
@@ -188,6 +197,7 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
+	Chunks                *ebpf.Map `ebpf:"chunks"`
 	NethttpEvents         *ebpf.Map `ebpf:"nethttp_events"`
 	NethttpProcs          *ebpf.Map `ebpf:"nethttp_procs"`
 	NethttpServerInflight *ebpf.Map `ebpf:"nethttp_server_inflight"`
@@ -196,6 +206,7 @@ type bpfMaps struct {
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
+		m.Chunks,
 		m.NethttpEvents,
 		m.NethttpProcs,
 		m.NethttpServerInflight,

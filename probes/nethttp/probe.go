@@ -87,20 +87,25 @@ func (p *Probe) Remove(pid int, file probes.FileID) {
 // offsets collects the struct field offsets the programs read for bin.
 func offsets(bin *gobin.Binary) (*bpfNethttpOffsets, error) {
 	o := &bpfNethttpOffsets{}
+	request := []*uint64{
+		&o.RequestMethod, &o.RequestUrl, &o.RequestProtoMajor, &o.RequestProtoMinor, &o.RequestHost,
+		&o.RequestRemoteAddr, &o.RequestTls, &o.RequestPattern, &o.RequestPat,
+	}
 	for _, f := range []struct {
 		dst        *uint64
 		typ, field string
 		optional   bool
 	}{
-		{&o.RequestMethod, "net/http.Request", "Method", false},
-		{&o.RequestUrl, "net/http.Request", "URL", false},
-		{&o.RequestProtoMajor, "net/http.Request", "ProtoMajor", false},
-		{&o.RequestProtoMinor, "net/http.Request", "ProtoMinor", false},
-		{&o.RequestHost, "net/http.Request", "Host", false},
-		{&o.RequestRemoteAddr, "net/http.Request", "RemoteAddr", false},
-		{&o.RequestTls, "net/http.Request", "TLS", false},
-		{&o.RequestPattern, "net/http.Request", "Pattern", true},
-		{&o.RequestPat, "net/http.Request", "pat", true},
+		{&o.G_goid, "runtime.g", "goid", false},
+		{request[0], "net/http.Request", "Method", false},
+		{request[1], "net/http.Request", "URL", false},
+		{request[2], "net/http.Request", "ProtoMajor", false},
+		{request[3], "net/http.Request", "ProtoMinor", false},
+		{request[4], "net/http.Request", "Host", false},
+		{request[5], "net/http.Request", "RemoteAddr", false},
+		{request[6], "net/http.Request", "TLS", false},
+		{request[7], "net/http.Request", "Pattern", true},
+		{request[8], "net/http.Request", "pat", true},
 		{&o.PatternStr, "net/http.pattern", "str", true},
 		{&o.UrlPath, "net/url.URL", "Path", false},
 		{&o.ResponseReq, "net/http.response", "req", false},
@@ -116,8 +121,21 @@ func offsets(bin *gobin.Binary) (*bpfNethttpOffsets, error) {
 			return nil, fmt.Errorf("offset of %s.%s: %w", f.typ, f.field, err)
 		}
 	}
+	// The programs copy the Request's prefix up to its last needed field
+	// (16 bytes: the largest, a string) in one read.
+	for _, off := range request {
+		if *off != offNone {
+			o.RequestSize = max(o.RequestSize, *off+16)
+		}
+	}
+	if o.RequestSize > chunkMax {
+		return nil, fmt.Errorf("net/http.Request fields end at byte %d, beyond the %d the probe copies", o.RequestSize, chunkMax)
+	}
 	return o, nil
 }
+
+// chunkMax is how much of a struct the programs copy at once (CHUNK_MAX).
+const chunkMax = uint64(len(bpfChunk{}.B))
 
 // offNone marks a field the binary's Go version does not have (OFF_NONE in C).
 const offNone = ^uint64(0)
