@@ -1,0 +1,134 @@
+// Package gobin reads what the agent must know about a Go executable to put
+// uprobes on it: its Go and module versions, where a function's probe-safe
+// prologue instruction sits in the file, and the layout of the structs the
+// probes read.
+package gobin
+
+import (
+	"debug/buildinfo"
+	"debug/dwarf"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+)
+
+// Binary is an opened Go executable (ELF, amd64).
+type Binary struct {
+	GoVersion string            // from debug/buildinfo, e.g. "go1.22.12"
+	Modules   map[string]string // dependency module path -> version, from buildinfo (main module excluded)
+
+	file  *os.File
+	elf   *elf.File
+	funcs map[string]funcRange // function name -> code addresses
+	dwarf *dwarf.Data          // nil when the binary was built without DWARF
+
+	// structsOnce builds structs, the DWARF offset of every named struct
+	// type, on the first FieldOffset: scanning all of DWARF is too slow to
+	// repeat per field, and needless for callers that only hook functions.
+	structsOnce sync.Once
+	structs     map[string]dwarf.Offset
+	structsErr  error
+}
+
+// funcRange is a function's code as virtual addresses [start, end).
+type funcRange struct{ start, end uint64 }
+
+// Open opens the Go executable at path. It fails if the file is not an ELF
+// amd64 executable built by the Go toolchain.
+func Open(path string) (*Binary, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open Go binary: %w", err)
+	}
+	b, err := newBinary(path, f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func newBinary(path string, f *os.File) (*Binary, error) {
+	ef, err := elf.NewFile(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s is not an ELF file: %w", path, err)
+	}
+	if ef.Machine != elf.EM_X86_64 {
+		return nil, fmt.Errorf("%s is built for %v, only amd64 (EM_X86_64) is supported", path, ef.Machine)
+	}
+	bi, err := buildinfo.Read(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s is not a Go binary: %w", path, err)
+	}
+	b := &Binary{
+		GoVersion: bi.GoVersion,
+		Modules:   make(map[string]string, len(bi.Deps)),
+		file:      f,
+		elf:       ef,
+	}
+	for _, dep := range bi.Deps {
+		// A replaced module's code is the replacement's, so its version is
+		// the one that says what was compiled in. A replacement by a local
+		// directory has no version (buildinfo says "(devel)"); the required
+		// version is then the best description left.
+		version := dep.Version
+		if r := dep.Replace; r != nil && r.Version != "" && r.Version != "(devel)" {
+			version = r.Version
+		}
+		b.Modules[dep.Path] = version
+	}
+	if b.funcs, err = loadFuncs(ef); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if hasDWARF(ef) {
+		// Unreadable DWARF is not fatal: the embedded offsets table still
+		// describes every supported Go version.
+		b.dwarf, _ = ef.DWARF()
+	}
+	return b, nil
+}
+
+// Close releases the file.
+func (b *Binary) Close() error {
+	return b.file.Close()
+}
+
+// hasDWARF tells whether the binary carries debug info (-w drops it).
+func hasDWARF(f *elf.File) bool {
+	return f.Section(".debug_info") != nil || f.Section(".zdebug_info") != nil
+}
+
+// loadFuncs maps every function name to its code, from .symtab when the
+// binary has one, else from .gopclntab, which Go keeps even in binaries
+// stripped with -s because the runtime needs it for tracebacks.
+func loadFuncs(f *elf.File) (map[string]funcRange, error) {
+	syms, err := f.Symbols()
+	switch {
+	case err == nil:
+		funcs := make(map[string]funcRange, len(syms))
+		for _, s := range syms {
+			if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Size > 0 {
+				funcs[s.Name] = funcRange{s.Value, s.Value + s.Size}
+			}
+		}
+		return funcs, nil
+	case errors.Is(err, elf.ErrNoSymbols):
+		return pclntabFuncs(f)
+	default:
+		return nil, fmt.Errorf("read .symtab: %w", err)
+	}
+}
+
+// fileOffset maps a virtual address to its offset in the file through the
+// loadable segment containing it. Segments, unlike a fixed base, also hold
+// for PIE, where addresses and file offsets differ per segment.
+func (b *Binary) fileOffset(addr uint64) (uint64, error) {
+	for _, p := range b.elf.Progs {
+		if p.Type == elf.PT_LOAD && addr >= p.Vaddr && addr < p.Vaddr+p.Filesz {
+			return addr - p.Vaddr + p.Off, nil
+		}
+	}
+	return 0, fmt.Errorf("address %#x is in no loadable segment", addr)
+}
