@@ -94,55 +94,6 @@ static __always_inline __s64 read_go_string(char *dst, __u32 size, void *hdr)
 	return read_str(dst, size, s);
 }
 
-/* A copy of (the start of) a Go struct, so that its fields cost one user
- * read in total instead of one each. Per-CPU: programs do not nest on a CPU. */
-#define CHUNK_MAX 512
-
-struct chunk {
-	__u8 b[CHUNK_MAX];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct chunk);
-} chunks SEC(".maps");
-
-/* read_chunk copies size bytes (the struct's prefix that holds every field
- * the probe needs, computed by user space) from src. */
-static __always_inline struct chunk *read_chunk(void *src, __u64 size)
-{
-	__u32 zero = 0;
-	struct chunk *c = bpf_map_lookup_elem(&chunks, &zero);
-
-	if (!c || !src || size > CHUNK_MAX)
-		return 0;
-	if (bpf_probe_read_user(c->b, size, src)) {
-		count(STAT_READ_FAILED);
-		return 0;
-	}
-	return c;
-}
-
-static __always_inline __u64 chunk_u64(struct chunk *c, __u64 off)
-{
-	if (off > CHUNK_MAX - 8)
-		return 0;
-	return *(__u64 *)(c->b + off);
-}
-
-static __always_inline struct go_string chunk_string(struct chunk *c, __u64 off)
-{
-	struct go_string s = {};
-
-	if (off > CHUNK_MAX - 16)
-		return s;
-	s.ptr = *(char **)(c->b + off);
-	s.len = *(__s64 *)(c->b + off + 8);
-	return s;
-}
-
 static __always_inline void *read_ptr(void *addr)
 {
 	void *p = 0;

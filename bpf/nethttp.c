@@ -6,6 +6,7 @@
  *   net/http.(*response).finishRequest end: handler returned; read the
  *                                       request and status, emit one event */
 #include "common.h"
+#include "chunk.h"
 
 /* Field offsets of one target process's Go version (from DWARF or the
  * per-version table), keyed by tgid. Presence in this map is also the filter:
