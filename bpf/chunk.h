@@ -5,7 +5,8 @@
 #include "common.h"
 
 /* A copy of (the start of) a Go struct, so that its fields cost one user
- * read in total instead of one each. Per-CPU: programs do not nest on a CPU. */
+ * read in total instead of one each. Per-CPU: programs do not nest on a CPU.
+ * Slot 0 holds the probe's main struct, slot 1 map buckets. */
 #define CHUNK_MAX 512
 
 struct chunk {
@@ -14,17 +15,16 @@ struct chunk {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, struct chunk);
 } chunks SEC(".maps");
 
 /* read_chunk copies size bytes (the struct's prefix that holds every field
  * the probe needs, computed by user space) from src. */
-static __always_inline struct chunk *read_chunk(void *src, __u64 size)
+static __always_inline struct chunk *read_chunk(__u32 slot, void *src, __u64 size)
 {
-	__u32 zero = 0;
-	struct chunk *c = bpf_map_lookup_elem(&chunks, &zero);
+	struct chunk *c = bpf_map_lookup_elem(&chunks, &slot);
 
 	if (!c || !src || size > CHUNK_MAX)
 		return 0;
@@ -48,7 +48,7 @@ static __always_inline struct go_string chunk_string(struct chunk *c, __u64 off)
 
 	if (off > CHUNK_MAX - 16)
 		return s;
-	s.ptr = *(char **)(c->b + off);
+	s.ptr = *(__u64 *)(c->b + off);
 	s.len = *(__s64 *)(c->b + off + 8);
 	return s;
 }

@@ -7,6 +7,8 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 
 /* Go >= 1.17 amd64 register ABI: integer arguments in RAX, RBX, RCX, RDI, RSI,
  * R8..R11; the running goroutine's g in R14. Our uprobes sit on an emulated
@@ -28,7 +30,10 @@ enum tw_stat {
 	STAT_READ_FAILED = 1,   /* bpf_probe_read_user of a target field failed */
 	STAT_NO_START = 2,      /* end without start: start evicted or missed */
 	STAT_START_FAILED = 3,  /* in-flight map update failed */
-	STAT_MAX = 4,
+	STAT_SOCKET_BUSY = 4,   /* socket already under another sk_msg program */
+	STAT_INJECTED = 5,      /* traceparent inserted into an outgoing request */
+	STAT_NOT_INJECTED = 6,  /* pending traceparent dropped: not a request / no room */
+	STAT_MAX = 7,
 };
 
 struct {
@@ -62,7 +67,7 @@ static __always_inline void submit(void *rb, void *e)
 
 /* A Go string header. */
 struct go_string {
-	char *ptr;
+	__u64 ptr;
 	__s64 len;
 };
 
@@ -75,7 +80,7 @@ static __always_inline __s64 read_str(char *dst, __u32 size, struct go_string s)
 
 	if (n > size)
 		n = size;
-	if (n && bpf_probe_read_user(dst, n, s.ptr)) {
+	if (n && bpf_probe_read_user(dst, n, (void *)s.ptr)) {
 		count(STAT_READ_FAILED);
 		return -1;
 	}

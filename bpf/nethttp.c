@@ -1,22 +1,38 @@
 // SPDX-License-Identifier: GPL-2.0
 //go:build ignore
-/* Go net/http server spans: two uprobes per request, both on the emulated
- * PUSH RBP of their function.
- *   net/http.serverHandler.ServeHTTP   start: time, ids, keyed by *response
- *   net/http.(*response).finishRequest end: handler returned; read the
- *                                       request and status, emit one event */
+/* Go net/http spans and W3C context propagation. Every uprobe sits on the
+ * emulated PUSH RBP of its function.
+ * Server (2 hits per request):
+ *   net/http.serverHandler.ServeHTTP    start: time, ids (from an incoming
+ *                                       traceparent or new), keyed by goroutine
+ *   net/http.(*response).finishRequest  end: read request and status, emit
+ * Client (3 hits per request):
+ *   net/http.(*Transport).roundTrip     start: time, ids; parent = the server
+ *                                       span of this goroutine or of the
+ *                                       goroutine that started it
+ *   net/http.(*persistConn).roundTrip   the connection is known: queue the
+ *                                       traceparent for its socket
+ *   net/http.readTransfer               response headers parsed: emit
+ * Propagation: sock_ops puts target processes' outgoing TCP connections in a
+ * SOCKHASH; its sk_msg program inserts the queued traceparent header after
+ * the request line of the next request written to that socket. */
 #include "common.h"
 #include "chunk.h"
+#include "gomap.h"
+#include "w3c.h"
 
 /* Field offsets of one target process's Go version (from DWARF or the
  * per-version table), keyed by tgid. Presence in this map is also the filter:
  * uprobes are attached per executable file, so non-target processes running
  * the same file reach the probe and leave here. */
 struct nethttp_offsets {
+	struct gomap_offsets maps;
 	__u64 g_goid;
+	__u64 g_parent_goid;
 	__u64 request_size; /* bytes of net/http.Request holding every field below */
 	__u64 request_method;
 	__u64 request_url;
+	__u64 request_header;
 	__u64 request_proto_major;
 	__u64 request_proto_minor;
 	__u64 request_host;
@@ -25,9 +41,21 @@ struct nethttp_offsets {
 	__u64 request_pattern; /* OFF_NONE before Go 1.23 */
 	__u64 request_pat;     /* Go 1.22: *pattern; OFF_NONE before */
 	__u64 pattern_str;
+	__u64 url_size; /* bytes of net/url.URL holding the fields below */
+	__u64 url_scheme;
+	__u64 url_user;
+	__u64 url_host;
 	__u64 url_path;
-	__u64 response_req;
+	__u64 url_raw_query;
+	__u64 response_req;    /* server side: net/http.response */
 	__u64 response_status;
+	__u64 resp_status_code; /* client side: net/http.Response */
+	__u64 resp_request;
+	__u64 treq_request;    /* net/http.transportRequest's embedded *Request */
+	__u64 pconn_conn;      /* net/http.persistConn.conn (net.Conn) */
+	__u64 pconn_tls_state;
+	__u64 conn_fd;         /* net.conn.fd (*net.TCPConn is a net.conn) */
+	__u64 netfd_sysfd;     /* net.netFD.pfd.Sysfd */
 };
 
 struct {
@@ -44,30 +72,118 @@ struct goroutine_key {
 	__u32 _pad;
 };
 
-struct inflight {
+struct server_inflight {
 	__u64 start_ns;
 	struct span_ctx sc;
+	struct go_string tracestate; /* the request's, still alive at its end */
 };
 
 /* Requests being served, keyed by the goroutine serving them (conn.serve
- * calls both hooked functions). LRU: a request that never reaches
- * finishRequest (hijacked connection, HTTP/2) is evicted instead of leaking. */
+ * calls both server hooks). LRU: a request that never reaches finishRequest
+ * (hijacked connection, HTTP/2) is evicted instead of leaking. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct goroutine_key);
-	__type(value, struct inflight);
+	__type(value, struct server_inflight);
 } nethttp_server_inflight SEC(".maps");
+
+/* A TCP connection as both the uprobes (from the socket) and sk_msg see it:
+ * ports in host byte order, IPv4 addresses in the first 4 bytes. */
+struct sock_tuple {
+	__u8 local[16];
+	__u8 remote[16];
+	__u16 lport;
+	__u16 rport;
+	__u16 family;
+	__u16 _pad;
+};
+
+struct client_inflight {
+	__u64 start_ns;
+	struct span_ctx sc;
+	__u64 request; /* *Request as sent (Transport may copy the caller's) */
+	struct sock_tuple peer;
+	__u8 has_peer;
+	__u8 _pad[7];
+};
+
+/* Client calls between Transport.roundTrip and their response, by the
+ * calling goroutine; a call still here when that goroutine makes its next
+ * call or its request ends got no response (transport error). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct goroutine_key);
+	__type(value, struct client_inflight);
+} nethttp_client_inflight SEC(".maps");
+
+struct request_key {
+	__u64 request;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+/* The response is parsed on the connection's read goroutine: it finds the
+ * calling goroutine through the *Request. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct request_key);
+	__type(value, struct goroutine_key);
+} nethttp_client_requests SEC(".maps");
+
+struct pending_header {
+	char line[TRACEPARENT_HEADER_LEN];
+	__u8 _pad[2];
+};
+
+/* The traceparent line for the next request written to a connection. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct sock_tuple);
+	__type(value, struct pending_header);
+} nethttp_pending SEC(".maps");
+
+/* Outgoing TCP connections of targets, under the sk_msg program. Filled by
+ * sock_ops when a target connects, and by user space for connections that
+ * existed before the agent started. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, struct sock_tuple);
+	__type(value, __u64);
+} nethttp_sockets SEC(".maps");
+
+/* Cookies of sockets a target is connecting (sock_ops sees the connect in
+ * the process's context but the established state in softirq). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u8);
+} nethttp_connecting SEC(".maps");
 
 #define METHOD_MAX 16
 #define PATH_MAX_ 128
 #define PATTERN_MAX 128
 #define HOST_MAX 64
 #define REMOTE_MAX 64
+#define SCHEME_MAX 8
+#define QUERY_MAX 128
+#define TRACESTATE_MAX 128
+
+enum event_kind {
+	EVENT_SERVER = 1,
+	EVENT_CLIENT = 2,
+};
 
 /* One finished server request. The *_len fields hold the Go string's full
  * length; the text is cut at the array size. */
 struct nethttp_server_event {
+	__u32 kind; /* EVENT_SERVER */
+	__u32 pid;
 	__u64 start_ns; /* CLOCK_MONOTONIC */
 	__u64 end_ns;
 	struct span_ctx sc;
@@ -79,14 +195,39 @@ struct nethttp_server_event {
 	__s64 pattern_len;
 	__s64 host_len;
 	__s64 remote_len;
-	__u32 pid;
+	__s64 tracestate_len;
 	__u8 tls;
-	__u8 _pad[3];
+	__u8 _pad[7];
 	char method[METHOD_MAX];
 	char path[PATH_MAX_];
 	char pattern[PATTERN_MAX];
 	char host[HOST_MAX];
 	char remote[REMOTE_MAX];
+	char tracestate[TRACESTATE_MAX];
+};
+
+/* One finished client call; status 0 means it got no response. */
+struct nethttp_client_event {
+	__u32 kind; /* EVENT_CLIENT */
+	__u32 pid;
+	__u64 start_ns;
+	__u64 end_ns;
+	struct span_ctx sc;
+	struct sock_tuple peer;
+	__s64 status;
+	__s64 method_len;
+	__s64 scheme_len;
+	__s64 host_len;
+	__s64 path_len;
+	__s64 query_len;
+	__u8 has_peer;
+	__u8 has_user;
+	__u8 _pad[6];
+	char method[METHOD_MAX];
+	char scheme[SCHEME_MAX];
+	char host[HOST_MAX];
+	char path[PATH_MAX_];
+	char query[QUERY_MAX];
 };
 
 struct {
@@ -95,40 +236,65 @@ struct {
 } nethttp_events SEC(".maps");
 
 EXPORT_STRUCT(nethttp_server_event);
+EXPORT_STRUCT(nethttp_client_event);
+const enum event_kind *__export_event_kind __attribute__((unused));
+
+static __always_inline __u64 goid_of(struct pt_regs *ctx, struct nethttp_offsets *o)
+{
+	return read_s64(GO_G(ctx) + o->g_goid);
+}
 
 static __always_inline int goroutine(struct pt_regs *ctx, struct nethttp_offsets *o, struct goroutine_key *k, __u32 tgid)
 {
-	k->goid = read_s64(GO_G(ctx) + o->g_goid);
+	k->goid = goid_of(ctx, o);
 	k->tgid = tgid;
 	return k->goid != 0;
 }
+
+/* ---------------------------------------------------------------- server */
 
 SEC("uprobe/net/http.serverHandler.ServeHTTP")
 int uprobe_serverHandler_ServeHTTP(struct pt_regs *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct server_inflight v = {};
 	struct goroutine_key k = {};
 	struct nethttp_offsets *o;
-	struct inflight v = {};
+	struct w3c_headers h = {};
+	char tp[TRACEPARENT_LEN];
+	void *req;
 
 	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
 	if (!o || !goroutine(ctx, o, &k, tgid))
 		return 0;
 	v.start_ns = bpf_ktime_get_ns();
-	new_root_span(&v.sc);
+	/* func (sh serverHandler) ServeHTTP(rw ResponseWriter, req *Request):
+	 * sh (1 word), rw (itab, data), req. */
+	req = GO_ARG4(ctx);
+	find_w3c_headers(read_ptr(req + o->request_header), &o->maps, &h);
+	if (h.traceparent.len >= TRACEPARENT_LEN &&
+	    !bpf_probe_read_user(tp, sizeof(tp), (void *)h.traceparent.ptr) &&
+	    !parse_traceparent(&v.sc, tp, h.traceparent.len)) {
+		random_bytes(v.sc.span_id, 8);
+		v.tracestate = h.tracestate;
+	} else {
+		new_root_span(&v.sc);
+	}
 	if (bpf_map_update_elem(&nethttp_server_inflight, &k, &v, BPF_ANY))
 		count(STAT_START_FAILED);
 	return 0;
 }
+
+static __always_inline void client_failed(struct goroutine_key *k, __u64 now);
 
 SEC("uprobe/net/http.(*response).finishRequest")
 int uprobe_response_finishRequest(struct pt_regs *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct nethttp_server_event *e;
+	struct server_inflight *in;
 	struct goroutine_key k = {};
 	struct nethttp_offsets *o;
-	struct inflight *in;
 	struct chunk *req;
 	void *w, *url, *pat;
 
@@ -146,16 +312,20 @@ int uprobe_response_finishRequest(struct pt_regs *ctx)
 		bpf_map_delete_elem(&nethttp_server_inflight, &k);
 		return 0;
 	}
+	e->kind = EVENT_SERVER;
+	e->pid = tgid;
 	e->end_ns = bpf_ktime_get_ns();
 	e->start_ns = in->start_ns;
 	e->sc = in->sc;
+	e->tracestate_len = read_str(e->tracestate, TRACESTATE_MAX, in->tracestate);
 	bpf_map_delete_elem(&nethttp_server_inflight, &k);
-	e->pid = tgid;
+	/* A call of this handler's goroutine that never got its response. */
+	client_failed(&k, e->end_ns);
 
 	/* func (w *response) finishRequest() */
 	w = GO_ARG1(ctx);
 	e->status = read_s64(w + o->response_status);
-	req = read_chunk(read_ptr(w + o->response_req), o->request_size);
+	req = read_chunk(0, read_ptr(w + o->response_req), o->request_size);
 	if (!req) {
 		bpf_ringbuf_discard(e, 0);
 		return 0;
@@ -180,4 +350,315 @@ int uprobe_response_finishRequest(struct pt_regs *ctx)
 		e->path_len = read_go_string(e->path, PATH_MAX_, url + o->url_path);
 	submit(&nethttp_events, e);
 	return 0;
+}
+
+/* ---------------------------------------------------------------- client */
+
+/* emit_client sends the span of call c; req is the request as sent (its
+ * fields are read now), status 0 when there was no response. */
+static __always_inline void emit_client(__u32 tgid, struct nethttp_offsets *o, struct client_inflight *c, __s64 status, __u64 end)
+{
+	struct nethttp_client_event *e;
+	struct chunk *url;
+	void *req = (void *)c->request;
+
+	e = bpf_ringbuf_reserve(&nethttp_events, sizeof(*e), 0);
+	if (!e) {
+		count(STAT_RINGBUF_FULL);
+		return;
+	}
+	e->kind = EVENT_CLIENT;
+	e->pid = tgid;
+	e->start_ns = c->start_ns;
+	e->end_ns = end;
+	e->sc = c->sc;
+	e->peer = c->peer;
+	e->has_peer = c->has_peer;
+	e->status = status;
+	e->method_len = read_go_string(e->method, METHOD_MAX, req + o->request_method);
+	url = read_chunk(0, read_ptr(req + o->request_url), o->url_size);
+	if (!url) {
+		bpf_ringbuf_discard(e, 0);
+		return;
+	}
+	e->scheme_len = read_str(e->scheme, SCHEME_MAX, chunk_string(url, o->url_scheme));
+	e->host_len = read_str(e->host, HOST_MAX, chunk_string(url, o->url_host));
+	e->path_len = read_str(e->path, PATH_MAX_, chunk_string(url, o->url_path));
+	e->query_len = read_str(e->query, QUERY_MAX, chunk_string(url, o->url_raw_query));
+	e->has_user = chunk_u64(url, o->url_user) != 0;
+	submit(&nethttp_events, e);
+}
+
+static __always_inline void client_failed(struct goroutine_key *k, __u64 now)
+{
+	struct client_inflight *c = bpf_map_lookup_elem(&nethttp_client_inflight, k);
+	struct nethttp_offsets *o;
+
+	if (!c)
+		return;
+	o = bpf_map_lookup_elem(&nethttp_procs, &k->tgid);
+	if (o)
+		emit_client(k->tgid, o, c, 0, now);
+	bpf_map_delete_elem(&nethttp_client_inflight, k);
+}
+
+SEC("uprobe/net/http.(*Transport).roundTrip")
+int uprobe_Transport_roundTrip(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct client_inflight c = {};
+	struct server_inflight *parent;
+	struct goroutine_key k = {}, pk;
+	struct nethttp_offsets *o;
+
+	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+	if (!o || !goroutine(ctx, o, &k, tgid))
+		return 0;
+	c.start_ns = bpf_ktime_get_ns();
+	client_failed(&k, c.start_ns);
+	/* The parent is the request this goroutine serves, or the one served by
+	 * the goroutine that started this one (fan-out). */
+	parent = bpf_map_lookup_elem(&nethttp_server_inflight, &k);
+	if (!parent && o->g_parent_goid != OFF_NONE) {
+		pk = k;
+		pk.goid = read_s64(GO_G(ctx) + o->g_parent_goid);
+		parent = bpf_map_lookup_elem(&nethttp_server_inflight, &pk);
+	}
+	if (parent) {
+		__builtin_memcpy(c.sc.trace_id, parent->sc.trace_id, 16);
+		__builtin_memcpy(c.sc.parent_id, parent->sc.span_id, 8);
+		c.sc.flags = parent->sc.flags;
+		random_bytes(c.sc.span_id, 8);
+	} else {
+		new_root_span(&c.sc);
+	}
+	/* func (t *Transport) roundTrip(req *Request) */
+	c.request = (__u64)GO_ARG2(ctx);
+	if (bpf_map_update_elem(&nethttp_client_inflight, &k, &c, BPF_ANY))
+		count(STAT_START_FAILED);
+	return 0;
+}
+
+/* socket_tuple finds the TCP socket behind file descriptor fd of the current
+ * process (CO-RE reads of task -> files -> file -> socket -> sock). */
+static __always_inline int socket_tuple(__u64 fd, struct sock_tuple *t)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds, *f = 0;
+	struct socket *sock;
+	struct sock *sk;
+
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return -1;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&f, sizeof(f), fds + fd) || !f)
+		return -1;
+	sock = BPF_CORE_READ(f, private_data);
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return -1;
+	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	t->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	t->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (t->family == 2 /* AF_INET */) {
+		BPF_CORE_READ_INTO((__u32 *)t->local, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)t->remote, sk, __sk_common.skc_daddr);
+	} else if (t->family == 10 /* AF_INET6 */) {
+		BPF_CORE_READ_INTO(t->local, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(t->remote, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+SEC("uprobe/net/http.(*persistConn).roundTrip")
+int uprobe_persistConn_roundTrip(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct request_key rk = {.tgid = tgid};
+	struct goroutine_key k = {};
+	struct nethttp_offsets *o;
+	struct client_inflight *c;
+	struct pending_header ph;
+	struct w3c_headers h = {};
+	void *pc, *conn, *fd;
+
+	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+	if (!o || !goroutine(ctx, o, &k, tgid))
+		return 0;
+	c = bpf_map_lookup_elem(&nethttp_client_inflight, &k);
+	if (!c)
+		return 0;
+	/* func (pc *persistConn) roundTrip(req *transportRequest) */
+	pc = GO_ARG1(ctx);
+	c->request = (__u64)read_ptr(GO_ARG2(ctx) + o->treq_request);
+	rk.request = c->request;
+	bpf_map_update_elem(&nethttp_client_requests, &rk, &k, BPF_ANY);
+
+	/* Plain TCP only: a TLS connection's bytes cannot be edited. */
+	if (read_ptr(pc + o->pconn_tls_state))
+		return 0;
+	conn = read_ptr(pc + o->pconn_conn + 8); /* net.Conn's data word: *net.TCPConn */
+	fd = conn ? read_ptr(conn + o->conn_fd) : 0;
+	if (!fd || socket_tuple(read_s64(fd + o->netfd_sysfd), &c->peer))
+		return 0;
+	c->has_peer = 1;
+	/* An application that sets traceparent itself keeps its own. */
+	find_w3c_headers(read_ptr((void *)c->request + o->request_header), &o->maps, &h);
+	if (h.traceparent.len)
+		return 0;
+	format_traceparent_header(ph.line, &c->sc);
+	bpf_map_update_elem(&nethttp_pending, &c->peer, &ph, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe/net/http.readTransfer")
+int uprobe_readTransfer(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct request_key rk = {.tgid = tgid};
+	struct nethttp_offsets *o;
+	struct client_inflight *c;
+	struct goroutine_key *k;
+	void *resp;
+	__s64 status;
+
+	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+	if (!o)
+		return 0;
+	/* func readTransfer(msg any, r *bufio.Reader): msg is a *Response here,
+	 * a *Request when a server reads one; only a traced call's request is
+	 * found in nethttp_client_requests. */
+	resp = GO_ARG2(ctx);
+	rk.request = (__u64)read_ptr(resp + o->resp_request);
+	k = bpf_map_lookup_elem(&nethttp_client_requests, &rk);
+	if (!k)
+		return 0;
+	status = read_s64(resp + o->resp_status_code);
+	if (status >= 100 && status < 200 && status != 101)
+		return 0; /* interim response: the final one follows */
+	c = bpf_map_lookup_elem(&nethttp_client_inflight, k);
+	if (c) {
+		emit_client(tgid, o, c, status, bpf_ktime_get_ns());
+		bpf_map_delete_elem(&nethttp_client_inflight, k);
+	}
+	bpf_map_delete_elem(&nethttp_client_requests, &rk);
+	return 0;
+}
+
+/* ----------------------------------------------------------- propagation */
+
+SEC("sockops")
+int sockops_track_connect(struct bpf_sock_ops *skops)
+{
+	__u64 cookie;
+	__u8 one = 1;
+
+	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB: {
+		/* Runs in the connecting process: is it a target? */
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+		if (!bpf_map_lookup_elem(&nethttp_procs, &tgid))
+			return 1;
+		cookie = bpf_get_socket_cookie(skops);
+		bpf_map_update_elem(&nethttp_connecting, &cookie, &one, BPF_ANY);
+		return 1;
+	}
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB: {
+		struct sock_tuple t = {};
+
+		cookie = bpf_get_socket_cookie(skops);
+		if (!bpf_map_lookup_elem(&nethttp_connecting, &cookie))
+			return 1;
+		bpf_map_delete_elem(&nethttp_connecting, &cookie);
+		t.family = skops->family;
+		t.lport = skops->local_port;
+		t.rport = bpf_ntohl(skops->remote_port);
+		if (t.family == 2) {
+			__u32 l = skops->local_ip4, r = skops->remote_ip4;
+
+			__builtin_memcpy(t.local, &l, 4);
+			__builtin_memcpy(t.remote, &r, 4);
+		} else {
+			__u32 l[4] = {skops->local_ip6[0], skops->local_ip6[1], skops->local_ip6[2], skops->local_ip6[3]};
+			__u32 r[4] = {skops->remote_ip6[0], skops->remote_ip6[1], skops->remote_ip6[2], skops->remote_ip6[3]};
+
+			__builtin_memcpy(t.local, l, 16);
+			__builtin_memcpy(t.remote, r, 16);
+		}
+		if (bpf_sock_hash_update(skops, &nethttp_sockets, &t, BPF_NOEXIST))
+			count(STAT_SOCKET_BUSY);
+		return 1;
+	}
+	}
+	return 1;
+}
+
+#define SCAN_MAX 256 /* the request line must end within this many bytes */
+
+SEC("sk_msg")
+int sk_msg_traceparent(struct sk_msg_md *msg)
+{
+	struct sock_tuple t = {};
+	struct pending_header *ph;
+	__u32 size = msg->size, n, off = 0, i;
+	char *d, *end;
+
+	t.family = msg->family;
+	t.lport = msg->local_port;
+	t.rport = bpf_ntohl(msg->remote_port);
+	if (t.family == 2) {
+		__u32 l = msg->local_ip4, r = msg->remote_ip4;
+
+		__builtin_memcpy(t.local, &l, 4);
+		__builtin_memcpy(t.remote, &r, 4);
+	} else {
+		__u32 l[4] = {msg->local_ip6[0], msg->local_ip6[1], msg->local_ip6[2], msg->local_ip6[3]};
+		__u32 r[4] = {msg->remote_ip6[0], msg->remote_ip6[1], msg->remote_ip6[2], msg->remote_ip6[3]};
+
+		__builtin_memcpy(t.local, l, 16);
+		__builtin_memcpy(t.remote, r, 16);
+	}
+	ph = bpf_map_lookup_elem(&nethttp_pending, &t);
+	if (!ph)
+		return SK_PASS;
+	n = size < SCAN_MAX ? size : SCAN_MAX;
+	if (n < 16 || bpf_msg_pull_data(msg, 0, n, 0))
+		return SK_PASS;
+	d = msg->data;
+	end = msg->data_end;
+	/* "METHOD SP target SP HTTP/1.x CRLF": find the CRLF. */
+	for (i = 0; i < SCAN_MAX - 1; i++) {
+		if (d + i + 2 > end)
+			break;
+		if (d[i] == '\r' && d[i + 1] == '\n') {
+			off = i + 2;
+			break;
+		}
+	}
+	if (!off || d + 8 > end || d[0] < 'A' || d[0] > 'Z') {
+		count(STAT_NOT_INJECTED);
+		bpf_map_delete_elem(&nethttp_pending, &t);
+		return SK_PASS;
+	}
+	if (bpf_msg_push_data(msg, off, TRACEPARENT_HEADER_LEN, 0) ||
+	    bpf_msg_pull_data(msg, off, off + TRACEPARENT_HEADER_LEN, 0)) {
+		count(STAT_NOT_INJECTED);
+		bpf_map_delete_elem(&nethttp_pending, &t);
+		return SK_PASS;
+	}
+	d = msg->data;
+	end = msg->data_end;
+	if (d + TRACEPARENT_HEADER_LEN > end) {
+		count(STAT_NOT_INJECTED);
+		bpf_map_delete_elem(&nethttp_pending, &t);
+		return SK_PASS;
+	}
+	__builtin_memcpy(d, ph->line, TRACEPARENT_HEADER_LEN);
+	bpf_map_delete_elem(&nethttp_pending, &t);
+	count(STAT_INJECTED);
+	return SK_PASS;
 }

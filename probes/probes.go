@@ -184,6 +184,15 @@ func CString(b []int8) string {
 // undecodable counts ring-buffer records no probe could decode.
 var undecodable atomic.Uint64
 
+// unsampled counts spans dropped because their trace is not sampled.
+var unsampled atomic.Uint64
+
+// CountUnsampled counts one span of an unsampled trace.
+func CountUnsampled() { unsampled.Add(1) }
+
+// Unsampled returns how many spans were not exported for sampling.
+func Unsampled() uint64 { return unsampled.Load() }
+
 // CountUndecodable counts one record that could not be decoded.
 func CountUndecodable() { undecodable.Add(1) }
 

@@ -19,13 +19,16 @@ func TestVerifierAcceptsEveryProgram(t *testing.T) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		t.Fatal(err)
 	}
-	h, err := nethttp.Load()
+	h, err := nethttp.Load(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatalf("nethttp: %v", err)
 	}
+	if !h.Propagating() {
+		t.Error("sock_ops/sk_msg propagation did not attach")
+	}
 	c, err := h.Counters()
-	if err != nil || len(c) != 4 {
-		t.Errorf("nethttp counters %v, %v: want 4 named counters", c, err)
+	if err != nil || len(c) != 7 {
+		t.Errorf("nethttp counters %v, %v: want 7 named counters", c, err)
 	}
 	h.Close()
 	s, err := procscan.New([]string{"x"}, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -149,7 +149,7 @@ func (a *agent) logCounters(level slog.Level, b *export.Batcher) {
 	st := b.Stats()
 	attrs := []any{
 		"spans_exported", st.Exported, "spans_dropped", st.Dropped, "spans_queued", st.Queued,
-		"failed_uploads", st.FailedUploads, "undecodable_events", probes.Undecodable(),
+		"failed_uploads", st.FailedUploads, "undecodable_events", probes.Undecodable(), "unsampled_spans", probes.Unsampled(),
 	}
 	kc, err := a.http.Counters()
 	if err != nil {

@@ -119,7 +119,7 @@ func run(args []string) int {
 	}
 	batcher := export.NewBatcher(sink, opts, log)
 
-	httpProbe, err := nethttp.Load()
+	httpProbe, err := nethttp.Load(log)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agent: eBPF is not usable on this host: %v\n", err)
 		return 1

@@ -18,14 +18,7 @@ type bpfChunk struct {
 	B [512]uint8
 }
 
-type bpfGoroutineKey struct {
-	_    structs.HostLayout
-	Goid uint64
-	Tgid uint32
-	Pad  uint32
-}
-
-type bpfInflight struct {
+type bpfClientInflight struct {
 	_       structs.HostLayout
 	StartNs uint64
 	Sc      struct {
@@ -36,29 +29,30 @@ type bpfInflight struct {
 		Flags    uint8
 		Pad      [7]uint8
 	}
+	Request uint64
+	Peer    bpfSockTuple
+	HasPeer uint8
+	Pad     [7]uint8
 }
 
-type bpfNethttpOffsets struct {
-	_                 structs.HostLayout
-	G_goid            uint64
-	RequestSize       uint64
-	RequestMethod     uint64
-	RequestUrl        uint64
-	RequestProtoMajor uint64
-	RequestProtoMinor uint64
-	RequestHost       uint64
-	RequestRemoteAddr uint64
-	RequestTls        uint64
-	RequestPattern    uint64
-	RequestPat        uint64
-	PatternStr        uint64
-	UrlPath           uint64
-	ResponseReq       uint64
-	ResponseStatus    uint64
+type bpfEventKind uint32
+
+const (
+	bpfEventKindEVENT_SERVER bpfEventKind = 1
+	bpfEventKindEVENT_CLIENT bpfEventKind = 2
+)
+
+type bpfGoroutineKey struct {
+	_    structs.HostLayout
+	Goid uint64
+	Tgid uint32
+	Pad  uint32
 }
 
-type bpfNethttpServerEvent struct {
+type bpfNethttpClientEvent struct {
 	_       structs.HostLayout
+	Kind    uint32
+	Pid     uint32
 	StartNs uint64
 	EndNs   uint64
 	Sc      struct {
@@ -69,22 +63,138 @@ type bpfNethttpServerEvent struct {
 		Flags    uint8
 		Pad      [7]uint8
 	}
-	Status     int64
-	ProtoMajor int64
-	ProtoMinor int64
-	MethodLen  int64
-	PathLen    int64
-	PatternLen int64
-	HostLen    int64
-	RemoteLen  int64
-	Pid        uint32
-	Tls        uint8
-	Pad        [3]uint8
-	Method     [16]int8
-	Path       [128]int8
-	Pattern    [128]int8
-	Host       [64]int8
-	Remote     [64]int8
+	Peer      bpfSockTuple
+	Status    int64
+	MethodLen int64
+	SchemeLen int64
+	HostLen   int64
+	PathLen   int64
+	QueryLen  int64
+	HasPeer   uint8
+	HasUser   uint8
+	Pad       [6]uint8
+	Method    [16]int8
+	Scheme    [8]int8
+	Host      [64]int8
+	Path      [128]int8
+	Query     [128]int8
+}
+
+type bpfNethttpOffsets struct {
+	_    structs.HostLayout
+	Maps struct {
+		_           structs.HostLayout
+		Swiss       uint64
+		HmapB       uint64
+		HmapBuckets uint64
+		SwissDirPtr uint64
+		SwissDirLen uint64
+		TableGroups uint64
+		TableMask   uint64
+	}
+	G_goid            uint64
+	G_parentGoid      uint64
+	RequestSize       uint64
+	RequestMethod     uint64
+	RequestUrl        uint64
+	RequestHeader     uint64
+	RequestProtoMajor uint64
+	RequestProtoMinor uint64
+	RequestHost       uint64
+	RequestRemoteAddr uint64
+	RequestTls        uint64
+	RequestPattern    uint64
+	RequestPat        uint64
+	PatternStr        uint64
+	UrlSize           uint64
+	UrlScheme         uint64
+	UrlUser           uint64
+	UrlHost           uint64
+	UrlPath           uint64
+	UrlRawQuery       uint64
+	ResponseReq       uint64
+	ResponseStatus    uint64
+	RespStatusCode    uint64
+	RespRequest       uint64
+	TreqRequest       uint64
+	PconnConn         uint64
+	PconnTlsState     uint64
+	ConnFd            uint64
+	NetfdSysfd        uint64
+}
+
+type bpfNethttpServerEvent struct {
+	_       structs.HostLayout
+	Kind    uint32
+	Pid     uint32
+	StartNs uint64
+	EndNs   uint64
+	Sc      struct {
+		_        structs.HostLayout
+		TraceId  [16]uint8
+		SpanId   [8]uint8
+		ParentId [8]uint8
+		Flags    uint8
+		Pad      [7]uint8
+	}
+	Status        int64
+	ProtoMajor    int64
+	ProtoMinor    int64
+	MethodLen     int64
+	PathLen       int64
+	PatternLen    int64
+	HostLen       int64
+	RemoteLen     int64
+	TracestateLen int64
+	Tls           uint8
+	Pad           [7]uint8
+	Method        [16]int8
+	Path          [128]int8
+	Pattern       [128]int8
+	Host          [64]int8
+	Remote        [64]int8
+	Tracestate    [128]int8
+}
+
+type bpfPendingHeader struct {
+	_    structs.HostLayout
+	Line [70]int8
+	Pad  [2]uint8
+}
+
+type bpfRequestKey struct {
+	_       structs.HostLayout
+	Request uint64
+	Tgid    uint32
+	Pad     uint32
+}
+
+type bpfServerInflight struct {
+	_       structs.HostLayout
+	StartNs uint64
+	Sc      struct {
+		_        structs.HostLayout
+		TraceId  [16]uint8
+		SpanId   [8]uint8
+		ParentId [8]uint8
+		Flags    uint8
+		Pad      [7]uint8
+	}
+	Tracestate struct {
+		_   structs.HostLayout
+		Ptr uint64
+		Len int64
+	}
+}
+
+type bpfSockTuple struct {
+	_      structs.HostLayout
+	Local  [16]uint8
+	Remote [16]uint8
+	Lport  uint16
+	Rport  uint16
+	Family uint16
+	Pad    uint16
 }
 
 type bpfTwStat uint32
@@ -94,7 +204,10 @@ const (
 	bpfTwStatSTAT_READ_FAILED  bpfTwStat = 1
 	bpfTwStatSTAT_NO_START     bpfTwStat = 2
 	bpfTwStatSTAT_START_FAILED bpfTwStat = 3
-	bpfTwStatSTAT_MAX          bpfTwStat = 4
+	bpfTwStatSTAT_SOCKET_BUSY  bpfTwStat = 4
+	bpfTwStatSTAT_INJECTED     bpfTwStat = 5
+	bpfTwStatSTAT_NOT_INJECTED bpfTwStat = 6
+	bpfTwStatSTAT_MAX          bpfTwStat = 7
 )
 
 // Names of all BPF objects in the ELF.
@@ -102,12 +215,24 @@ const (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	bpfMapChunks                        = "chunks"
+	bpfMapNethttpClientInflight         = "nethttp_client_inflight"
+	bpfMapNethttpClientRequests         = "nethttp_client_requests"
+	bpfMapNethttpConnecting             = "nethttp_connecting"
 	bpfMapNethttpEvents                 = "nethttp_events"
+	bpfMapNethttpPending                = "nethttp_pending"
 	bpfMapNethttpProcs                  = "nethttp_procs"
 	bpfMapNethttpServerInflight         = "nethttp_server_inflight"
+	bpfMapNethttpSockets                = "nethttp_sockets"
 	bpfMapStats                         = "stats"
+	bpfProgSkMsgTraceparent             = "sk_msg_traceparent"
+	bpfProgSockopsTrackConnect          = "sockops_track_connect"
+	bpfProgUprobeTransportRoundTrip     = "uprobe_Transport_roundTrip"
+	bpfProgUprobePersistConnRoundTrip   = "uprobe_persistConn_roundTrip"
+	bpfProgUprobeReadTransfer           = "uprobe_readTransfer"
 	bpfProgUprobeResponseFinishRequest  = "uprobe_response_finishRequest"
 	bpfProgUprobeServerHandlerServeHTTP = "uprobe_serverHandler_ServeHTTP"
+	bpfVarExportEventKind               = "__export_event_kind"
+	bpfVarExportNethttpClientEvent      = "__export_nethttp_client_event"
 	bpfVarExportNethttpServerEvent      = "__export_nethttp_server_event"
 	bpfVarExportTwStat                  = "__export_tw_stat"
 )
@@ -154,6 +279,11 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
+	SkMsgTraceparent             *ebpf.ProgramSpec `ebpf:"sk_msg_traceparent"`
+	SockopsTrackConnect          *ebpf.ProgramSpec `ebpf:"sockops_track_connect"`
+	UprobeTransportRoundTrip     *ebpf.ProgramSpec `ebpf:"uprobe_Transport_roundTrip"`
+	UprobePersistConnRoundTrip   *ebpf.ProgramSpec `ebpf:"uprobe_persistConn_roundTrip"`
+	UprobeReadTransfer           *ebpf.ProgramSpec `ebpf:"uprobe_readTransfer"`
 	UprobeResponseFinishRequest  *ebpf.ProgramSpec `ebpf:"uprobe_response_finishRequest"`
 	UprobeServerHandlerServeHTTP *ebpf.ProgramSpec `ebpf:"uprobe_serverHandler_ServeHTTP"`
 }
@@ -163,9 +293,14 @@ type bpfProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
 	Chunks                *ebpf.MapSpec `ebpf:"chunks"`
+	NethttpClientInflight *ebpf.MapSpec `ebpf:"nethttp_client_inflight"`
+	NethttpClientRequests *ebpf.MapSpec `ebpf:"nethttp_client_requests"`
+	NethttpConnecting     *ebpf.MapSpec `ebpf:"nethttp_connecting"`
 	NethttpEvents         *ebpf.MapSpec `ebpf:"nethttp_events"`
+	NethttpPending        *ebpf.MapSpec `ebpf:"nethttp_pending"`
 	NethttpProcs          *ebpf.MapSpec `ebpf:"nethttp_procs"`
 	NethttpServerInflight *ebpf.MapSpec `ebpf:"nethttp_server_inflight"`
+	NethttpSockets        *ebpf.MapSpec `ebpf:"nethttp_sockets"`
 	Stats                 *ebpf.MapSpec `ebpf:"stats"`
 }
 
@@ -173,6 +308,8 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
+	ExportEventKind          *ebpf.VariableSpec `ebpf:"__export_event_kind"`
+	ExportNethttpClientEvent *ebpf.VariableSpec `ebpf:"__export_nethttp_client_event"`
 	ExportNethttpServerEvent *ebpf.VariableSpec `ebpf:"__export_nethttp_server_event"`
 	ExportTwStat             *ebpf.VariableSpec `ebpf:"__export_tw_stat"`
 }
@@ -198,18 +335,28 @@ func (o *bpfObjects) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
 	Chunks                *ebpf.Map `ebpf:"chunks"`
+	NethttpClientInflight *ebpf.Map `ebpf:"nethttp_client_inflight"`
+	NethttpClientRequests *ebpf.Map `ebpf:"nethttp_client_requests"`
+	NethttpConnecting     *ebpf.Map `ebpf:"nethttp_connecting"`
 	NethttpEvents         *ebpf.Map `ebpf:"nethttp_events"`
+	NethttpPending        *ebpf.Map `ebpf:"nethttp_pending"`
 	NethttpProcs          *ebpf.Map `ebpf:"nethttp_procs"`
 	NethttpServerInflight *ebpf.Map `ebpf:"nethttp_server_inflight"`
+	NethttpSockets        *ebpf.Map `ebpf:"nethttp_sockets"`
 	Stats                 *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Chunks,
+		m.NethttpClientInflight,
+		m.NethttpClientRequests,
+		m.NethttpConnecting,
 		m.NethttpEvents,
+		m.NethttpPending,
 		m.NethttpProcs,
 		m.NethttpServerInflight,
+		m.NethttpSockets,
 		m.Stats,
 	)
 }
@@ -218,6 +365,8 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
+	ExportEventKind          *ebpf.Variable `ebpf:"__export_event_kind"`
+	ExportNethttpClientEvent *ebpf.Variable `ebpf:"__export_nethttp_client_event"`
 	ExportNethttpServerEvent *ebpf.Variable `ebpf:"__export_nethttp_server_event"`
 	ExportTwStat             *ebpf.Variable `ebpf:"__export_tw_stat"`
 }
@@ -226,12 +375,22 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
+	SkMsgTraceparent             *ebpf.Program `ebpf:"sk_msg_traceparent"`
+	SockopsTrackConnect          *ebpf.Program `ebpf:"sockops_track_connect"`
+	UprobeTransportRoundTrip     *ebpf.Program `ebpf:"uprobe_Transport_roundTrip"`
+	UprobePersistConnRoundTrip   *ebpf.Program `ebpf:"uprobe_persistConn_roundTrip"`
+	UprobeReadTransfer           *ebpf.Program `ebpf:"uprobe_readTransfer"`
 	UprobeResponseFinishRequest  *ebpf.Program `ebpf:"uprobe_response_finishRequest"`
 	UprobeServerHandlerServeHTTP *ebpf.Program `ebpf:"uprobe_serverHandler_ServeHTTP"`
 }
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
+		p.SkMsgTraceparent,
+		p.SockopsTrackConnect,
+		p.UprobeTransportRoundTrip,
+		p.UprobePersistConnRoundTrip,
+		p.UprobeReadTransfer,
 		p.UprobeResponseFinishRequest,
 		p.UprobeServerHandlerServeHTTP,
 	)

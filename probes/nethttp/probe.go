@@ -1,13 +1,13 @@
-// Package nethttp traces Go net/http servers: one SERVER span per request,
-// from two uprobes on emulated prologue instructions.
+// Package nethttp traces Go net/http: one SERVER span per request served, one
+// CLIENT span per request sent, their parent/child links inside a process,
+// and W3C traceparent in (read from the request's headers) and out (inserted
+// into the outgoing byte stream by sk_msg). Every uprobe sits on an emulated
+// prologue instruction.
 package nethttp
 
 import (
-	"errors"
 	"fmt"
-	"net"
-	"strconv"
-	"strings"
+	"log/slog"
 	"time"
 	"unsafe"
 
@@ -21,23 +21,23 @@ import (
 // Scope is the instrumentation scope of the spans this probe makes.
 const Scope = "github.com/tracewire/tracewire/probes/nethttp"
 
-const (
-	symServe  = "net/http.serverHandler.ServeHTTP"
-	symFinish = "net/http.(*response).finishRequest"
-)
-
 // Probe is the loaded set of net/http programs serving every target.
 type Probe struct {
 	objs     bpfObjects
 	counters []string // names of the stats map's indexes
 	att      probes.Attachments
+	prop     *propagation
 	rd       *ringbuf.Reader
 	clock    probes.Clock
+	log      *slog.Logger
 }
 
-// Load loads the programs and maps into the kernel.
-func Load() (*Probe, error) {
-	p := &Probe{clock: probes.NewClock()}
+// Load loads the programs and maps into the kernel and attaches the
+// propagation programs (sock_ops on the cgroup-v2 root, sk_msg on the
+// socket map). Without cgroup v2 the spans still work; only outgoing
+// propagation is off, as the log says.
+func Load(log *slog.Logger) (*Probe, error) {
+	p := &Probe{clock: probes.NewClock(), log: log}
 	spec, err := loadBpf()
 	if err != nil {
 		return nil, fmt.Errorf("read nethttp BPF objects: %w", err)
@@ -54,6 +54,9 @@ func Load() (*Probe, error) {
 		return nil, fmt.Errorf("open nethttp ring buffer: %w", err)
 	}
 	p.rd = rd
+	if p.prop, err = attachPropagation(&p.objs); err != nil {
+		log.Warn("outgoing traceparent propagation is off", "reason", err)
+	}
 	return p, nil
 }
 
@@ -67,12 +70,21 @@ func (p *Probe) Add(pid int, file probes.FileID, exe string, bin *gobin.Binary) 
 		return fmt.Errorf("store net/http offsets of pid %d: %w", pid, err)
 	}
 	err = p.att.Acquire(file, exe, bin, []probes.Uprobe{
-		{Symbol: symServe, Prog: p.objs.UprobeServerHandlerServeHTTP},
-		{Symbol: symFinish, Prog: p.objs.UprobeResponseFinishRequest},
+		{Symbol: "net/http.serverHandler.ServeHTTP", Prog: p.objs.UprobeServerHandlerServeHTTP},
+		{Symbol: "net/http.(*response).finishRequest", Prog: p.objs.UprobeResponseFinishRequest},
+		{Symbol: "net/http.(*Transport).roundTrip", Prog: p.objs.UprobeTransportRoundTrip},
+		{Symbol: "net/http.(*persistConn).roundTrip", Prog: p.objs.UprobePersistConnRoundTrip},
+		{Symbol: "net/http.readTransfer", Prog: p.objs.UprobeReadTransfer},
 	})
 	if err != nil {
 		_ = p.objs.NethttpProcs.Delete(uint32(pid))
 		return err
+	}
+	if p.prop != nil {
+		// Connections the target opened before it was traced.
+		if err := p.prop.adoptConnections(pid); err != nil {
+			p.log.Warn("existing connections of the target carry no traceparent", "pid", pid, "err", err)
+		}
 	}
 	return nil
 }
@@ -84,88 +96,55 @@ func (p *Probe) Remove(pid int, file probes.FileID) {
 	}
 }
 
-// offsets collects the struct field offsets the programs read for bin.
-func offsets(bin *gobin.Binary) (*bpfNethttpOffsets, error) {
-	o := &bpfNethttpOffsets{}
-	request := []*uint64{
-		&o.RequestMethod, &o.RequestUrl, &o.RequestProtoMajor, &o.RequestProtoMinor, &o.RequestHost,
-		&o.RequestRemoteAddr, &o.RequestTls, &o.RequestPattern, &o.RequestPat,
-	}
-	for _, f := range []struct {
-		dst        *uint64
-		typ, field string
-		optional   bool
-	}{
-		{&o.G_goid, "runtime.g", "goid", false},
-		{request[0], "net/http.Request", "Method", false},
-		{request[1], "net/http.Request", "URL", false},
-		{request[2], "net/http.Request", "ProtoMajor", false},
-		{request[3], "net/http.Request", "ProtoMinor", false},
-		{request[4], "net/http.Request", "Host", false},
-		{request[5], "net/http.Request", "RemoteAddr", false},
-		{request[6], "net/http.Request", "TLS", false},
-		{request[7], "net/http.Request", "Pattern", true},
-		{request[8], "net/http.Request", "pat", true},
-		{&o.PatternStr, "net/http.pattern", "str", true},
-		{&o.UrlPath, "net/url.URL", "Path", false},
-		{&o.ResponseReq, "net/http.response", "req", false},
-		{&o.ResponseStatus, "net/http.response", "status", false},
-	} {
-		v, err := bin.FieldOffset(f.typ, f.field)
-		switch {
-		case err == nil:
-			*f.dst = v
-		case f.optional && errors.Is(err, gobin.ErrNoField):
-			*f.dst = offNone
-		default:
-			return nil, fmt.Errorf("offset of %s.%s: %w", f.typ, f.field, err)
-		}
-	}
-	// The programs copy the Request's prefix up to its last needed field
-	// (16 bytes: the largest, a string) in one read.
-	for _, off := range request {
-		if *off != offNone {
-			o.RequestSize = max(o.RequestSize, *off+16)
-		}
-	}
-	if o.RequestSize > chunkMax {
-		return nil, fmt.Errorf("net/http.Request fields end at byte %d, beyond the %d the probe copies", o.RequestSize, chunkMax)
-	}
-	return o, nil
-}
-
-// chunkMax is how much of a struct the programs copy at once (CHUNK_MAX).
-const chunkMax = uint64(len(bpfChunk{}.B))
-
-// offNone marks a field the binary's Go version does not have (OFF_NONE in C).
-const offNone = ^uint64(0)
-
 // Run turns ring-buffer events into spans until done is closed and every
 // event already submitted is read. process returns the target's description
-// (nil if unknown: the event is counted and dropped).
+// (nil if unknown: the event is counted and dropped). Spans whose trace is
+// not sampled (an incoming traceparent said so) are not emitted.
 func (p *Probe) Run(done <-chan struct{}, process func(pid int) *spans.Process, emit func(*spans.Span)) {
 	probes.ReadRing(p.rd, 100*time.Millisecond, done, func(raw []byte) {
-		var e bpfNethttpServerEvent
-		if len(raw) < int(unsafe.Sizeof(e)) {
+		if len(raw) < 8 {
 			probes.CountUndecodable()
 			return
 		}
-		e = *(*bpfNethttpServerEvent)(unsafe.Pointer(&raw[0]))
-		proc := process(int(e.Pid))
-		if proc == nil {
-			probes.CountUndecodable()
-			return
+		var s *spans.Span
+		switch kind := bpfEventKind(*(*uint32)(unsafe.Pointer(&raw[0]))); {
+		case kind == bpfEventKindEVENT_SERVER && len(raw) >= int(unsafe.Sizeof(bpfNethttpServerEvent{})):
+			e := (*bpfNethttpServerEvent)(unsafe.Pointer(&raw[0]))
+			if proc := process(int(e.Pid)); proc != nil {
+				s = serverSpan(e, proc, p.clock)
+			}
+		case kind == bpfEventKindEVENT_CLIENT && len(raw) >= int(unsafe.Sizeof(bpfNethttpClientEvent{})):
+			e := (*bpfNethttpClientEvent)(unsafe.Pointer(&raw[0]))
+			if proc := process(int(e.Pid)); proc != nil {
+				s = clientSpan(e, proc, p.clock)
+			}
 		}
-		emit(serverSpan(&e, proc, p.clock))
+		switch {
+		case s == nil:
+			probes.CountUndecodable()
+		case s.TraceFlags&1 == 0:
+			probes.CountUnsampled()
+		default:
+			emit(s)
+		}
 	})
 }
 
-// Detach removes every uprobe: no new events after it returns.
-func (p *Probe) Detach() { p.att.Close() }
+// Propagating reports whether outgoing requests get a traceparent.
+func (p *Probe) Propagating() bool { return p.prop != nil }
+
+// Detach removes every uprobe and the propagation programs: no new events
+// after it returns, and traffic flows unmodified.
+func (p *Probe) Detach() {
+	p.att.Close()
+	if p.prop != nil {
+		p.prop.close()
+	}
+}
 
 // Close detaches, ends Run and frees the programs.
 func (p *Probe) Close() {
-	p.att.Close()
+	p.Detach()
 	p.rd.Close()
 	p.objs.Close()
 }
@@ -183,78 +162,4 @@ func str(b []int8, n int64) string {
 		n = int64(len(b))
 	}
 	return probes.CString(b[:n])
-}
-
-// serverSpan builds the semconv HTTP server span of one request.
-func serverSpan(e *bpfNethttpServerEvent, proc *spans.Process, clock probes.Clock) *spans.Span {
-	method := str(e.Method[:], e.MethodLen)
-	status := e.Status
-	if status == 0 { // the handler wrote nothing: net/http sends 200
-		status = 200
-	}
-	scheme, defPort := "http", 80
-	if e.Tls != 0 {
-		scheme, defPort = "https", 443
-	}
-	s := &spans.Span{
-		Process:    proc,
-		Scope:      Scope,
-		TraceID:    e.Sc.TraceId,
-		SpanID:     e.Sc.SpanId,
-		ParentID:   e.Sc.ParentId,
-		TraceFlags: e.Sc.Flags,
-		Kind:       spans.KindServer,
-		StartNs:    clock.Wall(e.StartNs),
-		EndNs:      clock.Wall(e.EndNs),
-		Error:      status >= 500,
-	}
-	s.Name, s.Attrs = spans.HTTPMethod(method, make([]spans.Attr, 0, 11))
-	s.Attrs = append(s.Attrs,
-		spans.String("url.path", str(e.Path[:], e.PathLen)),
-		spans.String("url.scheme", scheme),
-		spans.Int("http.response.status_code", status),
-		spans.String("network.protocol.version", protoVersion(e.ProtoMajor, e.ProtoMinor)),
-	)
-	if route := route(str(e.Pattern[:], e.PatternLen)); route != "" {
-		s.Attrs = append(s.Attrs, spans.String("http.route", route))
-		s.Name += " " + route
-	}
-	if host, port := hostPort(str(e.Host[:], e.HostLen), defPort); host != "" {
-		s.Attrs = append(s.Attrs, spans.String("server.address", host), spans.Int("server.port", int64(port)))
-	}
-	if addr, _ := hostPort(str(e.Remote[:], e.RemoteLen), 0); addr != "" {
-		s.Attrs = append(s.Attrs, spans.String("client.address", addr))
-	}
-	return s
-}
-
-// route returns the path template of a ServeMux pattern "[METHOD ][HOST]/PATH".
-func route(pattern string) string {
-	if i := strings.IndexByte(pattern, '/'); i >= 0 {
-		return pattern[i:]
-	}
-	return ""
-}
-
-// hostPort splits "host:port" ("[v6]:port", or a bare host taking defPort).
-func hostPort(hp string, defPort int) (string, int) {
-	if hp == "" {
-		return "", 0
-	}
-	host, ps, err := net.SplitHostPort(hp)
-	if err != nil {
-		return strings.Trim(hp, "[]"), defPort
-	}
-	port, err := strconv.Atoi(ps)
-	if err != nil {
-		return host, defPort
-	}
-	return host, port
-}
-
-func protoVersion(major, minor int64) string {
-	if major >= 2 && minor == 0 {
-		return strconv.FormatInt(major, 10)
-	}
-	return strconv.FormatInt(major, 10) + "." + strconv.FormatInt(minor, 10)
 }

@@ -15,6 +15,7 @@ func main() {
 	flag.Parse()
 	mux := http.NewServeMux()
 	routes(mux)
+	callRoutes(mux)
 	log.Printf("hello listening on %s", *addr)
 	log.Fatal(http.ListenAndServe(*addr, mux))
 }

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+)
+
+// Handlers that call another service, for the distributed-trace tests. The
+// downstream URL comes from the "url" query parameter.
+
+// call: GET url, answer with its status and body.
+func call(w http.ResponseWriter, r *http.Request) {
+	resp, err := http.Get(r.URL.Query().Get("url"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
+}
+
+// fanout: n concurrent GETs of url from goroutines of this handler.
+func fanout(w http.ResponseWriter, r *http.Request) {
+	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			resp, err := http.Get(fmt.Sprintf("%s-%d", r.URL.Query().Get("url"), i))
+			if err != nil {
+				errs <- err
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+}
+
+// relay: POST this request's body to url (chunked when chunked=1, else with
+// its Content-Length) and answer with the downstream body.
+func relay(w http.ResponseWriter, r *http.Request) {
+	var body io.Reader = r.Body
+	if r.URL.Query().Get("chunked") == "1" {
+		body = struct{ io.Reader }{r.Body} // unknown length: chunked encoding
+	}
+	req, err := http.NewRequest(http.MethodPost, r.URL.Query().Get("url"), body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if r.URL.Query().Get("chunked") != "1" {
+		req.ContentLength = r.ContentLength
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
+}
+
+// echo answers with the request body.
+func echo(w http.ResponseWriter, r *http.Request) {
+	io.Copy(w, r.Body)
+}
+
+func callRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("/call", call)
+	mux.HandleFunc("/fanout", fanout)
+	mux.HandleFunc("/relay", relay)
+	mux.HandleFunc("/echo", echo)
+}
