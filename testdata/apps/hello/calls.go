@@ -74,9 +74,15 @@ func relay(w http.ResponseWriter, r *http.Request) {
 	io.Copy(w, resp.Body)
 }
 
-// echo answers with the request body.
+// echo answers with the request body, read whole first: an HTTP/1 server
+// cannot read a body once it has started the response.
 func echo(w http.ResponseWriter, r *http.Request) {
-	io.Copy(w, r.Body)
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Write(b)
 }
 
 func callRoutes(mux *http.ServeMux) {
