@@ -29,7 +29,7 @@ enum tw_stat {
 	STAT_RINGBUF_FULL = 0,  /* event dropped: ring buffer full */
 	STAT_READ_FAILED = 1,   /* bpf_probe_read_user of a target field failed */
 	STAT_NO_START = 2,      /* end without start: start evicted or missed */
-	STAT_START_FAILED = 3,  /* in-flight map update failed */
+	STAT_MAP_FULL = 3,      /* a bounded map was full: state not recorded */
 	STAT_SOCKET_BUSY = 4,   /* socket already under another sk_msg program */
 	STAT_INJECTED = 5,      /* traceparent inserted into an outgoing request */
 	STAT_NOT_INJECTED = 6,  /* pending traceparent dropped: not a request / no room */

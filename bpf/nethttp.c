@@ -79,10 +79,12 @@ struct server_inflight {
 };
 
 /* Requests being served, keyed by the goroutine serving them (conn.serve
- * calls both server hooks). LRU: a request that never reaches finishRequest
- * (hijacked connection, HTTP/2) is evicted instead of leaking. */
+ * calls both server hooks). Every per-request map is a bounded hash whose
+ * values start with their insertion time: user space evicts (and counts)
+ * entries that outlive any request, e.g. of a hijacked connection. An insert
+ * into a full map is counted too. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct goroutine_key);
 	__type(value, struct server_inflight);
@@ -112,7 +114,7 @@ struct client_inflight {
  * calling goroutine; a call still here when that goroutine makes its next
  * call or its request ends got no response (transport error). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct goroutine_key);
 	__type(value, struct client_inflight);
@@ -126,21 +128,27 @@ struct request_key {
 
 /* The response is parsed on the connection's read goroutine: it finds the
  * calling goroutine through the *Request. */
+struct client_request {
+	__u64 ts;
+	struct goroutine_key caller;
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct request_key);
-	__type(value, struct goroutine_key);
+	__type(value, struct client_request);
 } nethttp_client_requests SEC(".maps");
 
 struct pending_header {
+	__u64 ts;
 	char line[TRACEPARENT_HEADER_LEN];
 	__u8 _pad[2];
 };
 
 /* The traceparent line for the next request written to a connection. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct sock_tuple);
 	__type(value, struct pending_header);
@@ -159,10 +167,10 @@ struct {
 /* Cookies of sockets a target is connecting (sock_ops sees the connect in
  * the process's context but the established state in softirq). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
-	__type(value, __u8);
+	__type(value, __u64);
 } nethttp_connecting SEC(".maps");
 
 #define METHOD_MAX 16
@@ -281,7 +289,7 @@ int uprobe_serverHandler_ServeHTTP(struct pt_regs *ctx)
 		new_root_span(&v.sc);
 	}
 	if (bpf_map_update_elem(&nethttp_server_inflight, &k, &v, BPF_ANY))
-		count(STAT_START_FAILED);
+		count(STAT_MAP_FULL);
 	return 0;
 }
 
@@ -435,7 +443,7 @@ int uprobe_Transport_roundTrip(struct pt_regs *ctx)
 	/* func (t *Transport) roundTrip(req *Request) */
 	c.request = (__u64)GO_ARG2(ctx);
 	if (bpf_map_update_elem(&nethttp_client_inflight, &k, &c, BPF_ANY))
-		count(STAT_START_FAILED);
+		count(STAT_MAP_FULL);
 	return 0;
 }
 
@@ -482,6 +490,7 @@ int uprobe_persistConn_roundTrip(struct pt_regs *ctx)
 	struct nethttp_offsets *o;
 	struct client_inflight *c;
 	struct pending_header ph;
+	struct client_request cr;
 	struct w3c_headers h = {};
 	void *pc, *conn, *fd;
 
@@ -495,7 +504,10 @@ int uprobe_persistConn_roundTrip(struct pt_regs *ctx)
 	pc = GO_ARG1(ctx);
 	c->request = (__u64)read_ptr(GO_ARG2(ctx) + o->treq_request);
 	rk.request = c->request;
-	bpf_map_update_elem(&nethttp_client_requests, &rk, &k, BPF_ANY);
+	cr.ts = bpf_ktime_get_ns();
+	cr.caller = k;
+	if (bpf_map_update_elem(&nethttp_client_requests, &rk, &cr, BPF_ANY))
+		count(STAT_MAP_FULL);
 
 	/* Plain TCP only: a TLS connection's bytes cannot be edited. */
 	if (read_ptr(pc + o->pconn_tls_state))
@@ -509,8 +521,10 @@ int uprobe_persistConn_roundTrip(struct pt_regs *ctx)
 	find_w3c_headers(read_ptr((void *)c->request + o->request_header), &o->maps, &h);
 	if (h.traceparent.len)
 		return 0;
+	ph.ts = cr.ts;
 	format_traceparent_header(ph.line, &c->sc);
-	bpf_map_update_elem(&nethttp_pending, &c->peer, &ph, BPF_ANY);
+	if (bpf_map_update_elem(&nethttp_pending, &c->peer, &ph, BPF_ANY))
+		count(STAT_MAP_FULL);
 	return 0;
 }
 
@@ -521,7 +535,7 @@ int uprobe_readTransfer(struct pt_regs *ctx)
 	struct request_key rk = {.tgid = tgid};
 	struct nethttp_offsets *o;
 	struct client_inflight *c;
-	struct goroutine_key *k;
+	struct client_request *cr;
 	void *resp;
 	__s64 status;
 
@@ -533,16 +547,16 @@ int uprobe_readTransfer(struct pt_regs *ctx)
 	 * found in nethttp_client_requests. */
 	resp = GO_ARG2(ctx);
 	rk.request = (__u64)read_ptr(resp + o->resp_request);
-	k = bpf_map_lookup_elem(&nethttp_client_requests, &rk);
-	if (!k)
+	cr = bpf_map_lookup_elem(&nethttp_client_requests, &rk);
+	if (!cr)
 		return 0;
 	status = read_s64(resp + o->resp_status_code);
 	if (status >= 100 && status < 200 && status != 101)
 		return 0; /* interim response: the final one follows */
-	c = bpf_map_lookup_elem(&nethttp_client_inflight, k);
+	c = bpf_map_lookup_elem(&nethttp_client_inflight, &cr->caller);
 	if (c) {
 		emit_client(tgid, o, c, status, bpf_ktime_get_ns());
-		bpf_map_delete_elem(&nethttp_client_inflight, k);
+		bpf_map_delete_elem(&nethttp_client_inflight, &cr->caller);
 	}
 	bpf_map_delete_elem(&nethttp_client_requests, &rk);
 	return 0;
@@ -553,8 +567,7 @@ int uprobe_readTransfer(struct pt_regs *ctx)
 SEC("sockops")
 int sockops_track_connect(struct bpf_sock_ops *skops)
 {
-	__u64 cookie;
-	__u8 one = 1;
+	__u64 cookie, now;
 
 	switch (skops->op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB: {
@@ -564,7 +577,9 @@ int sockops_track_connect(struct bpf_sock_ops *skops)
 		if (!bpf_map_lookup_elem(&nethttp_procs, &tgid))
 			return 1;
 		cookie = bpf_get_socket_cookie(skops);
-		bpf_map_update_elem(&nethttp_connecting, &cookie, &one, BPF_ANY);
+		now = bpf_ktime_get_ns();
+		if (bpf_map_update_elem(&nethttp_connecting, &cookie, &now, BPF_ANY))
+			count(STAT_MAP_FULL);
 		return 1;
 	}
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB: {

@@ -456,3 +456,37 @@ func TestNonTargetUntouched(t *testing.T) {
 		t.Errorf("%d spans from a non-target process", n)
 	}
 }
+
+// TestConsoleWaterfall: --exporter console prints the cross-process trace as
+// one waterfall: the A server, its client call indented under it, and B's
+// server span under that.
+func TestConsoleWaterfall(t *testing.T) {
+	requireEBPF(t)
+	recv := otlptest.Start(t) // unused by the console exporter
+	a := startApp(t, "hello-go122")
+	b := startApp(t, "hello-go126")
+	ag := startAgentArgs(t, recv, []string{"hello-go122", "hello-go126"}, []string{"--exporter", "console"}, "OTEL_BSP_SCHEDULE_DELAY=60000")
+	time.Sleep(2 * time.Second) // attached: no exported span can prove it with this exporter
+	if got := get(t, a.url("/call?url="+url.QueryEscape(b.url("/users/console")))); got != 200 {
+		t.Fatalf("A /call: %d", got)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if code := ag.terminate(t); code != 0 {
+		t.Fatalf("agent exit %d", code)
+	}
+	lines := strings.Split(ag.stdout.String(), "\n")
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "trace ") || !strings.Contains(l, "spans=3") || i+3 >= len(lines) {
+			continue
+		}
+		want := []string{"  hello-go122 ", "    hello-go122 ", "      hello-go126 "}
+		kinds := []string{"GET /call", "GET ", "GET /users/{id}"}
+		for j, w := range want {
+			if l := lines[i+1+j]; !strings.HasPrefix(l, w) || !strings.Contains(l, kinds[j]) {
+				t.Errorf("waterfall line %d = %q, want prefix %q and %q", j, l, w, kinds[j])
+			}
+		}
+		return
+	}
+	t.Fatalf("no 3-span trace in the console output:\n%s", ag.stdout.String())
+}

@@ -158,27 +158,34 @@ func (a *app) stop() {
 
 // agentProc is a running agent.
 type agentProc struct {
-	cmd    *exec.Cmd
-	stderr *bytes.Buffer
-	done   chan struct{}
+	cmd            *exec.Cmd
+	stdout, stderr *bytes.Buffer
+	done           chan struct{}
 }
 
 // startAgent runs the agent with targets, exporting to recv.
 func startAgent(t *testing.T, recv *otlptest.Receiver, targets []string, env ...string) *agentProc {
 	t.Helper()
+	return startAgentArgs(t, recv, targets, nil, env...)
+}
+
+// startAgentArgs is startAgent with more command-line arguments.
+func startAgentArgs(t *testing.T, recv *otlptest.Receiver, targets, extra []string, env ...string) *agentProc {
+	t.Helper()
 	dir := buildAll(t)
-	var args []string
+	args := append([]string{"--log-level", "debug"}, extra...)
 	for _, n := range targets {
 		args = append(args, "--target", n)
 	}
-	ag := &agentProc{stderr: &bytes.Buffer{}, done: make(chan struct{})}
-	ag.cmd = exec.Command(filepath.Join(dir, "agent"), append(args, "--log-level", "debug")...)
+	ag := &agentProc{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	ag.cmd = exec.Command(filepath.Join(dir, "agent"), args...)
 	ag.cmd.Env = append(os.Environ(),
 		"OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint(),
 		"OTEL_BSP_SCHEDULE_DELAY=100",
 	)
 	ag.cmd.Env = append(ag.cmd.Env, env...)
 	ag.cmd.Stderr = &syncWriter{w: ag.stderr}
+	ag.cmd.Stdout = &syncWriter{w: ag.stdout}
 	if err := ag.cmd.Start(); err != nil {
 		t.Fatalf("start agent: %v", err)
 	}

@@ -4,6 +4,8 @@
 package probes
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -228,4 +230,38 @@ func KernelCounters(m *ebpf.Map, names []string) (map[string]uint64, error) {
 		}
 	}
 	return out, nil
+}
+
+// EvictStale deletes the entries of m whose value starts with a kernel
+// monotonic timestamp older than maxAge, and returns how many it deleted.
+// Per-request maps are bounded hashes swept this way, so state that never
+// meets its end (a hijacked connection, a call whose goroutine died) is
+// evicted and counted rather than filling the map.
+func EvictStale(m *ebpf.Map, maxAge time.Duration) (int, error) {
+	var now unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err != nil {
+		return 0, err
+	}
+	if now.Nano() <= maxAge.Nanoseconds() {
+		return 0, nil // booted too recently for anything to be stale
+	}
+	cutoff := uint64(now.Nano() - maxAge.Nanoseconds())
+	var k, v []byte
+	var stale [][]byte
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if len(v) >= 8 && binary.NativeEndian.Uint64(v) < cutoff {
+			stale = append(stale, bytes.Clone(k))
+		}
+	}
+	if err := it.Err(); err != nil {
+		return 0, fmt.Errorf("iterate %s: %w", m, err)
+	}
+	n := 0
+	for _, k := range stale {
+		if m.Delete(k) == nil {
+			n++
+		}
+	}
+	return n, nil
 }

@@ -35,6 +35,12 @@ type bpfClientInflight struct {
 	Pad     [7]uint8
 }
 
+type bpfClientRequest struct {
+	_      structs.HostLayout
+	Ts     uint64
+	Caller bpfGoroutineKey
+}
+
 type bpfEventKind uint32
 
 const (
@@ -158,6 +164,7 @@ type bpfNethttpServerEvent struct {
 
 type bpfPendingHeader struct {
 	_    structs.HostLayout
+	Ts   uint64
 	Line [70]int8
 	Pad  [2]uint8
 }
@@ -203,7 +210,7 @@ const (
 	bpfTwStatSTAT_RINGBUF_FULL bpfTwStat = 0
 	bpfTwStatSTAT_READ_FAILED  bpfTwStat = 1
 	bpfTwStatSTAT_NO_START     bpfTwStat = 2
-	bpfTwStatSTAT_START_FAILED bpfTwStat = 3
+	bpfTwStatSTAT_MAP_FULL     bpfTwStat = 3
 	bpfTwStatSTAT_SOCKET_BUSY  bpfTwStat = 4
 	bpfTwStatSTAT_INJECTED     bpfTwStat = 5
 	bpfTwStatSTAT_NOT_INJECTED bpfTwStat = 6

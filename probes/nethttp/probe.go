@@ -8,9 +8,12 @@ package nethttp
 import (
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/tracewire/tracewire/internal/gobin"
@@ -30,7 +33,13 @@ type Probe struct {
 	rd       *ringbuf.Reader
 	clock    probes.Clock
 	log      *slog.Logger
+	evicted  sync.Map // map name -> *atomic.Uint64
+	stop     chan struct{}
 }
+
+// staleAfter is how long per-request state may live before it is evicted:
+// far longer than any request the agent is meant to trace.
+const staleAfter = 2 * time.Minute
 
 // Load loads the programs and maps into the kernel and attaches the
 // propagation programs (sock_ops on the cgroup-v2 root, sk_msg on the
@@ -57,6 +66,8 @@ func Load(log *slog.Logger) (*Probe, error) {
 	if p.prop, err = attachPropagation(&p.objs); err != nil {
 		log.Warn("outgoing traceparent propagation is off", "reason", err)
 	}
+	p.stop = make(chan struct{})
+	go p.evictLoop()
 	return p, nil
 }
 
@@ -142,16 +153,51 @@ func (p *Probe) Detach() {
 	}
 }
 
+// evictLoop sweeps the per-request maps now and then.
+func (p *Probe) evictLoop() {
+	tick := time.NewTicker(staleAfter / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-tick.C:
+		}
+		m := &p.objs.bpfMaps
+		for name, bm := range map[string]*ebpf.Map{
+			"server_inflight": m.NethttpServerInflight, "client_inflight": m.NethttpClientInflight,
+			"client_requests": m.NethttpClientRequests, "pending": m.NethttpPending, "connecting": m.NethttpConnecting,
+		} {
+			n, err := probes.EvictStale(bm, staleAfter)
+			if err != nil {
+				p.log.Warn("evicting stale state failed", "map", name, "err", err)
+			}
+			c, _ := p.evicted.LoadOrStore(name, new(atomic.Uint64))
+			c.(*atomic.Uint64).Add(uint64(n))
+		}
+	}
+}
+
 // Close detaches, ends Run and frees the programs.
 func (p *Probe) Close() {
+	close(p.stop)
 	p.Detach()
 	p.rd.Close()
 	p.objs.Close()
 }
 
-// Counters returns the kernel-side drop and error counters.
+// Counters returns the kernel-side drop and error counters and the
+// evictions of stale per-request state.
 func (p *Probe) Counters() (map[string]uint64, error) {
-	return probes.KernelCounters(p.objs.Stats, p.counters)
+	c, err := probes.KernelCounters(p.objs.Stats, p.counters)
+	if err != nil {
+		return nil, err
+	}
+	p.evicted.Range(func(k, v any) bool {
+		c["evicted_"+k.(string)] = v.(*atomic.Uint64).Load()
+		return true
+	})
+	return c, nil
 }
 
 func str(b []int8, n int64) string {
