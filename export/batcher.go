@@ -92,6 +92,7 @@ func (b *Batcher) Add(s *spans.Span) {
 		dropped, closed := b.dropped, b.closed
 		warn := b.dropWarn.allow(time.Now())
 		b.mu.Unlock()
+		s.Release()
 		if warn {
 			b.log.Warn("dropping spans", "reason", dropReason(closed), "dropped_total", dropped, "max_queue_size", len(b.ring))
 		}
@@ -239,7 +240,9 @@ func (b *Batcher) commit(k int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for i := range k {
-		b.ring[(b.head+i)%len(b.ring)] = nil
+		j := (b.head + i) % len(b.ring)
+		b.ring[j].Release() // uploaded: the sink keeps nothing of it
+		b.ring[j] = nil
 	}
 	b.head = (b.head + k) % len(b.ring)
 	b.n -= k

@@ -175,12 +175,18 @@ func NewClock() Clock {
 func (c Clock) Wall(mono uint64) int64 { return int64(mono) + c.offset }
 
 // CString returns the text of a NUL-terminated C char array.
-func CString(b []int8) string {
+func CString(b []int8) string { return string(Bytes(b)) }
+
+// Bytes views a C char array up to its first NUL as bytes, without copying.
+func Bytes(b []int8) []byte {
 	n := 0
 	for n < len(b) && b[n] != 0 {
 		n++
 	}
-	return string(unsafe.Slice((*byte)(unsafe.Pointer(&b[0])), n))
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&b[0])), n)
 }
 
 // undecodable counts ring-buffer records no probe could decode.

@@ -27,8 +27,11 @@ const (
 	bpfTwStatSTAT_RINGBUF_FULL bpfTwStat = 0
 	bpfTwStatSTAT_READ_FAILED  bpfTwStat = 1
 	bpfTwStatSTAT_NO_START     bpfTwStat = 2
-	bpfTwStatSTAT_START_FAILED bpfTwStat = 3
-	bpfTwStatSTAT_MAX          bpfTwStat = 4
+	bpfTwStatSTAT_MAP_FULL     bpfTwStat = 3
+	bpfTwStatSTAT_SOCKET_BUSY  bpfTwStat = 4
+	bpfTwStatSTAT_INJECTED     bpfTwStat = 5
+	bpfTwStatSTAT_NOT_INJECTED bpfTwStat = 6
+	bpfTwStatSTAT_MAX          bpfTwStat = 7
 )
 
 // Names of all BPF objects in the ELF.

@@ -2,6 +2,11 @@
 // and exporters consume, and the per-process description its resource is built from.
 package spans
 
+import (
+	"sync"
+	"unsafe"
+)
+
 // Kind is the OTLP span kind.
 type Kind uint8
 
@@ -54,4 +59,38 @@ type Span struct {
 	Error      bool // status Error; StatusMsg says why
 	StatusMsg  string
 	Attrs      []Attr
+
+	arena []byte // backing store of strings made by Str
+}
+
+// Spans are recycled: the probes' hot path takes one with New, fills it, and
+// the exporter gives it back with Release once it is uploaded (or dropped),
+// so decoding an event allocates nothing in the steady state.
+var pool = sync.Pool{New: func() any {
+	return &Span{Attrs: make([]Attr, 0, 12), arena: make([]byte, 0, 512)}
+}}
+
+// New returns an empty span from the pool.
+func New() *Span { return pool.Get().(*Span) }
+
+// Release returns s to the pool; s and every string made by s.Str must not
+// be used afterwards.
+func (s *Span) Release() {
+	*s = Span{Attrs: s.Attrs[:0], arena: s.arena[:0]}
+	pool.Put(s)
+}
+
+// Str copies b into storage owned by s and returns it as a string that stays
+// valid until s is released. Text read from the kernel goes through it.
+func (s *Span) Str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if cap(s.arena)-len(s.arena) < len(b) {
+		// Strings already made keep the old array alive; start a new one.
+		s.arena = make([]byte, 0, max(512, 2*len(b)))
+	}
+	start := len(s.arena)
+	s.arena = append(s.arena, b...)
+	return unsafe.String(&s.arena[start], len(b))
 }

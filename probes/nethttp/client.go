@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/spans"
 )
 
@@ -12,23 +11,19 @@ import (
 // the call of Transport.roundTrip until the response headers are parsed; a
 // call that got no response (status 0) is an error ending when the agent
 // noticed: the caller's next call or the end of the request it serves.
-func clientSpan(e *bpfNethttpClientEvent, proc *spans.Process, clock probes.Clock) *spans.Span {
-	method := str(e.Method[:], e.MethodLen)
-	scheme := str(e.Scheme[:], e.SchemeLen)
-	s := &spans.Span{
-		Process:    proc,
-		Scope:      Scope,
-		TraceID:    e.Sc.TraceId,
-		SpanID:     e.Sc.SpanId,
-		ParentID:   e.Sc.ParentId,
-		TraceFlags: e.Sc.Flags,
-		Kind:       spans.KindClient,
-		StartNs:    clock.Wall(e.StartNs),
-		EndNs:      clock.Wall(e.EndNs),
-	}
-	s.Name, s.Attrs = spans.HTTPMethod(method, make([]spans.Attr, 0, 8))
-	host := str(e.Host[:], e.HostLen)
-	s.Attrs = append(s.Attrs, spans.String("url.full", fullURL(scheme, host, str(e.Path[:], e.PathLen), str(e.Query[:], e.QueryLen), e.HasUser != 0)))
+func (d *decoder) client(e *bpfNethttpClientEvent, proc *spans.Process) *spans.Span {
+	s := spans.New()
+	method := text(s, e.Method[:], e.MethodLen)
+	scheme := text(s, e.Scheme[:], e.SchemeLen)
+	s.Process = proc
+	s.Scope = Scope
+	s.TraceID, s.SpanID, s.ParentID, s.TraceFlags = e.Sc.TraceId, e.Sc.SpanId, e.Sc.ParentId, e.Sc.Flags
+	s.Kind = spans.KindClient
+	s.StartNs, s.EndNs = d.clock.Wall(e.StartNs), d.clock.Wall(e.EndNs)
+	s.Name, s.Attrs = spans.HTTPMethod(method, s.Attrs)
+	host := text(s, e.Host[:], e.HostLen)
+	d.scratch = fullURL(d.scratch[:0], scheme, host, text(s, e.Path[:], e.PathLen), text(s, e.Query[:], e.QueryLen), e.HasUser != 0)
+	s.Attrs = append(s.Attrs, spans.String("url.full", s.Str(d.scratch)))
 	defPort := 80
 	if scheme == "https" {
 		defPort = 443
@@ -37,7 +32,8 @@ func clientSpan(e *bpfNethttpClientEvent, proc *spans.Process, clock probes.Cloc
 		s.Attrs = append(s.Attrs, spans.String("server.address", h), spans.Int("server.port", int64(port)))
 	}
 	if e.HasPeer != 0 {
-		s.Attrs = append(s.Attrs, spans.String("network.peer.address", peerAddr(&e.Peer)), spans.Int("network.peer.port", int64(e.Peer.Rport)))
+		d.scratch = peerAddr(&e.Peer).AppendTo(d.scratch[:0])
+		s.Attrs = append(s.Attrs, spans.String("network.peer.address", s.Str(d.scratch)), spans.Int("network.peer.port", int64(e.Peer.Rport)))
 	}
 	switch {
 	case e.Status == 0:
@@ -49,38 +45,38 @@ func clientSpan(e *bpfNethttpClientEvent, proc *spans.Process, clock probes.Cloc
 	return s
 }
 
-// fullURL rebuilds url.full without secrets: userinfo and every query value
-// are replaced by REDACTED, as semantic conventions ask.
-func fullURL(scheme, host, path, query string, user bool) string {
-	var b strings.Builder
-	b.WriteString(scheme)
-	b.WriteString("://")
+// fullURL appends url.full without secrets to b: userinfo and every query
+// value are replaced by REDACTED, as semantic conventions ask.
+func fullURL(b []byte, scheme, host, path, query string, user bool) []byte {
+	b = append(append(b, scheme...), "://"...)
 	if user {
-		b.WriteString("REDACTED:REDACTED@")
+		b = append(b, "REDACTED:REDACTED@"...)
 	}
-	b.WriteString(host)
-	b.WriteString(path)
-	if query != "" {
-		b.WriteByte('?')
-		for i, kv := range strings.Split(query, "&") {
-			if i > 0 {
-				b.WriteByte('&')
-			}
-			k, _, hasValue := strings.Cut(kv, "=")
-			b.WriteString(k)
-			if hasValue {
-				b.WriteString("=REDACTED")
-			}
+	b = append(append(b, host...), path...)
+	if query == "" {
+		return b
+	}
+	b = append(b, '?')
+	for i := 0; query != ""; i++ {
+		var kv string
+		kv, query, _ = strings.Cut(query, "&")
+		if i > 0 {
+			b = append(b, '&')
+		}
+		k, _, hasValue := strings.Cut(kv, "=")
+		b = append(b, k...)
+		if hasValue {
+			b = append(b, "=REDACTED"...)
 		}
 	}
-	return b.String()
+	return b
 }
 
-func peerAddr(t *bpfSockTuple) string {
+func peerAddr(t *bpfSockTuple) netip.Addr {
 	if t.Family == afInet {
-		return netip.AddrFrom4([4]byte(t.Remote[:4])).String()
+		return netip.AddrFrom4([4]byte(t.Remote[:4]))
 	}
-	return netip.AddrFrom16(t.Remote).Unmap().String()
+	return netip.AddrFrom16(t.Remote).Unmap()
 }
 
 const afInet = 2

@@ -12,7 +12,7 @@ func TestFullURLRedacts(t *testing.T) {
 		{"https", "svc", "/a", "token=s3cret&x=1&flag", false, "https://svc/a?token=REDACTED&x=REDACTED&flag"},
 		{"http", "svc", "/", "a=", true, "http://REDACTED:REDACTED@svc/?a=REDACTED"},
 	} {
-		if got := fullURL(c.scheme, c.host, c.path, c.query, c.user); got != c.want {
+		if got := string(fullURL(nil, c.scheme, c.host, c.path, c.query, c.user)); got != c.want {
 			t.Errorf("fullURL(%q, %q, %q, %q, %v) = %q, want %q", c.scheme, c.host, c.path, c.query, c.user, got, c.want)
 		}
 	}

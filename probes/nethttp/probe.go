@@ -112,6 +112,7 @@ func (p *Probe) Remove(pid int, file probes.FileID) {
 // (nil if unknown: the event is counted and dropped). Spans whose trace is
 // not sampled (an incoming traceparent said so) are not emitted.
 func (p *Probe) Run(done <-chan struct{}, process func(pid int) *spans.Process, emit func(*spans.Span)) {
+	d := &decoder{clock: p.clock}
 	probes.ReadRing(p.rd, 100*time.Millisecond, done, func(raw []byte) {
 		if len(raw) < 8 {
 			probes.CountUndecodable()
@@ -122,12 +123,12 @@ func (p *Probe) Run(done <-chan struct{}, process func(pid int) *spans.Process, 
 		case kind == bpfEventKindEVENT_SERVER && len(raw) >= int(unsafe.Sizeof(bpfNethttpServerEvent{})):
 			e := (*bpfNethttpServerEvent)(unsafe.Pointer(&raw[0]))
 			if proc := process(int(e.Pid)); proc != nil {
-				s = serverSpan(e, proc, p.clock)
+				s = d.server(e, proc)
 			}
 		case kind == bpfEventKindEVENT_CLIENT && len(raw) >= int(unsafe.Sizeof(bpfNethttpClientEvent{})):
 			e := (*bpfNethttpClientEvent)(unsafe.Pointer(&raw[0]))
 			if proc := process(int(e.Pid)); proc != nil {
-				s = clientSpan(e, proc, p.clock)
+				s = d.client(e, proc)
 			}
 		}
 		switch {
@@ -135,6 +136,7 @@ func (p *Probe) Run(done <-chan struct{}, process func(pid int) *spans.Process, 
 			probes.CountUndecodable()
 		case s.TraceFlags&1 == 0:
 			probes.CountUnsampled()
+			s.Release()
 		default:
 			emit(s)
 		}
@@ -200,12 +202,17 @@ func (p *Probe) Counters() (map[string]uint64, error) {
 	return c, nil
 }
 
-func str(b []int8, n int64) string {
+// decoder turns events into spans; it belongs to the one goroutine of Run.
+type decoder struct {
+	clock   probes.Clock
+	scratch []byte
+}
+
+// text is the string of a C char array whose Go string had length n (the
+// array may hold less: it was cut), stored in s.
+func text(s *spans.Span, b []int8, n int64) string {
 	if n <= 0 {
 		return ""
 	}
-	if n > int64(len(b)) {
-		n = int64(len(b))
-	}
-	return probes.CString(b[:n])
+	return s.Str(probes.Bytes(b[:min(n, int64(len(b)))]))
 }

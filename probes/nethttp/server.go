@@ -5,13 +5,13 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/spans"
 )
 
-// serverSpan builds the semconv HTTP server span of one request.
-func serverSpan(e *bpfNethttpServerEvent, proc *spans.Process, clock probes.Clock) *spans.Span {
-	method := str(e.Method[:], e.MethodLen)
+// server builds the semconv HTTP server span of one request.
+func (d *decoder) server(e *bpfNethttpServerEvent, proc *spans.Process) *spans.Span {
+	s := spans.New()
+	method := text(s, e.Method[:], e.MethodLen)
 	status := e.Status
 	if status == 0 { // the handler wrote nothing: net/http sends 200
 		status = 200
@@ -20,34 +20,29 @@ func serverSpan(e *bpfNethttpServerEvent, proc *spans.Process, clock probes.Cloc
 	if e.Tls != 0 {
 		scheme, defPort = "https", 443
 	}
-	s := &spans.Span{
-		Process:    proc,
-		Scope:      Scope,
-		TraceID:    e.Sc.TraceId,
-		SpanID:     e.Sc.SpanId,
-		ParentID:   e.Sc.ParentId,
-		TraceFlags: e.Sc.Flags,
-		TraceState: str(e.Tracestate[:], e.TracestateLen),
-		Kind:       spans.KindServer,
-		StartNs:    clock.Wall(e.StartNs),
-		EndNs:      clock.Wall(e.EndNs),
-		Error:      status >= 500,
-	}
-	s.Name, s.Attrs = spans.HTTPMethod(method, make([]spans.Attr, 0, 11))
+	s.Process = proc
+	s.Scope = Scope
+	s.TraceID, s.SpanID, s.ParentID, s.TraceFlags = e.Sc.TraceId, e.Sc.SpanId, e.Sc.ParentId, e.Sc.Flags
+	s.TraceState = text(s, e.Tracestate[:], e.TracestateLen)
+	s.Kind = spans.KindServer
+	s.StartNs, s.EndNs = d.clock.Wall(e.StartNs), d.clock.Wall(e.EndNs)
+	s.Error = status >= 500
+	s.Name, s.Attrs = spans.HTTPMethod(method, s.Attrs)
 	s.Attrs = append(s.Attrs,
-		spans.String("url.path", str(e.Path[:], e.PathLen)),
+		spans.String("url.path", text(s, e.Path[:], e.PathLen)),
 		spans.String("url.scheme", scheme),
 		spans.Int("http.response.status_code", status),
 		spans.String("network.protocol.version", protoVersion(e.ProtoMajor, e.ProtoMinor)),
 	)
-	if route := route(str(e.Pattern[:], e.PatternLen)); route != "" {
+	if route := route(text(s, e.Pattern[:], e.PatternLen)); route != "" {
 		s.Attrs = append(s.Attrs, spans.String("http.route", route))
-		s.Name += " " + route
+		d.scratch = append(append(append(d.scratch[:0], s.Name...), ' '), route...)
+		s.Name = s.Str(d.scratch)
 	}
-	if host, port := hostPort(str(e.Host[:], e.HostLen), defPort); host != "" {
+	if host, port := hostPort(text(s, e.Host[:], e.HostLen), defPort); host != "" {
 		s.Attrs = append(s.Attrs, spans.String("server.address", host), spans.Int("server.port", int64(port)))
 	}
-	if addr, _ := hostPort(str(e.Remote[:], e.RemoteLen), 0); addr != "" {
+	if addr, _ := hostPort(text(s, e.Remote[:], e.RemoteLen), 0); addr != "" {
 		s.Attrs = append(s.Attrs, spans.String("client.address", addr))
 	}
 	return s
@@ -78,7 +73,12 @@ func hostPort(hp string, defPort int) (string, int) {
 }
 
 func protoVersion(major, minor int64) string {
-	if major >= 2 && minor == 0 {
+	switch {
+	case major == 1 && minor == 1:
+		return "1.1" // the common case, without allocating
+	case major == 1 && minor == 0:
+		return "1.0"
+	case major >= 2 && minor == 0:
 		return strconv.FormatInt(major, 10)
 	}
 	return strconv.FormatInt(major, 10) + "." + strconv.FormatInt(minor, 10)
