@@ -564,6 +564,26 @@ int uprobe_readTransfer(struct pt_regs *ctx)
 
 /* ----------------------------------------------------------- propagation */
 
+/* TUPLE_FROM_CTX fills a sock_tuple from a bpf_sock_ops or an sk_msg_md: both
+ * name the connection's fields alike (remote port in network order, shifted
+ * into the upper half of the word). */
+#define TUPLE_FROM_CTX(t, c)                                                              \
+	do {                                                                              \
+		(t)->family = (c)->family;                                                \
+		(t)->lport = (c)->local_port;                                             \
+		(t)->rport = bpf_ntohl((c)->remote_port);                                 \
+		if ((t)->family == 2) {                                                   \
+			__u32 l4 = (c)->local_ip4, r4 = (c)->remote_ip4;                  \
+			__builtin_memcpy((t)->local, &l4, 4);                             \
+			__builtin_memcpy((t)->remote, &r4, 4);                            \
+		} else {                                                                  \
+			__u32 l6[4] = {(c)->local_ip6[0], (c)->local_ip6[1], (c)->local_ip6[2], (c)->local_ip6[3]};     \
+			__u32 r6[4] = {(c)->remote_ip6[0], (c)->remote_ip6[1], (c)->remote_ip6[2], (c)->remote_ip6[3]}; \
+			__builtin_memcpy((t)->local, l6, 16);                             \
+			__builtin_memcpy((t)->remote, r6, 16);                            \
+		}                                                                         \
+	} while (0)
+
 SEC("sockops")
 int sockops_track_connect(struct bpf_sock_ops *skops)
 {
@@ -589,21 +609,7 @@ int sockops_track_connect(struct bpf_sock_ops *skops)
 		if (!bpf_map_lookup_elem(&nethttp_connecting, &cookie))
 			return 1;
 		bpf_map_delete_elem(&nethttp_connecting, &cookie);
-		t.family = skops->family;
-		t.lport = skops->local_port;
-		t.rport = bpf_ntohl(skops->remote_port);
-		if (t.family == 2) {
-			__u32 l = skops->local_ip4, r = skops->remote_ip4;
-
-			__builtin_memcpy(t.local, &l, 4);
-			__builtin_memcpy(t.remote, &r, 4);
-		} else {
-			__u32 l[4] = {skops->local_ip6[0], skops->local_ip6[1], skops->local_ip6[2], skops->local_ip6[3]};
-			__u32 r[4] = {skops->remote_ip6[0], skops->remote_ip6[1], skops->remote_ip6[2], skops->remote_ip6[3]};
-
-			__builtin_memcpy(t.local, l, 16);
-			__builtin_memcpy(t.remote, r, 16);
-		}
+		TUPLE_FROM_CTX(&t, skops);
 		if (bpf_sock_hash_update(skops, &nethttp_sockets, &t, BPF_NOEXIST))
 			count(STAT_SOCKET_BUSY);
 		return 1;
@@ -622,21 +628,7 @@ int sk_msg_traceparent(struct sk_msg_md *msg)
 	__u32 size = msg->size, n, off = 0, i;
 	char *d, *end;
 
-	t.family = msg->family;
-	t.lport = msg->local_port;
-	t.rport = bpf_ntohl(msg->remote_port);
-	if (t.family == 2) {
-		__u32 l = msg->local_ip4, r = msg->remote_ip4;
-
-		__builtin_memcpy(t.local, &l, 4);
-		__builtin_memcpy(t.remote, &r, 4);
-	} else {
-		__u32 l[4] = {msg->local_ip6[0], msg->local_ip6[1], msg->local_ip6[2], msg->local_ip6[3]};
-		__u32 r[4] = {msg->remote_ip6[0], msg->remote_ip6[1], msg->remote_ip6[2], msg->remote_ip6[3]};
-
-		__builtin_memcpy(t.local, l, 16);
-		__builtin_memcpy(t.remote, r, 16);
-	}
+	TUPLE_FROM_CTX(&t, msg);
 	ph = bpf_map_lookup_elem(&nethttp_pending, &t);
 	if (!ph)
 		return SK_PASS;
@@ -654,26 +646,22 @@ int sk_msg_traceparent(struct sk_msg_md *msg)
 			break;
 		}
 	}
-	if (!off || d + 8 > end || d[0] < 'A' || d[0] > 'Z') {
-		count(STAT_NOT_INJECTED);
-		bpf_map_delete_elem(&nethttp_pending, &t);
-		return SK_PASS;
-	}
+	if (!off || d + 8 > end || d[0] < 'A' || d[0] > 'Z')
+		goto skip;
 	if (bpf_msg_push_data(msg, off, TRACEPARENT_HEADER_LEN, 0) ||
-	    bpf_msg_pull_data(msg, off, off + TRACEPARENT_HEADER_LEN, 0)) {
-		count(STAT_NOT_INJECTED);
-		bpf_map_delete_elem(&nethttp_pending, &t);
-		return SK_PASS;
-	}
+	    bpf_msg_pull_data(msg, off, off + TRACEPARENT_HEADER_LEN, 0))
+		goto skip;
 	d = msg->data;
 	end = msg->data_end;
-	if (d + TRACEPARENT_HEADER_LEN > end) {
-		count(STAT_NOT_INJECTED);
-		bpf_map_delete_elem(&nethttp_pending, &t);
-		return SK_PASS;
-	}
+	if (d + TRACEPARENT_HEADER_LEN > end)
+		goto skip;
 	__builtin_memcpy(d, ph->line, TRACEPARENT_HEADER_LEN);
 	bpf_map_delete_elem(&nethttp_pending, &t);
 	count(STAT_INJECTED);
+	return SK_PASS;
+skip:
+	/* Not a request line within reach, or no room: leave the bytes alone. */
+	count(STAT_NOT_INJECTED);
+	bpf_map_delete_elem(&nethttp_pending, &t);
 	return SK_PASS;
 }

@@ -21,14 +21,7 @@ type bpfChunk struct {
 type bpfClientInflight struct {
 	_       structs.HostLayout
 	StartNs uint64
-	Sc      struct {
-		_        structs.HostLayout
-		TraceId  [16]uint8
-		SpanId   [8]uint8
-		ParentId [8]uint8
-		Flags    uint8
-		Pad      [7]uint8
-	}
+	Sc      bpfSpanCtx
 	Request uint64
 	Peer    bpfSockTuple
 	HasPeer uint8
@@ -56,19 +49,12 @@ type bpfGoroutineKey struct {
 }
 
 type bpfNethttpClientEvent struct {
-	_       structs.HostLayout
-	Kind    uint32
-	Pid     uint32
-	StartNs uint64
-	EndNs   uint64
-	Sc      struct {
-		_        structs.HostLayout
-		TraceId  [16]uint8
-		SpanId   [8]uint8
-		ParentId [8]uint8
-		Flags    uint8
-		Pad      [7]uint8
-	}
+	_         structs.HostLayout
+	Kind      uint32
+	Pid       uint32
+	StartNs   uint64
+	EndNs     uint64
+	Sc        bpfSpanCtx
 	Peer      bpfSockTuple
 	Status    int64
 	MethodLen int64
@@ -130,19 +116,12 @@ type bpfNethttpOffsets struct {
 }
 
 type bpfNethttpServerEvent struct {
-	_       structs.HostLayout
-	Kind    uint32
-	Pid     uint32
-	StartNs uint64
-	EndNs   uint64
-	Sc      struct {
-		_        structs.HostLayout
-		TraceId  [16]uint8
-		SpanId   [8]uint8
-		ParentId [8]uint8
-		Flags    uint8
-		Pad      [7]uint8
-	}
+	_             structs.HostLayout
+	Kind          uint32
+	Pid           uint32
+	StartNs       uint64
+	EndNs         uint64
+	Sc            bpfSpanCtx
 	Status        int64
 	ProtoMajor    int64
 	ProtoMinor    int64
@@ -177,16 +156,9 @@ type bpfRequestKey struct {
 }
 
 type bpfServerInflight struct {
-	_       structs.HostLayout
-	StartNs uint64
-	Sc      struct {
-		_        structs.HostLayout
-		TraceId  [16]uint8
-		SpanId   [8]uint8
-		ParentId [8]uint8
-		Flags    uint8
-		Pad      [7]uint8
-	}
+	_          structs.HostLayout
+	StartNs    uint64
+	Sc         bpfSpanCtx
 	Tracestate struct {
 		_   structs.HostLayout
 		Ptr uint64
@@ -202,6 +174,15 @@ type bpfSockTuple struct {
 	Rport  uint16
 	Family uint16
 	Pad    uint16
+}
+
+type bpfSpanCtx struct {
+	_        structs.HostLayout
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+	ParentId [8]uint8
+	Flags    uint8
+	Pad      [7]uint8
 }
 
 type bpfTwStat uint32

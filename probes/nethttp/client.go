@@ -12,14 +12,9 @@ import (
 // call that got no response (status 0) is an error ending when the agent
 // noticed: the caller's next call or the end of the request it serves.
 func (d *decoder) client(e *bpfNethttpClientEvent, proc *spans.Process) *spans.Span {
-	s := spans.New()
+	s := d.span(proc, spans.KindClient, &e.Sc, e.StartNs, e.EndNs)
 	method := text(s, e.Method[:], e.MethodLen)
 	scheme := text(s, e.Scheme[:], e.SchemeLen)
-	s.Process = proc
-	s.Scope = Scope
-	s.TraceID, s.SpanID, s.ParentID, s.TraceFlags = e.Sc.TraceId, e.Sc.SpanId, e.Sc.ParentId, e.Sc.Flags
-	s.Kind = spans.KindClient
-	s.StartNs, s.EndNs = d.clock.Wall(e.StartNs), d.clock.Wall(e.EndNs)
 	s.Name, s.Attrs = spans.HTTPMethod(method, s.Attrs)
 	host := text(s, e.Host[:], e.HostLen)
 	d.scratch = fullURL(d.scratch[:0], scheme, host, text(s, e.Path[:], e.PathLen), text(s, e.Query[:], e.QueryLen), e.HasUser != 0)

@@ -208,6 +208,15 @@ type decoder struct {
 	scratch []byte
 }
 
+// span takes a pooled span and fills what every span of this probe has.
+func (d *decoder) span(proc *spans.Process, kind spans.Kind, sc *bpfSpanCtx, start, end uint64) *spans.Span {
+	s := spans.New()
+	s.Process, s.Scope, s.Kind = proc, Scope, kind
+	s.TraceID, s.SpanID, s.ParentID, s.TraceFlags = sc.TraceId, sc.SpanId, sc.ParentId, sc.Flags
+	s.StartNs, s.EndNs = d.clock.Wall(start), d.clock.Wall(end)
+	return s
+}
+
 // text is the string of a C char array whose Go string had length n (the
 // array may hold less: it was cut), stored in s.
 func text(s *spans.Span, b []int8, n int64) string {

@@ -10,7 +10,7 @@ import (
 
 // server builds the semconv HTTP server span of one request.
 func (d *decoder) server(e *bpfNethttpServerEvent, proc *spans.Process) *spans.Span {
-	s := spans.New()
+	s := d.span(proc, spans.KindServer, &e.Sc, e.StartNs, e.EndNs)
 	method := text(s, e.Method[:], e.MethodLen)
 	status := e.Status
 	if status == 0 { // the handler wrote nothing: net/http sends 200
@@ -20,12 +20,7 @@ func (d *decoder) server(e *bpfNethttpServerEvent, proc *spans.Process) *spans.S
 	if e.Tls != 0 {
 		scheme, defPort = "https", 443
 	}
-	s.Process = proc
-	s.Scope = Scope
-	s.TraceID, s.SpanID, s.ParentID, s.TraceFlags = e.Sc.TraceId, e.Sc.SpanId, e.Sc.ParentId, e.Sc.Flags
 	s.TraceState = text(s, e.Tracestate[:], e.TracestateLen)
-	s.Kind = spans.KindServer
-	s.StartNs, s.EndNs = d.clock.Wall(e.StartNs), d.clock.Wall(e.EndNs)
 	s.Error = status >= 500
 	s.Name, s.Attrs = spans.HTTPMethod(method, s.Attrs)
 	s.Attrs = append(s.Attrs,
