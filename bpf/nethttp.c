@@ -56,6 +56,7 @@ struct nethttp_offsets {
 	__u64 pconn_tls_state;
 	__u64 conn_fd;         /* net.conn.fd (*net.TCPConn is a net.conn) */
 	__u64 netfd_sysfd;     /* net.netFD.pfd.Sysfd */
+	__u64 response_type;   /* learned: the type word of a *Response in an any */
 };
 
 struct {
@@ -139,6 +140,22 @@ struct {
 	__type(key, struct request_key);
 	__type(value, struct client_request);
 } nethttp_client_requests SEC(".maps");
+
+struct conn_tuple {
+	__u64 ts; /* last use */
+	struct sock_tuple tuple;
+};
+
+/* The socket of each plain-TCP *persistConn (a request_key holding the
+ * persistConn pointer), so keep-alive calls skip the kernel walk to it. A
+ * persistConn is freed with its connection; a new one at the same address
+ * is a new connection, so entries unused for a while are evicted. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct request_key);
+	__type(value, struct conn_tuple);
+} nethttp_conn_tuples SEC(".maps");
 
 struct pending_header {
 	__u64 ts;
@@ -491,6 +508,8 @@ int uprobe_persistConn_roundTrip(struct pt_regs *ctx)
 	struct client_inflight *c;
 	struct pending_header ph;
 	struct client_request cr;
+	struct request_key ck;
+	struct conn_tuple *ct, nct;
 	struct w3c_headers h = {};
 	void *pc, *conn, *fd;
 
@@ -509,13 +528,26 @@ int uprobe_persistConn_roundTrip(struct pt_regs *ctx)
 	if (bpf_map_update_elem(&nethttp_client_requests, &rk, &cr, BPF_ANY))
 		count(STAT_MAP_FULL);
 
-	/* Plain TCP only: a TLS connection's bytes cannot be edited. */
-	if (read_ptr(pc + o->pconn_tls_state))
-		return 0;
-	conn = read_ptr(pc + o->pconn_conn + 8); /* net.Conn's data word: *net.TCPConn */
-	fd = conn ? read_ptr(conn + o->conn_fd) : 0;
-	if (!fd || socket_tuple(read_s64(fd + o->netfd_sysfd), &c->peer))
-		return 0;
+	/* The connection's socket, found once per keep-alive connection. */
+	ck.request = (__u64)pc;
+	ck.tgid = tgid;
+	ct = bpf_map_lookup_elem(&nethttp_conn_tuples, &ck);
+	if (ct) {
+		ct->ts = cr.ts;
+		c->peer = ct->tuple;
+	} else {
+		/* Plain TCP only: a TLS connection's bytes cannot be edited. */
+		if (read_ptr(pc + o->pconn_tls_state))
+			return 0;
+		conn = read_ptr(pc + o->pconn_conn + 8); /* net.Conn's data word: *net.TCPConn */
+		fd = conn ? read_ptr(conn + o->conn_fd) : 0;
+		if (!fd || socket_tuple(read_s64(fd + o->netfd_sysfd), &c->peer))
+			return 0;
+		nct.ts = cr.ts;
+		nct.tuple = c->peer;
+		if (bpf_map_update_elem(&nethttp_conn_tuples, &ck, &nct, BPF_ANY))
+			count(STAT_MAP_FULL);
+	}
 	c->has_peer = 1;
 	/* An application that sets traceparent itself keeps its own. */
 	find_w3c_headers(read_ptr((void *)c->request + o->request_header), &o->maps, &h);
@@ -544,12 +576,16 @@ int uprobe_readTransfer(struct pt_regs *ctx)
 		return 0;
 	/* func readTransfer(msg any, r *bufio.Reader): msg is a *Response here,
 	 * a *Request when a server reads one; only a traced call's request is
-	 * found in nethttp_client_requests. */
+	 * found in nethttp_client_requests. Once a match has shown which type
+	 * word is *Response, other calls leave at once. */
+	if (o->response_type && (__u64)GO_ARG1(ctx) != o->response_type)
+		return 0;
 	resp = GO_ARG2(ctx);
 	rk.request = (__u64)read_ptr(resp + o->resp_request);
 	cr = bpf_map_lookup_elem(&nethttp_client_requests, &rk);
 	if (!cr)
 		return 0;
+	o->response_type = (__u64)GO_ARG1(ctx);
 	status = read_s64(resp + o->resp_status_code);
 	if (status >= 100 && status < 200 && status != 101)
 		return 0; /* interim response: the final one follows */

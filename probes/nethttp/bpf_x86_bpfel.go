@@ -34,6 +34,12 @@ type bpfClientRequest struct {
 	Caller bpfGoroutineKey
 }
 
+type bpfConnTuple struct {
+	_     structs.HostLayout
+	Ts    uint64
+	Tuple bpfSockTuple
+}
+
 type bpfEventKind uint32
 
 const (
@@ -113,6 +119,7 @@ type bpfNethttpOffsets struct {
 	PconnTlsState     uint64
 	ConnFd            uint64
 	NetfdSysfd        uint64
+	ResponseType      uint64
 }
 
 type bpfNethttpServerEvent struct {
@@ -205,6 +212,7 @@ const (
 	bpfMapChunks                        = "chunks"
 	bpfMapNethttpClientInflight         = "nethttp_client_inflight"
 	bpfMapNethttpClientRequests         = "nethttp_client_requests"
+	bpfMapNethttpConnTuples             = "nethttp_conn_tuples"
 	bpfMapNethttpConnecting             = "nethttp_connecting"
 	bpfMapNethttpEvents                 = "nethttp_events"
 	bpfMapNethttpPending                = "nethttp_pending"
@@ -283,6 +291,7 @@ type bpfMapSpecs struct {
 	Chunks                *ebpf.MapSpec `ebpf:"chunks"`
 	NethttpClientInflight *ebpf.MapSpec `ebpf:"nethttp_client_inflight"`
 	NethttpClientRequests *ebpf.MapSpec `ebpf:"nethttp_client_requests"`
+	NethttpConnTuples     *ebpf.MapSpec `ebpf:"nethttp_conn_tuples"`
 	NethttpConnecting     *ebpf.MapSpec `ebpf:"nethttp_connecting"`
 	NethttpEvents         *ebpf.MapSpec `ebpf:"nethttp_events"`
 	NethttpPending        *ebpf.MapSpec `ebpf:"nethttp_pending"`
@@ -325,6 +334,7 @@ type bpfMaps struct {
 	Chunks                *ebpf.Map `ebpf:"chunks"`
 	NethttpClientInflight *ebpf.Map `ebpf:"nethttp_client_inflight"`
 	NethttpClientRequests *ebpf.Map `ebpf:"nethttp_client_requests"`
+	NethttpConnTuples     *ebpf.Map `ebpf:"nethttp_conn_tuples"`
 	NethttpConnecting     *ebpf.Map `ebpf:"nethttp_connecting"`
 	NethttpEvents         *ebpf.Map `ebpf:"nethttp_events"`
 	NethttpPending        *ebpf.Map `ebpf:"nethttp_pending"`
@@ -339,6 +349,7 @@ func (m *bpfMaps) Close() error {
 		m.Chunks,
 		m.NethttpClientInflight,
 		m.NethttpClientRequests,
+		m.NethttpConnTuples,
 		m.NethttpConnecting,
 		m.NethttpEvents,
 		m.NethttpPending,

@@ -169,6 +169,7 @@ func (p *Probe) evictLoop() {
 		for name, bm := range map[string]*ebpf.Map{
 			"server_inflight": m.NethttpServerInflight, "client_inflight": m.NethttpClientInflight,
 			"client_requests": m.NethttpClientRequests, "pending": m.NethttpPending, "connecting": m.NethttpConnecting,
+			"conn_tuples": m.NethttpConnTuples,
 		} {
 			n, err := probes.EvictStale(bm, staleAfter)
 			if err != nil {
