@@ -42,3 +42,17 @@ demo: build
 
 clean:
 	rm -rf $(BIN)
+
+# Overhead benchmark (root; ~10 s windows, run on an otherwise idle machine): the service without
+# and with the agent, agent CPU and memory, lost spans, probe cost. Table on stdout, JSON in bench/.
+.PHONY: bench bench-quick bench-hooks
+bench:
+	$(GO) run ./cmd/bench
+
+# The same with 2 s windows, under 2 minutes: bench/results-quick.json.
+bench-quick:
+	$(GO) run ./cmd/bench -quick
+
+# ns per hit of each hook kind the agent uses, on this kernel: bench/hookcost.json.
+bench-hooks:
+	$(GO) run ./cmd/bench -hookcost

@@ -12,7 +12,8 @@
  *                                       goroutine that started it
  *   net/http.(*persistConn).roundTrip   the connection is known: queue the
  *                                       traceparent for its socket
- *   net/http.readTransfer               response headers parsed: emit
+ *   net/http.ReadResponse               response arrived: status from the
+ *                                       buffered status line; emit
  * Propagation: sock_ops puts target processes' outgoing TCP connections in a
  * SOCKHASH; its sk_msg program inserts the queued traceparent header after
  * the request line of the next request written to that socket. */
@@ -49,15 +50,17 @@ struct nethttp_offsets {
 	__u64 url_raw_query;
 	__u64 response_req;    /* server side: net/http.response */
 	__u64 response_status;
-	__u64 resp_status_code; /* client side: net/http.Response */
-	__u64 resp_request;
+	__u64 bufio_buf;       /* bufio.Reader: buf, r, w (within BUFIO_WORDS words) */
+	__u64 bufio_r;
+	__u64 bufio_w;
 	__u64 treq_request;    /* net/http.transportRequest's embedded *Request */
 	__u64 pconn_conn;      /* net/http.persistConn.conn (net.Conn) */
 	__u64 pconn_tls_state;
 	__u64 conn_fd;         /* net.conn.fd (*net.TCPConn is a net.conn) */
 	__u64 netfd_sysfd;     /* net.netFD.pfd.Sysfd */
-	__u64 response_type;   /* learned: the type word of a *Response in an any */
 };
+
+#define BUFIO_WORDS 8
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -141,22 +144,6 @@ struct {
 	__type(value, struct client_request);
 } nethttp_client_requests SEC(".maps");
 
-struct conn_tuple {
-	__u64 ts; /* last use */
-	struct sock_tuple tuple;
-};
-
-/* The socket of each plain-TCP *persistConn (a request_key holding the
- * persistConn pointer), so keep-alive calls skip the kernel walk to it. A
- * persistConn is freed with its connection; a new one at the same address
- * is a new connection, so entries unused for a while are evicted. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct request_key);
-	__type(value, struct conn_tuple);
-} nethttp_conn_tuples SEC(".maps");
-
 struct pending_header {
 	__u64 ts;
 	char line[TRACEPARENT_HEADER_LEN];
@@ -231,7 +218,8 @@ struct nethttp_server_event {
 	char tracestate[TRACESTATE_MAX];
 };
 
-/* One finished client call; status 0 means it got no response. */
+/* One finished client call; status 0 means it got no response, -1 that
+ * the status line was not yet buffered. */
 struct nethttp_client_event {
 	__u32 kind; /* EVENT_CLIENT */
 	__u32 pid;
@@ -508,8 +496,6 @@ int uprobe_persistConn_roundTrip(struct pt_regs *ctx)
 	struct client_inflight *c;
 	struct pending_header ph;
 	struct client_request cr;
-	struct request_key ck;
-	struct conn_tuple *ct, nct;
 	struct w3c_headers h = {};
 	void *pc, *conn, *fd;
 
@@ -528,26 +514,15 @@ int uprobe_persistConn_roundTrip(struct pt_regs *ctx)
 	if (bpf_map_update_elem(&nethttp_client_requests, &rk, &cr, BPF_ANY))
 		count(STAT_MAP_FULL);
 
-	/* The connection's socket, found once per keep-alive connection. */
-	ck.request = (__u64)pc;
-	ck.tgid = tgid;
-	ct = bpf_map_lookup_elem(&nethttp_conn_tuples, &ck);
-	if (ct) {
-		ct->ts = cr.ts;
-		c->peer = ct->tuple;
-	} else {
-		/* Plain TCP only: a TLS connection's bytes cannot be edited. */
-		if (read_ptr(pc + o->pconn_tls_state))
-			return 0;
-		conn = read_ptr(pc + o->pconn_conn + 8); /* net.Conn's data word: *net.TCPConn */
-		fd = conn ? read_ptr(conn + o->conn_fd) : 0;
-		if (!fd || socket_tuple(read_s64(fd + o->netfd_sysfd), &c->peer))
-			return 0;
-		nct.ts = cr.ts;
-		nct.tuple = c->peer;
-		if (bpf_map_update_elem(&nethttp_conn_tuples, &ck, &nct, BPF_ANY))
-			count(STAT_MAP_FULL);
-	}
+	/* Plain TCP only: a TLS connection's bytes cannot be edited. The socket
+	 * is looked up on every call: caching it per *persistConn would go stale
+	 * when a new connection reuses a freed one's address. */
+	if (read_ptr(pc + o->pconn_tls_state))
+		return 0;
+	conn = read_ptr(pc + o->pconn_conn + 8); /* net.Conn's data word: *net.TCPConn */
+	fd = conn ? read_ptr(conn + o->conn_fd) : 0;
+	if (!fd || socket_tuple(read_s64(fd + o->netfd_sysfd), &c->peer))
+		return 0;
 	c->has_peer = 1;
 	/* An application that sets traceparent itself keeps its own. */
 	find_w3c_headers(read_ptr((void *)c->request + o->request_header), &o->maps, &h);
@@ -560,33 +535,37 @@ int uprobe_persistConn_roundTrip(struct pt_regs *ctx)
 	return 0;
 }
 
-SEC("uprobe/net/http.readTransfer")
-int uprobe_readTransfer(struct pt_regs *ctx)
+SEC("uprobe/net/http.ReadResponse")
+int uprobe_ReadResponse(struct pt_regs *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct request_key rk = {.tgid = tgid};
 	struct nethttp_offsets *o;
 	struct client_inflight *c;
 	struct client_request *cr;
-	void *resp;
-	__s64 status;
+	__u64 br[BUFIO_WORDS];
+	char line[12];
+	__s64 status = -1; /* unknown */
 
 	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
 	if (!o)
 		return 0;
-	/* func readTransfer(msg any, r *bufio.Reader): msg is a *Response here,
-	 * a *Request when a server reads one; only a traced call's request is
-	 * found in nethttp_client_requests. Once a match has shown which type
-	 * word is *Response, other calls leave at once. */
-	if (o->response_type && (__u64)GO_ARG1(ctx) != o->response_type)
-		return 0;
-	resp = GO_ARG2(ctx);
-	rk.request = (__u64)read_ptr(resp + o->resp_request);
+	/* func ReadResponse(r *bufio.Reader, req *Request): only clients call
+	 * it, when the response's first bytes are in r's buffer (the caller
+	 * peeked). The status line is read from there: "HTTP/1.1 200". */
+	rk.request = (__u64)GO_ARG2(ctx);
 	cr = bpf_map_lookup_elem(&nethttp_client_requests, &rk);
 	if (!cr)
 		return 0;
-	o->response_type = (__u64)GO_ARG1(ctx);
-	status = read_s64(resp + o->resp_status_code);
+	if (!bpf_probe_read_user(br, sizeof(br), GO_ARG1(ctx))) {
+		__u64 buf = br[o->bufio_buf / 8 % BUFIO_WORDS];
+		__s64 r = br[o->bufio_r / 8 % BUFIO_WORDS], w = br[o->bufio_w / 8 % BUFIO_WORDS];
+
+		if (w - r >= (__s64)sizeof(line) && !bpf_probe_read_user(line, sizeof(line), (void *)buf + r) &&
+		    line[0] == 'H' && line[8] == ' ' && line[9] >= '1' && line[9] <= '5' &&
+		    line[10] >= '0' && line[10] <= '9' && line[11] >= '0' && line[11] <= '9')
+			status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+	}
 	if (status >= 100 && status < 200 && status != 101)
 		return 0; /* interim response: the final one follows */
 	c = bpf_map_lookup_elem(&nethttp_client_inflight, &cr->caller);
@@ -646,6 +625,9 @@ int sockops_track_connect(struct bpf_sock_ops *skops)
 			return 1;
 		bpf_map_delete_elem(&nethttp_connecting, &cookie);
 		TUPLE_FROM_CTX(&t, skops);
+		/* A header queued for an earlier connection with the same
+		 * addresses and ports (a failed call) must not reach this one. */
+		bpf_map_delete_elem(&nethttp_pending, &t);
 		if (bpf_sock_hash_update(skops, &nethttp_sockets, &t, BPF_NOEXIST))
 			count(STAT_SOCKET_BUSY);
 		return 1;

@@ -34,12 +34,6 @@ type bpfClientRequest struct {
 	Caller bpfGoroutineKey
 }
 
-type bpfConnTuple struct {
-	_     structs.HostLayout
-	Ts    uint64
-	Tuple bpfSockTuple
-}
-
 type bpfEventKind uint32
 
 const (
@@ -112,14 +106,14 @@ type bpfNethttpOffsets struct {
 	UrlRawQuery       uint64
 	ResponseReq       uint64
 	ResponseStatus    uint64
-	RespStatusCode    uint64
-	RespRequest       uint64
+	BufioBuf          uint64
+	BufioR            uint64
+	BufioW            uint64
 	TreqRequest       uint64
 	PconnConn         uint64
 	PconnTlsState     uint64
 	ConnFd            uint64
 	NetfdSysfd        uint64
-	ResponseType      uint64
 }
 
 type bpfNethttpServerEvent struct {
@@ -212,7 +206,6 @@ const (
 	bpfMapChunks                        = "chunks"
 	bpfMapNethttpClientInflight         = "nethttp_client_inflight"
 	bpfMapNethttpClientRequests         = "nethttp_client_requests"
-	bpfMapNethttpConnTuples             = "nethttp_conn_tuples"
 	bpfMapNethttpConnecting             = "nethttp_connecting"
 	bpfMapNethttpEvents                 = "nethttp_events"
 	bpfMapNethttpPending                = "nethttp_pending"
@@ -222,9 +215,9 @@ const (
 	bpfMapStats                         = "stats"
 	bpfProgSkMsgTraceparent             = "sk_msg_traceparent"
 	bpfProgSockopsTrackConnect          = "sockops_track_connect"
+	bpfProgUprobeReadResponse           = "uprobe_ReadResponse"
 	bpfProgUprobeTransportRoundTrip     = "uprobe_Transport_roundTrip"
 	bpfProgUprobePersistConnRoundTrip   = "uprobe_persistConn_roundTrip"
-	bpfProgUprobeReadTransfer           = "uprobe_readTransfer"
 	bpfProgUprobeResponseFinishRequest  = "uprobe_response_finishRequest"
 	bpfProgUprobeServerHandlerServeHTTP = "uprobe_serverHandler_ServeHTTP"
 	bpfVarExportEventKind               = "__export_event_kind"
@@ -277,9 +270,9 @@ type bpfSpecs struct {
 type bpfProgramSpecs struct {
 	SkMsgTraceparent             *ebpf.ProgramSpec `ebpf:"sk_msg_traceparent"`
 	SockopsTrackConnect          *ebpf.ProgramSpec `ebpf:"sockops_track_connect"`
+	UprobeReadResponse           *ebpf.ProgramSpec `ebpf:"uprobe_ReadResponse"`
 	UprobeTransportRoundTrip     *ebpf.ProgramSpec `ebpf:"uprobe_Transport_roundTrip"`
 	UprobePersistConnRoundTrip   *ebpf.ProgramSpec `ebpf:"uprobe_persistConn_roundTrip"`
-	UprobeReadTransfer           *ebpf.ProgramSpec `ebpf:"uprobe_readTransfer"`
 	UprobeResponseFinishRequest  *ebpf.ProgramSpec `ebpf:"uprobe_response_finishRequest"`
 	UprobeServerHandlerServeHTTP *ebpf.ProgramSpec `ebpf:"uprobe_serverHandler_ServeHTTP"`
 }
@@ -291,7 +284,6 @@ type bpfMapSpecs struct {
 	Chunks                *ebpf.MapSpec `ebpf:"chunks"`
 	NethttpClientInflight *ebpf.MapSpec `ebpf:"nethttp_client_inflight"`
 	NethttpClientRequests *ebpf.MapSpec `ebpf:"nethttp_client_requests"`
-	NethttpConnTuples     *ebpf.MapSpec `ebpf:"nethttp_conn_tuples"`
 	NethttpConnecting     *ebpf.MapSpec `ebpf:"nethttp_connecting"`
 	NethttpEvents         *ebpf.MapSpec `ebpf:"nethttp_events"`
 	NethttpPending        *ebpf.MapSpec `ebpf:"nethttp_pending"`
@@ -334,7 +326,6 @@ type bpfMaps struct {
 	Chunks                *ebpf.Map `ebpf:"chunks"`
 	NethttpClientInflight *ebpf.Map `ebpf:"nethttp_client_inflight"`
 	NethttpClientRequests *ebpf.Map `ebpf:"nethttp_client_requests"`
-	NethttpConnTuples     *ebpf.Map `ebpf:"nethttp_conn_tuples"`
 	NethttpConnecting     *ebpf.Map `ebpf:"nethttp_connecting"`
 	NethttpEvents         *ebpf.Map `ebpf:"nethttp_events"`
 	NethttpPending        *ebpf.Map `ebpf:"nethttp_pending"`
@@ -349,7 +340,6 @@ func (m *bpfMaps) Close() error {
 		m.Chunks,
 		m.NethttpClientInflight,
 		m.NethttpClientRequests,
-		m.NethttpConnTuples,
 		m.NethttpConnecting,
 		m.NethttpEvents,
 		m.NethttpPending,
@@ -376,9 +366,9 @@ type bpfVariables struct {
 type bpfPrograms struct {
 	SkMsgTraceparent             *ebpf.Program `ebpf:"sk_msg_traceparent"`
 	SockopsTrackConnect          *ebpf.Program `ebpf:"sockops_track_connect"`
+	UprobeReadResponse           *ebpf.Program `ebpf:"uprobe_ReadResponse"`
 	UprobeTransportRoundTrip     *ebpf.Program `ebpf:"uprobe_Transport_roundTrip"`
 	UprobePersistConnRoundTrip   *ebpf.Program `ebpf:"uprobe_persistConn_roundTrip"`
-	UprobeReadTransfer           *ebpf.Program `ebpf:"uprobe_readTransfer"`
 	UprobeResponseFinishRequest  *ebpf.Program `ebpf:"uprobe_response_finishRequest"`
 	UprobeServerHandlerServeHTTP *ebpf.Program `ebpf:"uprobe_serverHandler_ServeHTTP"`
 }
@@ -387,9 +377,9 @@ func (p *bpfPrograms) Close() error {
 	return _BpfClose(
 		p.SkMsgTraceparent,
 		p.SockopsTrackConnect,
+		p.UprobeReadResponse,
 		p.UprobeTransportRoundTrip,
 		p.UprobePersistConnRoundTrip,
-		p.UprobeReadTransfer,
 		p.UprobeResponseFinishRequest,
 		p.UprobeServerHandlerServeHTTP,
 	)

@@ -7,8 +7,8 @@ import (
 	"github.com/tracewire/tracewire/spans"
 )
 
-// clientSpan builds the semconv HTTP client span of one call. It lasts from
-// the call of Transport.roundTrip until the response headers are parsed; a
+// client builds the semconv HTTP client span of one call. It lasts from the
+// call of Transport.roundTrip until the response arrives (ReadResponse); a
 // call that got no response (status 0) is an error ending when the agent
 // noticed: the caller's next call or the end of the request it serves.
 func (d *decoder) client(e *bpfNethttpClientEvent, proc *spans.Process) *spans.Span {
@@ -33,7 +33,7 @@ func (d *decoder) client(e *bpfNethttpClientEvent, proc *spans.Process) *spans.S
 	switch {
 	case e.Status == 0:
 		s.Error, s.StatusMsg = true, "no response"
-	default:
+	case e.Status > 0: // < 0: the status line was not in the buffer yet
 		s.Attrs = append(s.Attrs, spans.Int("http.response.status_code", e.Status))
 		s.Error = e.Status >= 400
 	}

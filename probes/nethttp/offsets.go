@@ -10,6 +10,9 @@ import (
 // offNone marks a field the binary's Go version does not have (OFF_NONE in C).
 const offNone = ^uint64(0)
 
+// bufioWords is how many words of a bufio.Reader the programs copy (BUFIO_WORDS).
+const bufioWords = 8
+
 // chunkMax is how much of a struct the programs copy at once (CHUNK_MAX).
 const chunkMax = uint64(len(bpfChunk{}.B))
 
@@ -48,8 +51,9 @@ func offsets(bin *gobin.Binary) (*bpfNethttpOffsets, error) {
 		{&o.PatternStr, "net/http.pattern", "str", true},
 		{&o.ResponseReq, "net/http.response", "req", false},
 		{&o.ResponseStatus, "net/http.response", "status", false},
-		{&o.RespStatusCode, "net/http.Response", "StatusCode", false},
-		{&o.RespRequest, "net/http.Response", "Request", false},
+		{&o.BufioBuf, "bufio.Reader", "buf", false},
+		{&o.BufioR, "bufio.Reader", "r", false},
+		{&o.BufioW, "bufio.Reader", "w", false},
 		{&o.TreqRequest, "net/http.transportRequest", "Request", false},
 		{&o.PconnConn, "net/http.persistConn", "conn", false},
 		{&o.PconnTlsState, "net/http.persistConn", "tlsState", false},
@@ -66,6 +70,9 @@ func offsets(bin *gobin.Binary) (*bpfNethttpOffsets, error) {
 	}
 	if o.UrlSize, err = prefixSize("net/url.URL", urls); err != nil {
 		return nil, err
+	}
+	if max(o.BufioBuf, o.BufioR, o.BufioW) >= 8*bufioWords {
+		return nil, fmt.Errorf("bufio.Reader fields beyond the %d words the probe copies", bufioWords)
 	}
 	// netFD.pfd.Sysfd: two structs deep.
 	var pfd, sysfd uint64

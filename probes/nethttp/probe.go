@@ -85,7 +85,7 @@ func (p *Probe) Add(pid int, file probes.FileID, exe string, bin *gobin.Binary) 
 		{Symbol: "net/http.(*response).finishRequest", Prog: p.objs.UprobeResponseFinishRequest},
 		{Symbol: "net/http.(*Transport).roundTrip", Prog: p.objs.UprobeTransportRoundTrip},
 		{Symbol: "net/http.(*persistConn).roundTrip", Prog: p.objs.UprobePersistConnRoundTrip},
-		{Symbol: "net/http.readTransfer", Prog: p.objs.UprobeReadTransfer},
+		{Symbol: "net/http.ReadResponse", Prog: p.objs.UprobeReadResponse},
 	})
 	if err != nil {
 		_ = p.objs.NethttpProcs.Delete(uint32(pid))
@@ -169,7 +169,6 @@ func (p *Probe) evictLoop() {
 		for name, bm := range map[string]*ebpf.Map{
 			"server_inflight": m.NethttpServerInflight, "client_inflight": m.NethttpClientInflight,
 			"client_requests": m.NethttpClientRequests, "pending": m.NethttpPending, "connecting": m.NethttpConnecting,
-			"conn_tuples": m.NethttpConnTuples,
 		} {
 			n, err := probes.EvictStale(bm, staleAfter)
 			if err != nil {

@@ -53,6 +53,7 @@ var structTypes = []string{
 	"context.cancelCtx",
 	"runtime.g",
 	"net/http.transportRequest",
+	"bufio.Reader",
 	"net.conn",
 	"net.netFD",
 	"internal/poll.FD",
