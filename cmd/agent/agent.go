@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -59,6 +60,9 @@ func (a *agent) Appeared(t procscan.Target) {
 	if err == nil {
 		defer bin.Close()
 		err = a.http.Add(t.PID, t.File, t.Exe, bin)
+		// Reading the executable (its DWARF, megabytes) left garbage; new
+		// targets are rare, so return it now rather than keep it resident.
+		defer debug.FreeOSMemory()
 	}
 	if err != nil {
 		a.log.Warn("cannot instrument target", "pid", t.PID, "exe", t.ExeName, "reason", err)
