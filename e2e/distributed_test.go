@@ -490,3 +490,44 @@ func TestConsoleWaterfall(t *testing.T) {
 	}
 	t.Fatalf("no 3-span trace in the console output:\n%s", ag.stdout.String())
 }
+
+// TestConcurrentPropagation: 16 concurrent chains through a client that
+// keeps only 2 idle connections (so connections are opened and closed all
+// the time, and local ports reused): every downstream span is the child of
+// its own client span.
+func TestConcurrentPropagation(t *testing.T) {
+	c := startChain(t)
+	const n, workers = 96, 16
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				get(t, c.callURL("/call", c.b.url(fmt.Sprintf("/users/cc-%d", i))))
+			}
+		})
+	}
+	wg.Wait()
+	isB := hasPrefix("/users/cc-")
+	bSpans := c.recv.WaitSpans(t, 15*time.Second, isB, n)
+	clients := map[string]*tracepb.Span{}
+	c.recv.WaitSpans(t, 15*time.Second, func(g otlptest.Got) bool { return g.Span.Kind == tracepb.Span_SPAN_KIND_CLIENT }, n)
+	for _, g := range c.recv.Spans() {
+		if g.Span.Kind == tracepb.Span_SPAN_KIND_CLIENT {
+			clients[string(g.Span.SpanId)] = g.Span
+		}
+	}
+	for _, b := range bSpans {
+		path := otlptest.Attrs(b.Span.Attributes)["url.path"].(string)
+		cl, ok := clients[string(b.Span.ParentSpanId)]
+		if !ok {
+			t.Errorf("%s: parent %x is no client span", path, b.Span.ParentSpanId)
+			continue
+		}
+		if want := c.b.url(path); otlptest.Attrs(cl.Attributes)["url.full"] != want || !bytes.Equal(cl.TraceId, b.Span.TraceId) {
+			t.Errorf("%s: parent client span is for %v (trace %x vs %x)", path, otlptest.Attrs(cl.Attributes)["url.full"], cl.TraceId, b.Span.TraceId)
+		}
+	}
+	if got := count(c.recv, isB); got != n {
+		t.Errorf("%d downstream spans, want %d", got, n)
+	}
+}
