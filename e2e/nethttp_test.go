@@ -202,17 +202,53 @@ func checkIDs(t *testing.T, s *tracepb.Span) {
 func TestTargetStartedLaterAndRestarted(t *testing.T) {
 	requireEBPF(t)
 	recv := otlptest.Start(t)
-	startAgent(t, recv, []string{"hello-go124"})
-	time.Sleep(500 * time.Millisecond) // the agent is up before the target
+	ag := startAgent(t, recv, []string{"hello-go124"})
+	// The agent is up (its exec/exit tracepoints attached) before the target.
+	idle := 0
+	for deadline := time.Now().Add(10 * time.Second); idle == 0; idle = perfEventFDs(t, ag) {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent attached no tracepoint")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	for round := range 2 {
 		a := startApp(t, "hello-go124")
 		waitTraced(t, recv, a)
+		if n := perfEventFDs(t, ag); n <= idle {
+			t.Fatalf("round %d: %d perf event fds while tracing, %d idle: no uprobes attached?", round, n, idle)
+		}
 		path := fmt.Sprintf("/users/round-%d", round)
 		get(t, a.url(path))
 		recv.WaitSpans(t, 10*time.Second, spanWithPath(a, path), 1)
 		a.stop()
+		// The exit releases the executable's uprobes (one perf event each).
+		deadline := time.Now().Add(5 * time.Second)
+		for perfEventFDs(t, ag) != idle {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %d perf event fds after the target exited, want %d", round, perfEventFDs(t, ag), idle)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
+}
+
+// perfEventFDs counts the agent's perf event fds: one per attached uprobe or
+// tracepoint.
+func perfEventFDs(t *testing.T, ag *agentProc) int {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", ag.cmd.Process.Pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && target == "anon_inode:[perf_event]" {
+			n++
+		}
+	}
+	return n
 }
 
 // TestCollectorDownThenBack: while the collector is down, spans wait in the

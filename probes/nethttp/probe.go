@@ -114,24 +114,7 @@ func (p *Probe) Remove(pid int, file probes.FileID) {
 func (p *Probe) Run(done <-chan struct{}, process func(pid int) *spans.Process, emit func(*spans.Span)) {
 	d := &decoder{clock: p.clock}
 	probes.ReadRing(p.rd, 100*time.Millisecond, done, func(raw []byte) {
-		if len(raw) < 8 {
-			probes.CountUndecodable()
-			return
-		}
-		var s *spans.Span
-		switch kind := bpfEventKind(*(*uint32)(unsafe.Pointer(&raw[0]))); {
-		case kind == bpfEventKindEVENT_SERVER && len(raw) >= int(unsafe.Sizeof(bpfNethttpServerEvent{})):
-			e := (*bpfNethttpServerEvent)(unsafe.Pointer(&raw[0]))
-			if proc := process(int(e.Pid)); proc != nil {
-				s = d.server(e, proc)
-			}
-		case kind == bpfEventKindEVENT_CLIENT && len(raw) >= int(unsafe.Sizeof(bpfNethttpClientEvent{})):
-			e := (*bpfNethttpClientEvent)(unsafe.Pointer(&raw[0]))
-			if proc := process(int(e.Pid)); proc != nil {
-				s = d.client(e, proc)
-			}
-		}
-		switch {
+		switch s := d.decode(raw, process); {
 		case s == nil:
 			probes.CountUndecodable()
 		case s.TraceFlags&1 == 0:
@@ -141,6 +124,28 @@ func (p *Probe) Run(done <-chan struct{}, process func(pid int) *spans.Process, 
 			emit(s)
 		}
 	})
+}
+
+// decode turns one ring-buffer record into a span, or nil when the record is
+// not one it knows or its process is unknown. raw must be 8-byte aligned, as
+// ring-buffer records are.
+func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *spans.Span {
+	if len(raw) < 8 {
+		return nil
+	}
+	switch kind := bpfEventKind(*(*uint32)(unsafe.Pointer(&raw[0]))); {
+	case kind == bpfEventKindEVENT_SERVER && len(raw) >= int(unsafe.Sizeof(bpfNethttpServerEvent{})):
+		e := (*bpfNethttpServerEvent)(unsafe.Pointer(&raw[0]))
+		if proc := process(int(e.Pid)); proc != nil {
+			return d.server(e, proc)
+		}
+	case kind == bpfEventKindEVENT_CLIENT && len(raw) >= int(unsafe.Sizeof(bpfNethttpClientEvent{})):
+		e := (*bpfNethttpClientEvent)(unsafe.Pointer(&raw[0]))
+		if proc := process(int(e.Pid)); proc != nil {
+			return d.client(e, proc)
+		}
+	}
+	return nil
 }
 
 // Propagating reports whether outgoing requests get a traceparent.
