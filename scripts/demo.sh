@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# make demo: run the demo service and the agent (console exporter), drive a
-# few requests, then stop the agent so it prints every trace it saw.
+# make demo: run two demo services (frontend calls users) and the agent with
+# the console exporter, drive a few requests, then stop the agent so it
+# prints every trace it saw as a waterfall.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port=${DEMO_PORT:-18080}
-GODEBUG=httpmuxgo121=0 OTEL_SERVICE_NAME=demo-users ./bin/hello -addr 127.0.0.1:$port 2>/dev/null &
-app=$!
-trap 'kill $app 2>/dev/null || true' EXIT
-OTEL_BSP_SCHEDULE_DELAY=1000 ./bin/agent --target hello --exporter console &
+cp bin/hello bin/users
+GODEBUG=httpmuxgo121=0 OTEL_SERVICE_NAME=frontend ./bin/hello -addr 127.0.0.1:$port 2>/dev/null &
+front=$!
+GODEBUG=httpmuxgo121=0 OTEL_SERVICE_NAME=users ./bin/users -addr 127.0.0.1:$((port + 1)) 2>/dev/null &
+users=$!
+trap 'kill $front $users 2>/dev/null || true' EXIT
+OTEL_BSP_SCHEDULE_DELAY=1000 ./bin/agent --target hello --target users --exporter console &
 agent=$!
-# Wait until the agent traces the service: its first request shows up on stdout.
-sleep 2
-for path in /users/1 /users/2 "/status?code=503" /silent /users/3; do
+sleep 2 # the agent finds both services
+down=$(printf 'http%%3A%%2F%%2F127.0.0.1%%3A%d%%2Fusers%%2F7' $((port + 1)))
+for path in /users/1 "/status?code=503" /silent "/call?url=$down" "/fanout?n=3&url=$down"; do
 	curl -s -o /dev/null -w "GET $path -> %{http_code}\n" "http://127.0.0.1:$port$path" >&2
 	sleep 0.1
 done
