@@ -66,25 +66,44 @@ func groupTraces(batch []*spans.Span) [][]*spans.Span {
 	return traces
 }
 
-// depths returns each span's depth in the parent tree of t; a span whose
-// parent is not in t is a root.
-func depths(t []*spans.Span) []int {
-	parent := make(map[[8]byte][8]byte, len(t))
+// treeOrder lists t depth first: children right under their parent, siblings
+// by start time (t is sorted by start). A span whose parent is not in t is a
+// root; spans caught in a parent cycle (bad input) are listed as roots too.
+func treeOrder(t []*spans.Span) ([]*spans.Span, []int) {
+	in := make(map[[8]byte]bool, len(t))
 	for _, s := range t {
-		parent[s.SpanID] = s.ParentID
+		in[s.SpanID] = true
 	}
-	d := make([]int, len(t))
-	for i, s := range t {
-		// Bounded by len(t) so that a parent cycle in bad input cannot hang.
-		for p := s.ParentID; d[i] < len(t); d[i]++ {
-			next, ok := parent[p]
-			if !ok {
-				break
-			}
-			p = next
+	children := make(map[[8]byte][]*spans.Span, len(t))
+	var roots []*spans.Span
+	for _, s := range t {
+		if in[s.ParentID] && s.ParentID != s.SpanID {
+			children[s.ParentID] = append(children[s.ParentID], s)
+		} else {
+			roots = append(roots, s)
 		}
 	}
-	return d
+	out := make([]*spans.Span, 0, len(t))
+	depth := make([]int, 0, len(t))
+	seen := make(map[*spans.Span]bool, len(t))
+	var walk func(s *spans.Span, d int)
+	walk = func(s *spans.Span, d int) {
+		if seen[s] {
+			return
+		}
+		seen[s] = true
+		out, depth = append(out, s), append(depth, d)
+		for _, c := range children[s.SpanID] {
+			walk(c, d+1)
+		}
+	}
+	for _, r := range roots {
+		walk(r, 0)
+	}
+	for _, s := range t {
+		walk(s, 0)
+	}
+	return out, depth
 }
 
 func (c *consoleSink) writeTrace(buf *bytes.Buffer, t []*spans.Span) {
@@ -94,7 +113,7 @@ func (c *consoleSink) writeTrace(buf *bytes.Buffer, t []*spans.Span) {
 	}
 	fmt.Fprintf(buf, "trace %s  spans=%d  %s ms\n", hex.EncodeToString(t[0].TraceID[:]), len(t), millis(last-first))
 
-	d := depths(t)
+	t, d := treeOrder(t)
 	heads := make([]string, len(t))
 	var wHead, wName int
 	for i, s := range t {

@@ -50,3 +50,19 @@ trace 01000000000000000000000000000000  spans=1  0.500 ms
 		t.Fatalf("got:\n%s\nwant:\n%s", out.String(), want)
 	}
 }
+
+// TestTreeOrder: children follow their parent even when a sibling of the
+// parent started earlier than them (fan-out).
+func TestTreeOrder(t *testing.T) {
+	mk := func(id, parent byte, start int64) *spans.Span {
+		return &spans.Span{SpanID: [8]byte{id}, ParentID: [8]byte{parent}, StartNs: start}
+	}
+	root, c1, c2, s1, s2 := mk(1, 0, 0), mk(2, 1, 10), mk(3, 1, 20), mk(4, 2, 30), mk(5, 3, 40)
+	got, depth := treeOrder([]*spans.Span{root, c1, c2, s1, s2})
+	want := []*spans.Span{root, c1, s1, c2, s2}
+	for i := range want {
+		if got[i] != want[i] || depth[i] != []int{0, 1, 2, 1, 2}[i] {
+			t.Fatalf("position %d: span %x depth %d", i, got[i].SpanID[0], depth[i])
+		}
+	}
+}
