@@ -1,6 +1,7 @@
 package nethttp
 
 import (
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -31,6 +32,23 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("decoded span without process or attributes: %+v", s)
 			}
 			s.Release()
+		}
+	})
+}
+
+// FuzzURLParts: the string helpers never panic, and url.full never carries a
+// query value (keys stay, as semantic conventions say).
+func FuzzURLParts(f *testing.F) {
+	f.Add("http", "svc:80", "/a", "token", "secret", true)
+	f.Add("", "[::1", "", "=&", "", false)
+	f.Fuzz(func(t *testing.T, scheme, host, path, key, value string, user bool) {
+		route(path)
+		hostPort(host, 80)
+		procNetAddr(host)
+		out := string(fullURL(nil, scheme, host, path, "x=1&"+key+"="+value, user))
+		if len(value) > 2 && !strings.ContainsAny(value, "&=") && !strings.Contains(scheme+host+path+key+"REDACTED:REDACTED@://?x=1&=REDACTED", value) &&
+			strings.Contains(out, value) {
+			t.Fatalf("query value %q survived: %q", value, out)
 		}
 	})
 }
