@@ -271,3 +271,16 @@ func EvictStale(m *ebpf.Map, maxAge time.Duration) (int, error) {
 	}
 	return n, nil
 }
+
+// MountTracefs mounts tracefs where the tracepoint API looks for it, unless
+// it is there already: some hosts boot without it.
+func MountTracefs() error {
+	const dir = "/sys/kernel/tracing"
+	if _, err := os.Stat(dir + "/events"); err == nil {
+		return nil
+	}
+	if err := unix.Mount("tracefs", dir, "tracefs", 0, ""); err != nil {
+		return fmt.Errorf("tracefs is not mounted at %s and mounting it failed: %w", dir, err)
+	}
+	return nil
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/tracewire/tracewire/internal/testenv"
+	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/probes/nethttp"
 	"github.com/tracewire/tracewire/procscan"
 )
@@ -17,6 +18,10 @@ import (
 func TestVerifierAcceptsEveryProgram(t *testing.T) {
 	testenv.RequireEBPF(t)
 	if err := rlimit.RemoveMemlock(); err != nil {
+		t.Fatal(err)
+	}
+	// As the agent does: tracepoints need tracefs.
+	if err := probes.MountTracefs(); err != nil {
 		t.Fatal(err)
 	}
 	h, err := nethttp.Load(slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -18,6 +18,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/tracewire/tracewire/export"
+	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/probes/nethttp"
 	"github.com/tracewire/tracewire/procscan"
 )
@@ -165,23 +166,11 @@ func checkHost() error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("must run as root (it loads eBPF programs and attaches uprobes); running as uid %d", os.Geteuid())
 	}
-	if err := mountTracefs(); err != nil {
+	if err := probes.MountTracefs(); err != nil {
 		return err
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("cannot lift the locked-memory limit for BPF maps: %w", err)
-	}
-	return nil
-}
-
-// mountTracefs mounts tracefs where the tracepoint and uprobe APIs look for it.
-func mountTracefs() error {
-	const dir = "/sys/kernel/tracing"
-	if _, err := os.Stat(dir + "/events"); err == nil {
-		return nil
-	}
-	if err := syscall.Mount("tracefs", dir, "tracefs", 0, ""); err != nil {
-		return fmt.Errorf("tracefs is not mounted at %s and mounting it failed: %w", dir, err)
 	}
 	return nil
 }
