@@ -357,6 +357,25 @@ func TestTraceparentToUntracedServer(t *testing.T) {
 	}
 }
 
+// TestApplicationTraceparentKept: a request that already carries a
+// traceparent (the application has its own SDK) is left untouched.
+func TestApplicationTraceparentKept(t *testing.T) {
+	c := startChain(t)
+	raw := startRawServer(t)
+	const own = "00-11111111111111111111111111111111-2222222222222222-01"
+	if got := get(t, c.callURL("/call", raw.url("/sdk"))+"&tp="+own); got != 200 {
+		t.Fatalf("A /call: %d", got)
+	}
+	traceOf(t, c.recv, c.a, "/call", 2)
+	reqs := raw.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("raw server got %d requests", len(reqs))
+	}
+	if tp := reqs[0].header.Values("Traceparent"); len(tp) != 1 || tp[0] != own {
+		t.Errorf("traceparent %q, want exactly the application's [%s]", tp, own)
+	}
+}
+
 // TestPreexistingConnection: a keep-alive connection opened before the agent
 // started carries traceparent once the agent runs.
 func TestPreexistingConnection(t *testing.T) {

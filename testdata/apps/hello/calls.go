@@ -11,9 +11,18 @@ import (
 // Handlers that call another service, for the distributed-trace tests. The
 // downstream URL comes from the "url" query parameter.
 
-// call: GET url, answer with its status and body.
+// call: GET url, answer with its status and body. With tp=..., the request
+// carries that traceparent, as an application with its own SDK would.
 func call(w http.ResponseWriter, r *http.Request) {
-	resp, err := http.Get(r.URL.Query().Get("url"))
+	req, err := http.NewRequest(http.MethodGet, r.URL.Query().Get("url"), nil)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if tp := r.URL.Query().Get("tp"); tp != "" {
+		req.Header.Set("traceparent", tp)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
