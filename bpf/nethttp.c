@@ -245,7 +245,7 @@ struct nethttp_client_event {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 2 << 20);
+	__uint(max_entries, 1 << 20);
 } nethttp_events SEC(".maps");
 
 EXPORT_STRUCT(nethttp_server_event);
