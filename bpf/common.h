@@ -33,7 +33,8 @@ enum tw_stat {
 	STAT_SOCKET_BUSY = 4,   /* socket already under another sk_msg program */
 	STAT_INJECTED = 5,      /* traceparent inserted into an outgoing request */
 	STAT_NOT_INJECTED = 6,  /* pending traceparent dropped: not a request / no room */
-	STAT_MAX = 7,
+	STAT_HTTP2_SKIPPED = 7, /* HTTP/2 client call, not traced */
+	STAT_MAX = 8,
 };
 
 struct {

@@ -14,6 +14,7 @@
  *                                       traceparent for its socket
  *   net/http.ReadResponse               response arrived: status from the
  *                                       buffered status line; emit
+ *   net/http.(*http2ClientConn).RoundTrip  HTTP/2: not traced, forgotten
  * Propagation: sock_ops puts target processes' outgoing TCP connections in a
  * SOCKHASH; its sk_msg program inserts the queued traceparent header after
  * the request line of the next request written to that socket. */
@@ -574,6 +575,23 @@ int uprobe_ReadResponse(struct pt_regs *ctx)
 		bpf_map_delete_elem(&nethttp_client_inflight, &cr->caller);
 	}
 	bpf_map_delete_elem(&nethttp_client_requests, &rk);
+	return 0;
+}
+
+/* HTTP/2 calls are not traced yet: forget the call here, so that it is not
+ * reported as failed when its goroutine moves on. */
+SEC("uprobe/net/http.(*http2ClientConn).RoundTrip")
+int uprobe_http2ClientConn_RoundTrip(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct goroutine_key k = {};
+	struct nethttp_offsets *o;
+
+	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+	if (!o || !goroutine(ctx, o, &k, tgid))
+		return 0;
+	if (!bpf_map_delete_elem(&nethttp_client_inflight, &k))
+		count(STAT_HTTP2_SKIPPED);
 	return 0;
 }
 

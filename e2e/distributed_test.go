@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/textproto"
 	"net/url"
@@ -373,6 +374,27 @@ func TestApplicationTraceparentKept(t *testing.T) {
 	}
 	if tp := reqs[0].header.Values("Traceparent"); len(tp) != 1 || tp[0] != own {
 		t.Errorf("traceparent %q, want exactly the application's [%s]", tp, own)
+	}
+}
+
+// TestHTTP2CallNotAnError: HTTP/2 client calls are not traced yet; they must
+// not show up as failed calls either.
+func TestHTTP2CallNotAnError(t *testing.T) {
+	c := startChain(t)
+	h2 := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			w.WriteHeader(http.StatusHTTPVersionNotSupported)
+		}
+	}))
+	h2.EnableHTTP2 = true
+	h2.StartTLS()
+	defer h2.Close()
+	if got := get(t, c.callURL("/call", h2.URL+"/h2")+"&insecure=1"); got != 200 {
+		t.Fatalf("A /call over HTTP/2: %d", got)
+	}
+	spans := traceOf(t, c.recv, c.a, "/call", 1)
+	if s := spans[0].Span; s.Kind != tracepb.Span_SPAN_KIND_SERVER || s.Status.GetCode() != tracepb.Status_STATUS_CODE_UNSET {
+		t.Errorf("span %s kind %v status %v", s.Name, s.Kind, s.Status)
 	}
 }
 

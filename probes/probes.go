@@ -44,6 +44,9 @@ func StatFile(path string) (FileID, error) {
 type Uprobe struct {
 	Symbol string
 	Prog   *ebpf.Program
+	// Optional hooks are skipped when the executable lacks the function
+	// (the linker drops what a program does not use).
+	Optional bool
 }
 
 // Attachments keeps the uprobe links of each executable file with a count of
@@ -74,6 +77,9 @@ func (a *Attachments) Acquire(id FileID, path string, bin *gobin.Binary, hooks [
 	at := &attached{refs: 1}
 	for _, h := range hooks {
 		off, err := bin.HookOffset(h.Symbol)
+		if err != nil && h.Optional {
+			continue
+		}
 		if err != nil {
 			closeLinks(at.links)
 			return err

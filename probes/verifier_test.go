@@ -32,8 +32,8 @@ func TestVerifierAcceptsEveryProgram(t *testing.T) {
 		t.Error("sock_ops/sk_msg propagation did not attach")
 	}
 	c, err := h.Counters()
-	if err != nil || len(c) != 7 {
-		t.Errorf("nethttp counters %v, %v: want 7 named counters", c, err)
+	if err != nil || len(c) != 8 {
+		t.Errorf("nethttp counters %v, %v: want 8 named counters", c, err)
 	}
 	h.Close()
 	s, err := procscan.New([]string{"x"}, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -31,7 +31,8 @@ const (
 	bpfTwStatSTAT_SOCKET_BUSY  bpfTwStat = 4
 	bpfTwStatSTAT_INJECTED     bpfTwStat = 5
 	bpfTwStatSTAT_NOT_INJECTED bpfTwStat = 6
-	bpfTwStatSTAT_MAX          bpfTwStat = 7
+	bpfTwStatSTAT_HTTP2SKIPPED bpfTwStat = 7
+	bpfTwStatSTAT_MAX          bpfTwStat = 8
 )
 
 // Names of all BPF objects in the ELF.

@@ -196,34 +196,36 @@ const (
 	bpfTwStatSTAT_SOCKET_BUSY  bpfTwStat = 4
 	bpfTwStatSTAT_INJECTED     bpfTwStat = 5
 	bpfTwStatSTAT_NOT_INJECTED bpfTwStat = 6
-	bpfTwStatSTAT_MAX          bpfTwStat = 7
+	bpfTwStatSTAT_HTTP2SKIPPED bpfTwStat = 7
+	bpfTwStatSTAT_MAX          bpfTwStat = 8
 )
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapChunks                        = "chunks"
-	bpfMapNethttpClientInflight         = "nethttp_client_inflight"
-	bpfMapNethttpClientRequests         = "nethttp_client_requests"
-	bpfMapNethttpConnecting             = "nethttp_connecting"
-	bpfMapNethttpEvents                 = "nethttp_events"
-	bpfMapNethttpPending                = "nethttp_pending"
-	bpfMapNethttpProcs                  = "nethttp_procs"
-	bpfMapNethttpServerInflight         = "nethttp_server_inflight"
-	bpfMapNethttpSockets                = "nethttp_sockets"
-	bpfMapStats                         = "stats"
-	bpfProgSkMsgTraceparent             = "sk_msg_traceparent"
-	bpfProgSockopsTrackConnect          = "sockops_track_connect"
-	bpfProgUprobeReadResponse           = "uprobe_ReadResponse"
-	bpfProgUprobeTransportRoundTrip     = "uprobe_Transport_roundTrip"
-	bpfProgUprobePersistConnRoundTrip   = "uprobe_persistConn_roundTrip"
-	bpfProgUprobeResponseFinishRequest  = "uprobe_response_finishRequest"
-	bpfProgUprobeServerHandlerServeHTTP = "uprobe_serverHandler_ServeHTTP"
-	bpfVarExportEventKind               = "__export_event_kind"
-	bpfVarExportNethttpClientEvent      = "__export_nethttp_client_event"
-	bpfVarExportNethttpServerEvent      = "__export_nethttp_server_event"
-	bpfVarExportTwStat                  = "__export_tw_stat"
+	bpfMapChunks                          = "chunks"
+	bpfMapNethttpClientInflight           = "nethttp_client_inflight"
+	bpfMapNethttpClientRequests           = "nethttp_client_requests"
+	bpfMapNethttpConnecting               = "nethttp_connecting"
+	bpfMapNethttpEvents                   = "nethttp_events"
+	bpfMapNethttpPending                  = "nethttp_pending"
+	bpfMapNethttpProcs                    = "nethttp_procs"
+	bpfMapNethttpServerInflight           = "nethttp_server_inflight"
+	bpfMapNethttpSockets                  = "nethttp_sockets"
+	bpfMapStats                           = "stats"
+	bpfProgSkMsgTraceparent               = "sk_msg_traceparent"
+	bpfProgSockopsTrackConnect            = "sockops_track_connect"
+	bpfProgUprobeReadResponse             = "uprobe_ReadResponse"
+	bpfProgUprobeTransportRoundTrip       = "uprobe_Transport_roundTrip"
+	bpfProgUprobeHttp2ClientConnRoundTrip = "uprobe_http2ClientConn_RoundTrip"
+	bpfProgUprobePersistConnRoundTrip     = "uprobe_persistConn_roundTrip"
+	bpfProgUprobeResponseFinishRequest    = "uprobe_response_finishRequest"
+	bpfProgUprobeServerHandlerServeHTTP   = "uprobe_serverHandler_ServeHTTP"
+	bpfVarExportEventKind                 = "__export_event_kind"
+	bpfVarExportNethttpClientEvent        = "__export_nethttp_client_event"
+	bpfVarExportNethttpServerEvent        = "__export_nethttp_server_event"
+	bpfVarExportTwStat                    = "__export_tw_stat"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -268,13 +270,14 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	SkMsgTraceparent             *ebpf.ProgramSpec `ebpf:"sk_msg_traceparent"`
-	SockopsTrackConnect          *ebpf.ProgramSpec `ebpf:"sockops_track_connect"`
-	UprobeReadResponse           *ebpf.ProgramSpec `ebpf:"uprobe_ReadResponse"`
-	UprobeTransportRoundTrip     *ebpf.ProgramSpec `ebpf:"uprobe_Transport_roundTrip"`
-	UprobePersistConnRoundTrip   *ebpf.ProgramSpec `ebpf:"uprobe_persistConn_roundTrip"`
-	UprobeResponseFinishRequest  *ebpf.ProgramSpec `ebpf:"uprobe_response_finishRequest"`
-	UprobeServerHandlerServeHTTP *ebpf.ProgramSpec `ebpf:"uprobe_serverHandler_ServeHTTP"`
+	SkMsgTraceparent               *ebpf.ProgramSpec `ebpf:"sk_msg_traceparent"`
+	SockopsTrackConnect            *ebpf.ProgramSpec `ebpf:"sockops_track_connect"`
+	UprobeReadResponse             *ebpf.ProgramSpec `ebpf:"uprobe_ReadResponse"`
+	UprobeTransportRoundTrip       *ebpf.ProgramSpec `ebpf:"uprobe_Transport_roundTrip"`
+	UprobeHttp2ClientConnRoundTrip *ebpf.ProgramSpec `ebpf:"uprobe_http2ClientConn_RoundTrip"`
+	UprobePersistConnRoundTrip     *ebpf.ProgramSpec `ebpf:"uprobe_persistConn_roundTrip"`
+	UprobeResponseFinishRequest    *ebpf.ProgramSpec `ebpf:"uprobe_response_finishRequest"`
+	UprobeServerHandlerServeHTTP   *ebpf.ProgramSpec `ebpf:"uprobe_serverHandler_ServeHTTP"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
@@ -364,13 +367,14 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	SkMsgTraceparent             *ebpf.Program `ebpf:"sk_msg_traceparent"`
-	SockopsTrackConnect          *ebpf.Program `ebpf:"sockops_track_connect"`
-	UprobeReadResponse           *ebpf.Program `ebpf:"uprobe_ReadResponse"`
-	UprobeTransportRoundTrip     *ebpf.Program `ebpf:"uprobe_Transport_roundTrip"`
-	UprobePersistConnRoundTrip   *ebpf.Program `ebpf:"uprobe_persistConn_roundTrip"`
-	UprobeResponseFinishRequest  *ebpf.Program `ebpf:"uprobe_response_finishRequest"`
-	UprobeServerHandlerServeHTTP *ebpf.Program `ebpf:"uprobe_serverHandler_ServeHTTP"`
+	SkMsgTraceparent               *ebpf.Program `ebpf:"sk_msg_traceparent"`
+	SockopsTrackConnect            *ebpf.Program `ebpf:"sockops_track_connect"`
+	UprobeReadResponse             *ebpf.Program `ebpf:"uprobe_ReadResponse"`
+	UprobeTransportRoundTrip       *ebpf.Program `ebpf:"uprobe_Transport_roundTrip"`
+	UprobeHttp2ClientConnRoundTrip *ebpf.Program `ebpf:"uprobe_http2ClientConn_RoundTrip"`
+	UprobePersistConnRoundTrip     *ebpf.Program `ebpf:"uprobe_persistConn_roundTrip"`
+	UprobeResponseFinishRequest    *ebpf.Program `ebpf:"uprobe_response_finishRequest"`
+	UprobeServerHandlerServeHTTP   *ebpf.Program `ebpf:"uprobe_serverHandler_ServeHTTP"`
 }
 
 func (p *bpfPrograms) Close() error {
@@ -379,6 +383,7 @@ func (p *bpfPrograms) Close() error {
 		p.SockopsTrackConnect,
 		p.UprobeReadResponse,
 		p.UprobeTransportRoundTrip,
+		p.UprobeHttp2ClientConnRoundTrip,
 		p.UprobePersistConnRoundTrip,
 		p.UprobeResponseFinishRequest,
 		p.UprobeServerHandlerServeHTTP,

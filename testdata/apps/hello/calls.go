@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,7 +23,11 @@ func call(w http.ResponseWriter, r *http.Request) {
 	if tp := r.URL.Query().Get("tp"); tp != "" {
 		req.Header.Set("traceparent", tp)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := http.DefaultClient
+	if r.URL.Query().Get("insecure") == "1" { // a test server's own certificate
+		client = insecure
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
@@ -31,6 +36,13 @@ func call(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(resp.StatusCode)
 	io.Copy(w, resp.Body)
 }
+
+// insecure speaks HTTPS (HTTP/2 when the server offers it) to servers with
+// self-signed certificates.
+var insecure = &http.Client{Transport: &http.Transport{
+	TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+	ForceAttemptHTTP2: true,
+}}
 
 // fanout: n concurrent GETs of url from goroutines of this handler.
 func fanout(w http.ResponseWriter, r *http.Request) {
