@@ -27,6 +27,11 @@ func call(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("insecure") == "1" { // a test server's own certificate
 		client = insecure
 	}
+	forward(w, client, req)
+}
+
+// forward sends req and answers with the downstream status and body.
+func forward(w http.ResponseWriter, client *http.Client, req *http.Request) {
 	resp, err := client.Do(req)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
@@ -85,14 +90,7 @@ func relay(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("chunked") != "1" {
 		req.ContentLength = r.ContentLength
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	defer resp.Body.Close()
-	w.WriteHeader(resp.StatusCode)
-	io.Copy(w, resp.Body)
+	forward(w, http.DefaultClient, req)
 }
 
 // echo answers with the request body, read whole first: an HTTP/1 server
