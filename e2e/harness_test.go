@@ -64,7 +64,7 @@ func buildAll(t *testing.T) string {
 			return
 		}
 		var wg sync.WaitGroup
-		errs := make(chan error, len(variants)+1)
+		errs := make(chan error, len(variants)+2)
 		wg.Go(func() {
 			errs <- goBuild("", "../cmd/agent", filepath.Join(buildDir, "agent"), nil)
 		})
@@ -73,6 +73,9 @@ func buildAll(t *testing.T) string {
 				errs <- goBuild(v.toolchain, "../testdata/apps/hello", filepath.Join(buildDir, v.name), v.flags)
 			})
 		}
+		wg.Go(func() {
+			errs <- goBuild("", "../testdata/apps/serveronly", filepath.Join(buildDir, "serveronly"), []string{"-ldflags=-s -w"})
+		})
 		wg.Wait()
 		close(errs)
 		for err := range errs {

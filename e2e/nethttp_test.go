@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -193,6 +194,32 @@ func checkIDs(t *testing.T, s *tracepb.Span) {
 	}
 	if len(s.SpanId) != 8 || bytes.Equal(s.SpanId, make([]byte, 8)) {
 		t.Errorf("span id %x", s.SpanId)
+	}
+}
+
+// TestServerOnlyProgram: a stripped server without any HTTP client code (the
+// client hooks do not apply) is traced all the same.
+func TestServerOnlyProgram(t *testing.T) {
+	requireEBPF(t)
+	recv := otlptest.Start(t)
+	a := startApp(t, "serveronly")
+	startAgent(t, recv, []string{"serveronly"})
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; ; i++ {
+		path := fmt.Sprintf("/only-%d", i)
+		if got := get(t, a.url(path)); got != http.StatusAccepted {
+			t.Fatalf("GET %s: %d", path, got)
+		}
+		if waitQuiet(recv, spanWithPath(a, path), 300*time.Millisecond) {
+			s := recv.WaitSpans(t, time.Second, spanWithPath(a, path), 1)[0].Span
+			if s.Name != "GET" || otlptest.Attrs(s.Attributes)["http.response.status_code"] != int64(http.StatusAccepted) {
+				t.Errorf("span %q attrs %v", s.Name, otlptest.Attrs(s.Attributes))
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no span within 30 s")
+		}
 	}
 }
 

@@ -44,9 +44,6 @@ func StatFile(path string) (FileID, error) {
 type Uprobe struct {
 	Symbol string
 	Prog   *ebpf.Program
-	// Optional hooks are skipped when the executable lacks the function
-	// (the linker drops what a program does not use).
-	Optional bool
 }
 
 // Attachments keeps the uprobe links of each executable file with a count of
@@ -62,7 +59,9 @@ type attached struct {
 }
 
 // Acquire attaches hooks to the executable at path (identified by id) unless
-// they are attached already, and counts one more user.
+// they are attached already, and counts one more user. A hook whose function
+// the executable lacks is skipped (the linker drops what a program does not
+// use: a pure server has no HTTP client); it fails when none can be attached.
 func (a *Attachments) Acquire(id FileID, path string, bin *gobin.Binary, hooks []Uprobe) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -75,14 +74,12 @@ func (a *Attachments) Acquire(id FileID, path string, bin *gobin.Binary, hooks [
 		return fmt.Errorf("open executable %s: %w", path, err)
 	}
 	at := &attached{refs: 1}
+	var skipped []error
 	for _, h := range hooks {
 		off, err := bin.HookOffset(h.Symbol)
-		if err != nil && h.Optional {
-			continue
-		}
 		if err != nil {
-			closeLinks(at.links)
-			return err
+			skipped = append(skipped, err)
+			continue
 		}
 		// Address is the file offset: the symbol name is only a label here.
 		l, err := ex.Uprobe(h.Symbol, h.Prog, &link.UprobeOptions{Address: off})
@@ -91,6 +88,12 @@ func (a *Attachments) Acquire(id FileID, path string, bin *gobin.Binary, hooks [
 			return fmt.Errorf("attach uprobe %s at file offset %#x: %w", h.Symbol, off, err)
 		}
 		at.links = append(at.links, l)
+	}
+	if len(at.links) == 0 {
+		return fmt.Errorf("none of the hooked functions can be attached: %w", errors.Join(skipped...))
+	}
+	if len(skipped) > 0 {
+		slog.Debug("some hooks do not apply to this executable", "exe", path, "skipped", errors.Join(skipped...))
 	}
 	if a.files == nil {
 		a.files = map[FileID]*attached{}

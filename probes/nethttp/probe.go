@@ -86,7 +86,7 @@ func (p *Probe) Add(pid int, file probes.FileID, exe string, bin *gobin.Binary) 
 		{Symbol: "net/http.(*Transport).roundTrip", Prog: p.objs.UprobeTransportRoundTrip},
 		{Symbol: "net/http.(*persistConn).roundTrip", Prog: p.objs.UprobePersistConnRoundTrip},
 		{Symbol: "net/http.ReadResponse", Prog: p.objs.UprobeReadResponse},
-		{Symbol: "net/http.(*http2ClientConn).RoundTrip", Prog: p.objs.UprobeHttp2ClientConnRoundTrip, Optional: true},
+		{Symbol: "net/http.(*http2ClientConn).RoundTrip", Prog: p.objs.UprobeHttp2ClientConnRoundTrip},
 	})
 	if err != nil {
 		_ = p.objs.NethttpProcs.Delete(uint32(pid))

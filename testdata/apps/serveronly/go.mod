@@ -1,0 +1,3 @@
+module example.com/serveronly
+
+go 1.21
