@@ -507,7 +507,7 @@ func TestConsoleWaterfall(t *testing.T) {
 	a := startApp(t, "hello-go122")
 	b := startApp(t, "hello-go126")
 	ag := startAgentArgs(t, recv, []string{"hello-go122", "hello-go126"}, []string{"--exporter", "console"}, "OTEL_BSP_SCHEDULE_DELAY=60000")
-	time.Sleep(2 * time.Second) // attached: no exported span can prove it with this exporter
+	waitAttached(t, ag, 2) // no exported span can prove it with this exporter
 	if got := get(t, a.url("/call?url="+url.QueryEscape(b.url("/users/console")))); got != 200 {
 		t.Fatalf("A /call: %d", got)
 	}

@@ -260,6 +260,25 @@ func TestTargetStartedLaterAndRestarted(t *testing.T) {
 	}
 }
 
+// helloHooks is how many uprobes the agent puts on a hello executable (5
+// net/http functions + the HTTP/2 client's RoundTrip); each is a perf event,
+// as are the agent's 2 exec/exit tracepoints.
+const helloHooks = 6
+
+// waitAttached waits until the agent has uprobes on that many hello
+// executables.
+func waitAttached(t *testing.T, ag *agentProc, executables int) {
+	t.Helper()
+	want := 2 + executables*helloHooks
+	deadline := time.Now().Add(30 * time.Second)
+	for n := perfEventFDs(t, ag); n < want; n = perfEventFDs(t, ag) {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent has %d perf events, want %d", n, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // perfEventFDs counts the agent's perf event fds: one per attached uprobe or
 // tracepoint.
 func perfEventFDs(t *testing.T, ag *agentProc) int {
@@ -314,7 +333,7 @@ func TestSIGTERMFlushes(t *testing.T) {
 		t.Fatalf("agent exit %d", code)
 	}
 	ag = startAgent(t, recv, []string{"hello-go126"}, "OTEL_BSP_SCHEDULE_DELAY=600000")
-	time.Sleep(2 * time.Second) // attached (no span can prove it: none is exported before exit)
+	waitAttached(t, ag, 1) // no span can prove it: none is exported before exit
 	const n = 10
 	for i := range n {
 		get(t, a.url(fmt.Sprintf("/users/term-%d", i)))
