@@ -253,14 +253,9 @@ EXPORT_STRUCT(nethttp_server_event);
 EXPORT_STRUCT(nethttp_client_event);
 const enum event_kind *__export_event_kind __attribute__((unused));
 
-static __always_inline __u64 goid_of(struct pt_regs *ctx, struct nethttp_offsets *o)
-{
-	return read_s64(GO_G(ctx) + o->g_goid);
-}
-
 static __always_inline int goroutine(struct pt_regs *ctx, struct nethttp_offsets *o, struct goroutine_key *k, __u32 tgid)
 {
-	k->goid = goid_of(ctx, o);
+	k->goid = read_s64(GO_G(ctx) + o->g_goid);
 	k->tgid = tgid;
 	return k->goid != 0;
 }

@@ -137,8 +137,8 @@ func closeLinks(ls []link.Link) {
 // it also polls every interval; raw is only valid during the call.
 func ReadRing(rd *ringbuf.Reader, interval time.Duration, done <-chan struct{}, handle func(raw []byte)) {
 	var rec ringbuf.Record
+	rd.SetDeadline(time.Now().Add(interval))
 	for {
-		rd.SetDeadline(time.Now().Add(interval))
 		err := rd.ReadInto(&rec)
 		switch {
 		case err == nil:
@@ -150,6 +150,7 @@ func ReadRing(rd *ringbuf.Reader, interval time.Duration, done <-chan struct{}, 
 				return
 			default:
 			}
+			rd.SetDeadline(time.Now().Add(interval))
 		case errors.Is(err, ringbuf.ErrClosed):
 			return
 		default:

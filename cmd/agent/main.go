@@ -152,13 +152,12 @@ func run(args []string) int {
 	<-probeDone
 	flushCtx, cancel := context.WithTimeout(context.Background(), shutdownBudget)
 	defer cancel()
-	code := 0
 	if err := batcher.Shutdown(flushCtx); err != nil {
 		log.Error("flush on shutdown incomplete", "err", err)
 	}
 	a.logCounters(slog.LevelInfo, batcher)
 	httpProbe.Close()
-	return code
+	return 0
 }
 
 // checkHost says in one sentence what is missing for eBPF.
