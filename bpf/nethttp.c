@@ -21,6 +21,8 @@
 #include "common.h"
 #include "chunk.h"
 #include "gomap.h"
+#include "goctx.h"
+#include "sock.h"
 #include "w3c.h"
 
 /* Field offsets of one target process's Go version (from DWARF or the
@@ -29,8 +31,7 @@
  * the same file reach the probe and leave here. */
 struct nethttp_offsets {
 	struct gomap_offsets maps;
-	__u64 g_goid;
-	__u64 g_parent_goid;
+	struct g_offsets g;
 	__u64 request_size; /* bytes of net/http.Request holding every field below */
 	__u64 request_method;
 	__u64 request_url;
@@ -69,42 +70,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct nethttp_offsets);
 } nethttp_procs SEC(".maps");
-
-/* A goroutine of a target: goids are never reused within a process. */
-struct goroutine_key {
-	__u64 goid;
-	__u32 tgid;
-	__u32 _pad;
-};
-
-struct server_inflight {
-	__u64 start_ns;
-	struct span_ctx sc;
-	struct go_string tracestate; /* the request's, still alive at its end */
-};
-
-/* Requests being served, keyed by the goroutine serving them (conn.serve
- * calls both server hooks). Every per-request map is a bounded hash whose
- * values start with their insertion time: user space evicts (and counts)
- * entries that outlive any request, e.g. of a hijacked connection. An insert
- * into a full map is counted too. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct goroutine_key);
-	__type(value, struct server_inflight);
-} nethttp_server_inflight SEC(".maps");
-
-/* A TCP connection as both the uprobes (from the socket) and sk_msg see it:
- * ports in host byte order, IPv4 addresses in the first 4 bytes. */
-struct sock_tuple {
-	__u8 local[16];
-	__u8 remote[16];
-	__u16 lport;
-	__u16 rport;
-	__u16 family;
-	__u16 _pad;
-};
 
 struct client_inflight {
 	__u64 start_ns;
@@ -253,13 +218,6 @@ EXPORT_STRUCT(nethttp_server_event);
 EXPORT_STRUCT(nethttp_client_event);
 const enum event_kind *__export_event_kind __attribute__((unused));
 
-static __always_inline int goroutine(struct pt_regs *ctx, struct nethttp_offsets *o, struct goroutine_key *k, __u32 tgid)
-{
-	k->goid = read_s64(GO_G(ctx) + o->g_goid);
-	k->tgid = tgid;
-	return k->goid != 0;
-}
-
 /* ---------------------------------------------------------------- server */
 
 SEC("uprobe/net/http.serverHandler.ServeHTTP")
@@ -274,7 +232,7 @@ int uprobe_serverHandler_ServeHTTP(struct pt_regs *ctx)
 	void *req;
 
 	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-	if (!o || !goroutine(ctx, o, &k, tgid))
+	if (!o || !goroutine(ctx, &o->g, &k, tgid))
 		return 0;
 	v.start_ns = bpf_ktime_get_ns();
 	/* func (sh serverHandler) ServeHTTP(rw ResponseWriter, req *Request):
@@ -289,7 +247,7 @@ int uprobe_serverHandler_ServeHTTP(struct pt_regs *ctx)
 	} else {
 		new_root_span(&v.sc);
 	}
-	if (bpf_map_update_elem(&nethttp_server_inflight, &k, &v, BPF_ANY))
+	if (bpf_map_update_elem(&go_server_spans, &k, &v, BPF_ANY))
 		count(STAT_MAP_FULL);
 	return 0;
 }
@@ -308,9 +266,9 @@ int uprobe_response_finishRequest(struct pt_regs *ctx)
 	void *w, *url, *pat;
 
 	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-	if (!o || !goroutine(ctx, o, &k, tgid))
+	if (!o || !goroutine(ctx, &o->g, &k, tgid))
 		return 0;
-	in = bpf_map_lookup_elem(&nethttp_server_inflight, &k);
+	in = bpf_map_lookup_elem(&go_server_spans, &k);
 	if (!in) {
 		count(STAT_NO_START);
 		return 0;
@@ -318,7 +276,7 @@ int uprobe_response_finishRequest(struct pt_regs *ctx)
 	e = bpf_ringbuf_reserve(&nethttp_events, sizeof(*e), 0);
 	if (!e) {
 		count(STAT_RINGBUF_FULL);
-		bpf_map_delete_elem(&nethttp_server_inflight, &k);
+		bpf_map_delete_elem(&go_server_spans, &k);
 		return 0;
 	}
 	e->kind = EVENT_SERVER;
@@ -327,7 +285,7 @@ int uprobe_response_finishRequest(struct pt_regs *ctx)
 	e->start_ns = in->start_ns;
 	e->sc = in->sc;
 	e->tracestate_len = read_str(e->tracestate, TRACESTATE_MAX, in->tracestate);
-	bpf_map_delete_elem(&nethttp_server_inflight, &k);
+	bpf_map_delete_elem(&go_server_spans, &k);
 	/* A call of this handler's goroutine that never got its response. */
 	client_failed(&k, e->end_ns);
 
@@ -416,69 +374,19 @@ int uprobe_Transport_roundTrip(struct pt_regs *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct client_inflight c = {};
-	struct server_inflight *parent;
-	struct goroutine_key k = {}, pk;
+	struct goroutine_key k = {};
 	struct nethttp_offsets *o;
 
 	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-	if (!o || !goroutine(ctx, o, &k, tgid))
+	if (!o || !goroutine(ctx, &o->g, &k, tgid))
 		return 0;
 	c.start_ns = bpf_ktime_get_ns();
 	client_failed(&k, c.start_ns);
-	/* The parent is the request this goroutine serves, or the one served by
-	 * the goroutine that started this one (fan-out). */
-	parent = bpf_map_lookup_elem(&nethttp_server_inflight, &k);
-	if (!parent && o->g_parent_goid != OFF_NONE) {
-		pk = k;
-		pk.goid = read_s64(GO_G(ctx) + o->g_parent_goid);
-		parent = bpf_map_lookup_elem(&nethttp_server_inflight, &pk);
-	}
-	if (parent) {
-		__builtin_memcpy(c.sc.trace_id, parent->sc.trace_id, 16);
-		__builtin_memcpy(c.sc.parent_id, parent->sc.span_id, 8);
-		c.sc.flags = parent->sc.flags;
-		random_bytes(c.sc.span_id, 8);
-	} else {
-		new_root_span(&c.sc);
-	}
+	child_span(ctx, &o->g, &k, &c.sc);
 	/* func (t *Transport) roundTrip(req *Request) */
 	c.request = (__u64)GO_ARG2(ctx);
 	if (bpf_map_update_elem(&nethttp_client_inflight, &k, &c, BPF_ANY))
 		count(STAT_MAP_FULL);
-	return 0;
-}
-
-/* socket_tuple finds the TCP socket behind file descriptor fd of the current
- * process (CO-RE reads of task -> files -> file -> socket -> sock). */
-static __always_inline int socket_tuple(__u64 fd, struct sock_tuple *t)
-{
-	struct task_struct *task = (void *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds, *f = 0;
-	struct socket *sock;
-	struct sock *sk;
-
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
-		return -1;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&f, sizeof(f), fds + fd) || !f)
-		return -1;
-	sock = BPF_CORE_READ(f, private_data);
-	sk = BPF_CORE_READ(sock, sk);
-	if (!sk)
-		return -1;
-	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	t->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	t->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (t->family == 2 /* AF_INET */) {
-		BPF_CORE_READ_INTO((__u32 *)t->local, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)t->remote, sk, __sk_common.skc_daddr);
-	} else if (t->family == 10 /* AF_INET6 */) {
-		BPF_CORE_READ_INTO(t->local, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(t->remote, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-	} else {
-		return -1;
-	}
 	return 0;
 }
 
@@ -496,7 +404,7 @@ int uprobe_persistConn_roundTrip(struct pt_regs *ctx)
 	void *pc, *conn, *fd;
 
 	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-	if (!o || !goroutine(ctx, o, &k, tgid))
+	if (!o || !goroutine(ctx, &o->g, &k, tgid))
 		return 0;
 	c = bpf_map_lookup_elem(&nethttp_client_inflight, &k);
 	if (!c)
@@ -583,7 +491,7 @@ int uprobe_http2ClientConn_RoundTrip(struct pt_regs *ctx)
 	struct nethttp_offsets *o;
 
 	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-	if (!o || !goroutine(ctx, o, &k, tgid))
+	if (!o || !goroutine(ctx, &o->g, &k, tgid))
 		return 0;
 	if (!bpf_map_delete_elem(&nethttp_client_inflight, &k))
 		count(STAT_HTTP2_SKIPPED);

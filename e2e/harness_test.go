@@ -64,7 +64,7 @@ func buildAll(t *testing.T) string {
 			return
 		}
 		var wg sync.WaitGroup
-		errs := make(chan error, len(variants)+2)
+		errs := make(chan error, len(variants)+3)
 		wg.Go(func() {
 			errs <- goBuild("", "../cmd/agent", filepath.Join(buildDir, "agent"), nil)
 		})
@@ -75,6 +75,9 @@ func buildAll(t *testing.T) string {
 		}
 		wg.Go(func() {
 			errs <- goBuild("", "../testdata/apps/serveronly", filepath.Join(buildDir, "serveronly"), []string{"-ldflags=-s -w"})
+		})
+		wg.Go(func() {
+			errs <- goBuild("", "../testdata/apps/sqlapp", filepath.Join(buildDir, "sqlapp"), nil)
 		})
 		wg.Wait()
 		close(errs)
@@ -130,9 +133,15 @@ func (a *app) url(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%
 // startApp runs a built variant and waits until it answers.
 func startApp(t *testing.T, name string, env ...string) *app {
 	t.Helper()
+	return startAppArgs(t, name, nil, env...)
+}
+
+// startAppArgs is startApp with more command-line arguments.
+func startAppArgs(t *testing.T, name string, args []string, env ...string) *app {
+	t.Helper()
 	dir := buildAll(t)
 	a := &app{name: name, port: freePort(t)}
-	a.cmd = exec.Command(filepath.Join(dir, name), "-addr", fmt.Sprintf("127.0.0.1:%d", a.port))
+	a.cmd = exec.Command(filepath.Join(dir, name), append([]string{"-addr", fmt.Sprintf("127.0.0.1:%d", a.port)}, args...)...)
 	a.cmd.Env = append(os.Environ(), append([]string{"GODEBUG=httpmuxgo121=0"}, env...)...)
 	if err := a.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)

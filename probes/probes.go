@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -293,4 +294,13 @@ func MountTracefs() error {
 		return fmt.Errorf("tracefs is not mounted at %s and mounting it failed: %w", dir, err)
 	}
 	return nil
+}
+
+// RemoteAddr is the peer address of a sock_tuple (sock.h): IPv4 in the
+// first 4 bytes of remote when family is AF_INET.
+func RemoteAddr(family uint16, remote [16]byte) netip.Addr {
+	if family == unix.AF_INET {
+		return netip.AddrFrom4([4]byte(remote[:4]))
+	}
+	return netip.AddrFrom16(remote).Unmap()
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tracewire/tracewire/internal/testenv"
 	"github.com/tracewire/tracewire/probes"
+	"github.com/tracewire/tracewire/probes/dbsql"
 	"github.com/tracewire/tracewire/probes/nethttp"
 	"github.com/tracewire/tracewire/procscan"
 )
@@ -24,7 +25,10 @@ func TestVerifierAcceptsEveryProgram(t *testing.T) {
 	if err := probes.MountTracefs(); err != nil {
 		t.Fatal(err)
 	}
-	h, err := nethttp.Load(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	shared := &probes.Shared{}
+	defer shared.Close()
+	h, err := nethttp.Load(log, shared)
 	if err != nil {
 		t.Fatalf("nethttp: %v", err)
 	}
@@ -36,7 +40,12 @@ func TestVerifierAcceptsEveryProgram(t *testing.T) {
 		t.Errorf("nethttp counters %v, %v: want 8 named counters", c, err)
 	}
 	h.Close()
-	s, err := procscan.New([]string{"x"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	d, err := dbsql.Load(log, shared)
+	if err != nil {
+		t.Fatalf("dbsql: %v", err)
+	}
+	d.Close()
+	s, err := procscan.New([]string{"x"}, log)
 	if err != nil {
 		t.Fatalf("procscan: %v", err)
 	}

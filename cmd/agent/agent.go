@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"sync"
@@ -10,7 +12,6 @@ import (
 	"github.com/tracewire/tracewire/export"
 	"github.com/tracewire/tracewire/internal/gobin"
 	"github.com/tracewire/tracewire/probes"
-	"github.com/tracewire/tracewire/probes/nethttp"
 	"github.com/tracewire/tracewire/procscan"
 	"github.com/tracewire/tracewire/spans"
 )
@@ -19,10 +20,26 @@ import (
 // events it produced just before it died.
 const exitedGrace = 30 * time.Second
 
+// probe is one library's instrumentation (probes/nethttp, probes/dbsql).
+type probe interface {
+	Add(pid int, file probes.FileID, exe string, bin *gobin.Binary) error
+	Remove(pid int, file probes.FileID)
+	Run(done <-chan struct{}, process func(pid int) *spans.Process, emit func(*spans.Span))
+	Detach()
+	Close()
+	Counters() (map[string]uint64, error)
+}
+
+// namedProbe is a probe with the name its counters are logged under.
+type namedProbe struct {
+	name string
+	probe
+}
+
 // agent connects discovery to the probes and keeps each target's description.
 type agent struct {
-	http *nethttp.Probe
-	log  *slog.Logger
+	probes []namedProbe
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	procs   map[int]*target
@@ -31,14 +48,15 @@ type agent struct {
 }
 
 type target struct {
-	proc *spans.Process
-	file probes.FileID
-	gone time.Time
+	proc   *spans.Process
+	file   probes.FileID
+	probes []namedProbe // those that instrument it
+	gone   time.Time
 }
 
-func newAgent(h *nethttp.Probe, log *slog.Logger) *agent {
+func newAgent(ps []namedProbe, log *slog.Logger) *agent {
 	return &agent{
-		http:    h,
+		probes:  ps,
 		log:     log,
 		procs:   map[int]*target{},
 		exited:  map[int]*target{},
@@ -56,10 +74,11 @@ func (a *agent) Appeared(t procscan.Target) {
 		a.log.Debug("target cannot be instrumented", "pid", t.PID, "exe", t.ExeName, "reason", reason)
 		return
 	}
+	var added []namedProbe
 	bin, err := gobin.Open(t.Exe)
 	if err == nil {
 		defer bin.Close()
-		err = a.http.Add(t.PID, t.File, t.Exe, bin)
+		added, err = a.add(t, bin)
 		// Reading the executable (its DWARF, megabytes) left garbage; new
 		// targets are rare, so return it now rather than keep it resident.
 		defer debug.FreeOSMemory()
@@ -94,10 +113,31 @@ func (a *agent) Appeared(t procscan.Target) {
 		p.ServiceName = v
 	}
 	a.mu.Lock()
-	a.procs[t.PID] = &target{proc: p, file: t.File}
+	a.procs[t.PID] = &target{proc: p, file: t.File, probes: added}
 	delete(a.exited, t.PID)
 	a.mu.Unlock()
 	a.log.Info("tracing target", "pid", t.PID, "exe", t.ExeName, "service", p.ServiceName, "go", bin.GoVersion)
+}
+
+// add gives the target to every probe; it is instrumented when at least one
+// applies (a program without database/sql still gets its HTTP spans).
+func (a *agent) add(t procscan.Target, bin *gobin.Binary) ([]namedProbe, error) {
+	var added []namedProbe
+	var errs []error
+	for _, p := range a.probes {
+		if err := p.Add(t.PID, t.File, t.Exe, bin); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
+			continue
+		}
+		added = append(added, p)
+	}
+	if len(added) == 0 {
+		return nil, errors.Join(errs...)
+	}
+	if len(errs) > 0 {
+		a.log.Debug("some probes do not apply to the target", "pid", t.PID, "exe", t.ExeName, "reason", errors.Join(errs...))
+	}
+	return added, nil
 }
 
 // Exited releases the process's probes; its description stays a while for
@@ -118,7 +158,9 @@ func (a *agent) Exited(pid int) {
 	delete(a.procs, pid)
 	t.gone = now
 	a.exited[pid] = t
-	a.http.Remove(pid, t.file)
+	for _, p := range t.probes {
+		p.Remove(pid, t.file)
+	}
 	a.log.Info("target exited", "pid", pid, "exe", t.proc.ExeName)
 }
 
@@ -155,12 +197,14 @@ func (a *agent) logCounters(level slog.Level, b *export.Batcher) {
 		"spans_exported", st.Exported, "spans_dropped", st.Dropped, "spans_queued", st.Queued,
 		"failed_uploads", st.FailedUploads, "undecodable_events", probes.Undecodable(), "unsampled_spans", probes.Unsampled(),
 	}
-	kc, err := a.http.Counters()
-	if err != nil {
-		a.log.Warn("cannot read kernel counters", "err", err)
-	}
-	for k, v := range kc {
-		attrs = append(attrs, "nethttp_"+k, v)
+	for _, p := range a.probes {
+		kc, err := p.Counters()
+		if err != nil {
+			a.log.Warn("cannot read kernel counters", "probe", p.name, "err", err)
+		}
+		for k, v := range kc {
+			attrs = append(attrs, p.name+"_"+k, v)
+		}
 	}
 	a.log.Log(context.Background(), level, "counters", attrs...)
 }

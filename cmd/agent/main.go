@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/tracewire/tracewire/export"
 	"github.com/tracewire/tracewire/probes"
+	"github.com/tracewire/tracewire/probes/dbsql"
 	"github.com/tracewire/tracewire/probes/nethttp"
 	"github.com/tracewire/tracewire/procscan"
 )
@@ -120,15 +122,16 @@ func run(args []string) int {
 	}
 	batcher := export.NewBatcher(sink, opts, log)
 
-	httpProbe, err := nethttp.Load(log)
+	ps, shared, err := loadProbes(log)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agent: eBPF is not usable on this host: %v\n", err)
 		return 1
 	}
-	a := newAgent(httpProbe, log)
+	defer shared.Close()
+	a := newAgent(ps, log)
 	scanner, err := procscan.New(cfg.targets, log)
 	if err != nil {
-		httpProbe.Close()
+		closeProbes(ps)
 		fmt.Fprintf(os.Stderr, "agent: eBPF is not usable on this host: %v\n", err)
 		return 1
 	}
@@ -138,26 +141,54 @@ func run(args []string) int {
 	defer stop()
 	scanDone := make(chan struct{})
 	go func() { scanner.Run(ctx, a); close(scanDone) }()
-	probeDone := make(chan struct{})
-	go func() { httpProbe.Run(ctx.Done(), a.process, batcher.Add); close(probeDone) }()
+	var probesDone sync.WaitGroup
+	for _, p := range ps {
+		probesDone.Go(func() { p.Run(ctx.Done(), a.process, batcher.Add) })
+	}
 	go a.reportCounters(ctx, batcher)
 
 	<-ctx.Done()
 	log.Info("stopping: detaching probes and flushing spans")
 	// Detach first so nothing new arrives, then read what the kernel already
 	// produced, then flush it all.
-	httpProbe.Detach()
+	for _, p := range ps {
+		p.Detach()
+	}
 	scanner.Close()
 	<-scanDone
-	<-probeDone
+	probesDone.Wait()
 	flushCtx, cancel := context.WithTimeout(context.Background(), shutdownBudget)
 	defer cancel()
 	if err := batcher.Shutdown(flushCtx); err != nil {
 		log.Error("flush on shutdown incomplete", "err", err)
 	}
 	a.logCounters(slog.LevelInfo, batcher)
-	httpProbe.Close()
+	closeProbes(ps)
 	return 0
+}
+
+// loadProbes loads every probe's programs, sharing the maps they use
+// together.
+func loadProbes(log *slog.Logger) ([]namedProbe, *probes.Shared, error) {
+	shared := &probes.Shared{}
+	h, err := nethttp.Load(log, shared)
+	if err != nil {
+		shared.Close()
+		return nil, nil, err
+	}
+	d, err := dbsql.Load(log, shared)
+	if err != nil {
+		h.Close()
+		shared.Close()
+		return nil, nil, err
+	}
+	return []namedProbe{{"nethttp", h}, {"dbsql", d}}, shared, nil
+}
+
+func closeProbes(ps []namedProbe) {
+	for _, p := range ps {
+		p.Close()
+	}
 }
 
 // checkHost says in one sentence what is missing for eBPF.

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -131,4 +133,49 @@ func (b *Binary) fileOffset(addr uint64) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("address %#x is in no loadable segment", addr)
+}
+
+// Funcs returns the link-time start address and name of every function
+// whose name match accepts.
+func (b *Binary) Funcs(match func(name string) bool) map[uint64]string {
+	out := map[uint64]string{}
+	for name, r := range b.funcs {
+		if match(name) {
+			out[r.start] = name
+		}
+	}
+	return out
+}
+
+// LoadBias returns what process pid added to the executable's link-time
+// addresses when it mapped it: 0 unless the executable is PIE.
+func (b *Binary) LoadBias(pid int) (uint64, error) {
+	if b.elf.Type != elf.ET_DYN {
+		return 0, nil
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return 0, fmt.Errorf("find executable of pid %d: %w", pid, err)
+	}
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read mappings of pid %d: %w", pid, err)
+	}
+	// "start-end perms offset dev inode path": the mapping of file offset 0.
+	for line := range strings.Lines(string(maps)) {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[2] != "00000000" || strings.TrimSpace(strings.Join(f[5:], " ")) != exe {
+			continue
+		}
+		start, err := strconv.ParseUint(strings.Split(f[0], "-")[0], 16, 64)
+		if err != nil {
+			return 0, fmt.Errorf("pid %d mappings: %w", pid, err)
+		}
+		for _, p := range b.elf.Progs {
+			if p.Type == elf.PT_LOAD && p.Off == 0 {
+				return start - p.Vaddr, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("pid %d has not mapped %s from offset 0", pid, exe)
 }

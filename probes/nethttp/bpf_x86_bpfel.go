@@ -84,8 +84,11 @@ type bpfNethttpOffsets struct {
 		TableGroups uint64
 		TableMask   uint64
 	}
-	G_goid            uint64
-	G_parentGoid      uint64
+	G struct {
+		_          structs.HostLayout
+		Goid       uint64
+		ParentGoid uint64
+	}
 	RequestSize       uint64
 	RequestMethod     uint64
 	RequestUrl        uint64
@@ -205,13 +208,13 @@ const (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	bpfMapChunks                          = "chunks"
+	bpfMapGoServerSpans                   = "go_server_spans"
 	bpfMapNethttpClientInflight           = "nethttp_client_inflight"
 	bpfMapNethttpClientRequests           = "nethttp_client_requests"
 	bpfMapNethttpConnecting               = "nethttp_connecting"
 	bpfMapNethttpEvents                   = "nethttp_events"
 	bpfMapNethttpPending                  = "nethttp_pending"
 	bpfMapNethttpProcs                    = "nethttp_procs"
-	bpfMapNethttpServerInflight           = "nethttp_server_inflight"
 	bpfMapNethttpSockets                  = "nethttp_sockets"
 	bpfMapStats                           = "stats"
 	bpfProgSkMsgTraceparent               = "sk_msg_traceparent"
@@ -285,13 +288,13 @@ type bpfProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
 	Chunks                *ebpf.MapSpec `ebpf:"chunks"`
+	GoServerSpans         *ebpf.MapSpec `ebpf:"go_server_spans"`
 	NethttpClientInflight *ebpf.MapSpec `ebpf:"nethttp_client_inflight"`
 	NethttpClientRequests *ebpf.MapSpec `ebpf:"nethttp_client_requests"`
 	NethttpConnecting     *ebpf.MapSpec `ebpf:"nethttp_connecting"`
 	NethttpEvents         *ebpf.MapSpec `ebpf:"nethttp_events"`
 	NethttpPending        *ebpf.MapSpec `ebpf:"nethttp_pending"`
 	NethttpProcs          *ebpf.MapSpec `ebpf:"nethttp_procs"`
-	NethttpServerInflight *ebpf.MapSpec `ebpf:"nethttp_server_inflight"`
 	NethttpSockets        *ebpf.MapSpec `ebpf:"nethttp_sockets"`
 	Stats                 *ebpf.MapSpec `ebpf:"stats"`
 }
@@ -327,13 +330,13 @@ func (o *bpfObjects) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
 	Chunks                *ebpf.Map `ebpf:"chunks"`
+	GoServerSpans         *ebpf.Map `ebpf:"go_server_spans"`
 	NethttpClientInflight *ebpf.Map `ebpf:"nethttp_client_inflight"`
 	NethttpClientRequests *ebpf.Map `ebpf:"nethttp_client_requests"`
 	NethttpConnecting     *ebpf.Map `ebpf:"nethttp_connecting"`
 	NethttpEvents         *ebpf.Map `ebpf:"nethttp_events"`
 	NethttpPending        *ebpf.Map `ebpf:"nethttp_pending"`
 	NethttpProcs          *ebpf.Map `ebpf:"nethttp_procs"`
-	NethttpServerInflight *ebpf.Map `ebpf:"nethttp_server_inflight"`
 	NethttpSockets        *ebpf.Map `ebpf:"nethttp_sockets"`
 	Stats                 *ebpf.Map `ebpf:"stats"`
 }
@@ -341,13 +344,13 @@ type bpfMaps struct {
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Chunks,
+		m.GoServerSpans,
 		m.NethttpClientInflight,
 		m.NethttpClientRequests,
 		m.NethttpConnecting,
 		m.NethttpEvents,
 		m.NethttpPending,
 		m.NethttpProcs,
-		m.NethttpServerInflight,
 		m.NethttpSockets,
 		m.Stats,
 	)

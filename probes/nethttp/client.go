@@ -1,9 +1,9 @@
 package nethttp
 
 import (
-	"net/netip"
 	"strings"
 
+	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/spans"
 )
 
@@ -27,7 +27,7 @@ func (d *decoder) client(e *bpfNethttpClientEvent, proc *spans.Process) *spans.S
 		s.Attrs = append(s.Attrs, spans.String("server.address", h), spans.Int("server.port", int64(port)))
 	}
 	if e.HasPeer != 0 {
-		d.scratch = peerAddr(&e.Peer).AppendTo(d.scratch[:0])
+		d.scratch = probes.RemoteAddr(e.Peer.Family, e.Peer.Remote).AppendTo(d.scratch[:0])
 		s.Attrs = append(s.Attrs, spans.String("network.peer.address", s.Str(d.scratch)), spans.Int("network.peer.port", int64(e.Peer.Rport)))
 	}
 	switch {
@@ -66,12 +66,3 @@ func fullURL(b []byte, scheme, host, path, query string, user bool) []byte {
 	}
 	return b
 }
-
-func peerAddr(t *bpfSockTuple) netip.Addr {
-	if t.Family == afInet {
-		return netip.AddrFrom4([4]byte(t.Remote[:4]))
-	}
-	return netip.AddrFrom16(t.Remote).Unmap()
-}
-
-const afInet = 2

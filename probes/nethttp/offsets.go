@@ -5,10 +5,8 @@ import (
 	"fmt"
 
 	"github.com/tracewire/tracewire/internal/gobin"
+	"github.com/tracewire/tracewire/probes"
 )
-
-// offNone marks a field the binary's Go version does not have (OFF_NONE in C).
-const offNone = ^uint64(0)
 
 // bufioWords is how many words of a bufio.Reader the programs copy (BUFIO_WORDS).
 const bufioWords = 8
@@ -16,20 +14,16 @@ const bufioWords = 8
 // chunkMax is how much of a struct the programs copy at once (CHUNK_MAX).
 const chunkMax = uint64(len(bpfChunk{}.B))
 
-type field struct {
-	dst       *uint64
-	typ, name string
-	optional  bool // absent in some Go versions: offNone there
-}
-
 // offsets collects the struct field offsets the programs read for bin.
 func offsets(bin *gobin.Binary) (*bpfNethttpOffsets, error) {
 	o := &bpfNethttpOffsets{}
-	req := func(dst *uint64, name string, optional bool) field {
-		return field{dst, "net/http.Request", name, optional}
+	req := func(dst *uint64, name string, optional bool) probes.Field {
+		return probes.Field{Dst: dst, Typ: "net/http.Request", Name: name, Optional: optional}
 	}
-	url := func(dst *uint64, name string) field { return field{dst, "net/url.URL", name, false} }
-	request := []field{
+	url := func(dst *uint64, name string) probes.Field {
+		return probes.Field{Dst: dst, Typ: "net/url.URL", Name: name}
+	}
+	request := []probes.Field{
 		req(&o.RequestMethod, "Method", false),
 		req(&o.RequestUrl, "URL", false),
 		req(&o.RequestHeader, "Header", false),
@@ -41,26 +35,24 @@ func offsets(bin *gobin.Binary) (*bpfNethttpOffsets, error) {
 		req(&o.RequestPattern, "Pattern", true), // Go >= 1.23
 		req(&o.RequestPat, "pat", true),         // Go 1.22
 	}
-	urls := []field{
+	urls := []probes.Field{
 		url(&o.UrlScheme, "Scheme"), url(&o.UrlUser, "User"), url(&o.UrlHost, "Host"),
 		url(&o.UrlPath, "Path"), url(&o.UrlRawQuery, "RawQuery"),
 	}
-	others := []field{
-		{&o.G_goid, "runtime.g", "goid", false},
-		{&o.G_parentGoid, "runtime.g", "parentGoid", true},
-		{&o.PatternStr, "net/http.pattern", "str", true},
-		{&o.ResponseReq, "net/http.response", "req", false},
-		{&o.ResponseStatus, "net/http.response", "status", false},
-		{&o.BufioBuf, "bufio.Reader", "buf", false},
-		{&o.BufioR, "bufio.Reader", "r", false},
-		{&o.BufioW, "bufio.Reader", "w", false},
-		{&o.TreqRequest, "net/http.transportRequest", "Request", false},
-		{&o.PconnConn, "net/http.persistConn", "conn", false},
-		{&o.PconnTlsState, "net/http.persistConn", "tlsState", false},
-		{&o.ConnFd, "net.conn", "fd", false},
-	}
-	for _, fs := range [][]field{request, urls, others} {
-		if err := resolve(bin, fs); err != nil {
+	others := append(probes.GoroutineFields(&o.G.Goid, &o.G.ParentGoid), []probes.Field{
+		{Dst: &o.PatternStr, Typ: "net/http.pattern", Name: "str", Optional: true},
+		{Dst: &o.ResponseReq, Typ: "net/http.response", Name: "req"},
+		{Dst: &o.ResponseStatus, Typ: "net/http.response", Name: "status"},
+		{Dst: &o.BufioBuf, Typ: "bufio.Reader", Name: "buf"},
+		{Dst: &o.BufioR, Typ: "bufio.Reader", Name: "r"},
+		{Dst: &o.BufioW, Typ: "bufio.Reader", Name: "w"},
+		{Dst: &o.TreqRequest, Typ: "net/http.transportRequest", Name: "Request"},
+		{Dst: &o.PconnConn, Typ: "net/http.persistConn", Name: "conn"},
+		{Dst: &o.PconnTlsState, Typ: "net/http.persistConn", Name: "tlsState"},
+		{Dst: &o.ConnFd, Typ: "net.conn", Name: "fd"},
+	}...)
+	for _, fs := range [][]probes.Field{request, urls, others} {
+		if err := probes.ResolveFields(bin, fs); err != nil {
 			return nil, err
 		}
 	}
@@ -76,7 +68,7 @@ func offsets(bin *gobin.Binary) (*bpfNethttpOffsets, error) {
 	}
 	// netFD.pfd.Sysfd: two structs deep.
 	var pfd, sysfd uint64
-	if err := resolve(bin, []field{{&pfd, "net.netFD", "pfd", false}, {&sysfd, "internal/poll.FD", "Sysfd", false}}); err != nil {
+	if err := probes.ResolveFields(bin, []probes.Field{{Dst: &pfd, Typ: "net.netFD", Name: "pfd"}, {Dst: &sysfd, Typ: "internal/poll.FD", Name: "Sysfd"}}); err != nil {
 		return nil, err
 	}
 	o.NetfdSysfd = pfd + sysfd
@@ -91,14 +83,14 @@ func offsets(bin *gobin.Binary) (*bpfNethttpOffsets, error) {
 func mapOffsets(bin *gobin.Binary, o *bpfNethttpOffsets) error {
 	m := &o.Maps
 	var groups, data, mask uint64
-	swiss := []field{
-		{&m.SwissDirPtr, "internal/runtime/maps.Map", "dirPtr", false},
-		{&m.SwissDirLen, "internal/runtime/maps.Map", "dirLen", false},
-		{&groups, "internal/runtime/maps.table", "groups", false},
-		{&data, "internal/runtime/maps.groupsReference", "data", false},
-		{&mask, "internal/runtime/maps.groupsReference", "lengthMask", false},
+	swiss := []probes.Field{
+		{Dst: &m.SwissDirPtr, Typ: "internal/runtime/maps.Map", Name: "dirPtr"},
+		{Dst: &m.SwissDirLen, Typ: "internal/runtime/maps.Map", Name: "dirLen"},
+		{Dst: &groups, Typ: "internal/runtime/maps.table", Name: "groups"},
+		{Dst: &data, Typ: "internal/runtime/maps.groupsReference", Name: "data"},
+		{Dst: &mask, Typ: "internal/runtime/maps.groupsReference", Name: "lengthMask"},
 	}
-	err := resolve(bin, swiss)
+	err := probes.ResolveFields(bin, swiss)
 	if err == nil {
 		m.Swiss = 1
 		m.TableGroups, m.TableMask = groups+data, groups+mask
@@ -107,34 +99,19 @@ func mapOffsets(bin *gobin.Binary, o *bpfNethttpOffsets) error {
 	if !errors.Is(err, gobin.ErrNoField) {
 		return err
 	}
-	return resolve(bin, []field{
-		{&m.HmapB, "runtime.hmap", "B", false},
-		{&m.HmapBuckets, "runtime.hmap", "buckets", false},
+	return probes.ResolveFields(bin, []probes.Field{
+		{Dst: &m.HmapB, Typ: "runtime.hmap", Name: "B"},
+		{Dst: &m.HmapBuckets, Typ: "runtime.hmap", Name: "buckets"},
 	})
-}
-
-func resolve(bin *gobin.Binary, fs []field) error {
-	for _, f := range fs {
-		v, err := bin.FieldOffset(f.typ, f.name)
-		switch {
-		case err == nil:
-			*f.dst = v
-		case f.optional && errors.Is(err, gobin.ErrNoField):
-			*f.dst = offNone
-		default:
-			return fmt.Errorf("offset of %s.%s: %w", f.typ, f.name, err)
-		}
-	}
-	return nil
 }
 
 // prefixSize is how many bytes of a struct the programs copy to read fs in
 // one go: up to the end of the last field (16 bytes: the largest, a string).
-func prefixSize(typ string, fs []field) (uint64, error) {
+func prefixSize(typ string, fs []probes.Field) (uint64, error) {
 	var n uint64
 	for _, f := range fs {
-		if *f.dst != offNone {
-			n = max(n, *f.dst+16)
+		if *f.Dst != probes.OffNone {
+			n = max(n, *f.Dst+16)
 		}
 	}
 	if n > chunkMax {

@@ -8,13 +8,9 @@ package nethttp
 import (
 	"fmt"
 	"log/slog"
-	"sync"
-	"sync/atomic"
-	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/tracewire/tracewire/internal/gobin"
 	"github.com/tracewire/tracewire/probes"
@@ -26,48 +22,45 @@ const Scope = "github.com/tracewire/tracewire/probes/nethttp"
 
 // Probe is the loaded set of net/http programs serving every target.
 type Probe struct {
-	objs     bpfObjects
-	counters []string // names of the stats map's indexes
-	att      probes.Attachments
-	prop     *propagation
-	rd       *ringbuf.Reader
-	clock    probes.Clock
-	log      *slog.Logger
-	evicted  sync.Map // map name -> *atomic.Uint64
-	stop     chan struct{}
+	*probes.Core
+	objs  bpfObjects
+	prop  *propagation
+	clock probes.Clock
+	log   *slog.Logger
 }
 
-// staleAfter is how long per-request state may live before it is evicted:
-// far longer than any request the agent is meant to trace.
-const staleAfter = 2 * time.Minute
-
-// Load loads the programs and maps into the kernel and attaches the
-// propagation programs (sock_ops on the cgroup-v2 root, sk_msg on the
-// socket map). Without cgroup v2 the spans still work; only outgoing
-// propagation is off, as the log says.
-func Load(log *slog.Logger) (*Probe, error) {
+// Load loads the programs and maps (the server spans map from shared) into
+// the kernel and attaches the propagation programs (sock_ops on the
+// cgroup-v2 root, sk_msg on the socket map). Without cgroup v2 the spans
+// still work; only outgoing propagation is off, as the log says.
+func Load(log *slog.Logger, shared *probes.Shared) (*Probe, error) {
 	p := &Probe{clock: probes.NewClock(), log: log}
 	spec, err := loadBpf()
 	if err != nil {
 		return nil, fmt.Errorf("read nethttp BPF objects: %w", err)
 	}
-	if p.counters, err = probes.CounterNames(spec); err != nil {
+	repl, err := shared.Replacements(spec)
+	if err != nil {
 		return nil, err
 	}
-	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
+	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
 		return nil, fmt.Errorf("load nethttp BPF objects: %w", err)
 	}
-	rd, err := ringbuf.NewReader(p.objs.NethttpEvents)
+	m := &p.objs.bpfMaps
+	p.Core, err = probes.NewCore(spec, probes.CoreMaps{
+		Procs: m.NethttpProcs, Stats: m.Stats, Events: m.NethttpEvents,
+		Stale: map[string]*ebpf.Map{
+			"server_spans": m.GoServerSpans, "client_inflight": m.NethttpClientInflight,
+			"client_requests": m.NethttpClientRequests, "pending": m.NethttpPending, "connecting": m.NethttpConnecting,
+		},
+	}, log)
 	if err != nil {
 		p.objs.Close()
-		return nil, fmt.Errorf("open nethttp ring buffer: %w", err)
+		return nil, err
 	}
-	p.rd = rd
 	if p.prop, err = attachPropagation(&p.objs); err != nil {
 		log.Warn("outgoing traceparent propagation is off", "reason", err)
 	}
-	p.stop = make(chan struct{})
-	go p.evictLoop()
 	return p, nil
 }
 
@@ -77,10 +70,7 @@ func (p *Probe) Add(pid int, file probes.FileID, exe string, bin *gobin.Binary) 
 	if err != nil {
 		return err
 	}
-	if err := p.objs.NethttpProcs.Put(uint32(pid), off); err != nil {
-		return fmt.Errorf("store net/http offsets of pid %d: %w", pid, err)
-	}
-	err = p.att.Acquire(file, exe, bin, []probes.Uprobe{
+	err = p.Core.Add(pid, file, exe, bin, off, []probes.Uprobe{
 		{Symbol: "net/http.serverHandler.ServeHTTP", Prog: p.objs.UprobeServerHandlerServeHTTP},
 		{Symbol: "net/http.(*response).finishRequest", Prog: p.objs.UprobeResponseFinishRequest},
 		{Symbol: "net/http.(*Transport).roundTrip", Prog: p.objs.UprobeTransportRoundTrip},
@@ -89,7 +79,6 @@ func (p *Probe) Add(pid int, file probes.FileID, exe string, bin *gobin.Binary) 
 		{Symbol: "net/http.(*http2ClientConn).RoundTrip", Prog: p.objs.UprobeHttp2ClientConnRoundTrip},
 	})
 	if err != nil {
-		_ = p.objs.NethttpProcs.Delete(uint32(pid))
 		return err
 	}
 	if p.prop != nil {
@@ -101,30 +90,12 @@ func (p *Probe) Add(pid int, file probes.FileID, exe string, bin *gobin.Binary) 
 	return nil
 }
 
-// Remove stops tracing pid; the uprobes go with the file's last process.
-func (p *Probe) Remove(pid int, file probes.FileID) {
-	if err := p.objs.NethttpProcs.Delete(uint32(pid)); err == nil {
-		p.att.Release(file)
-	}
-}
-
 // Run turns ring-buffer events into spans until done is closed and every
 // event already submitted is read. process returns the target's description
-// (nil if unknown: the event is counted and dropped). Spans whose trace is
-// not sampled (an incoming traceparent said so) are not emitted.
+// (nil if unknown: the event is counted and dropped).
 func (p *Probe) Run(done <-chan struct{}, process func(pid int) *spans.Process, emit func(*spans.Span)) {
 	d := &decoder{clock: p.clock}
-	probes.ReadRing(p.rd, 100*time.Millisecond, done, func(raw []byte) {
-		switch s := d.decode(raw, process); {
-		case s == nil:
-			probes.CountUndecodable()
-		case s.TraceFlags&1 == 0:
-			probes.CountUnsampled()
-			s.Release()
-		default:
-			emit(s)
-		}
-	})
+	p.Core.Run(done, func(raw []byte) *spans.Span { return d.decode(raw, process) }, emit)
 }
 
 // decode turns one ring-buffer record into a span, or nil when the record is
@@ -155,57 +126,17 @@ func (p *Probe) Propagating() bool { return p.prop != nil }
 // Detach removes every uprobe and the propagation programs: no new events
 // after it returns, and traffic flows unmodified.
 func (p *Probe) Detach() {
-	p.att.Close()
+	p.Core.Detach()
 	if p.prop != nil {
 		p.prop.close()
 	}
 }
 
-// evictLoop sweeps the per-request maps now and then.
-func (p *Probe) evictLoop() {
-	tick := time.NewTicker(staleAfter / 4)
-	defer tick.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case <-tick.C:
-		}
-		m := &p.objs.bpfMaps
-		for name, bm := range map[string]*ebpf.Map{
-			"server_inflight": m.NethttpServerInflight, "client_inflight": m.NethttpClientInflight,
-			"client_requests": m.NethttpClientRequests, "pending": m.NethttpPending, "connecting": m.NethttpConnecting,
-		} {
-			n, err := probes.EvictStale(bm, staleAfter)
-			if err != nil {
-				p.log.Warn("evicting stale state failed", "map", name, "err", err)
-			}
-			c, _ := p.evicted.LoadOrStore(name, new(atomic.Uint64))
-			c.(*atomic.Uint64).Add(uint64(n))
-		}
-	}
-}
-
 // Close detaches, ends Run and frees the programs.
 func (p *Probe) Close() {
-	close(p.stop)
 	p.Detach()
-	p.rd.Close()
+	p.Core.Close()
 	p.objs.Close()
-}
-
-// Counters returns the kernel-side drop and error counters and the
-// evictions of stale per-request state.
-func (p *Probe) Counters() (map[string]uint64, error) {
-	c, err := probes.KernelCounters(p.objs.Stats, p.counters)
-	if err != nil {
-		return nil, err
-	}
-	p.evicted.Range(func(k, v any) bool {
-		c["evicted_"+k.(string)] = v.(*atomic.Uint64).Load()
-		return true
-	})
-	return c, nil
 }
 
 // decoder turns events into spans; it belongs to the one goroutine of Run.

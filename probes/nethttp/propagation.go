@@ -205,7 +205,10 @@ func parseProcNet(path string, v6 bool, byInode map[uint64]bpfSockTuple, listeni
 	return sc.Err()
 }
 
-const afInet6 = 10
+const (
+	afInet  = 2
+	afInet6 = 10
+)
 
 // procNetAddr decodes "0100007F:1F90": the address in 32-bit words printed in
 // host (little-endian) order, then the port.

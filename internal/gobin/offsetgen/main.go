@@ -62,6 +62,13 @@ var structTypes = []string{
 	"internal/runtime/maps.Map",
 	"internal/runtime/maps.table",
 	"internal/runtime/maps.groupsReference",
+	"database/sql.Stmt",
+	"database/sql.Tx",
+	"database/sql.Rows",
+	"database/sql.Conn",
+	"database/sql.driverConn",
+	"errors.errorString",
+	"fmt.wrapError",
 }
 
 // versionedTypes exist only in some Go versions (ServeMux patterns since
@@ -86,6 +93,8 @@ const probeMain = `package main
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -95,7 +104,25 @@ import (
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "never" {
 		serveAndFetch()
+		query()
 	}
+}
+
+func query() {
+	ctx := context.Background()
+	db, err := sql.Open("none", "")
+	if err != nil {
+		fmt.Println(fmt.Errorf("open: %w", errors.New(err.Error())))
+		return
+	}
+	rows, _ := db.QueryContext(ctx, "q")
+	rows.Close()
+	st, _ := db.PrepareContext(ctx, "q")
+	st.ExecContext(ctx)
+	tx, _ := db.BeginTx(ctx, nil)
+	tx.Commit()
+	c, _ := db.Conn(ctx)
+	c.Close()
 }
 
 func serveAndFetch() {

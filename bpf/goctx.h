@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Goroutines and the server spans they serve, shared by every probe: a
+ * client span of any library (HTTP, SQL, gRPC) started on a goroutine takes
+ * as parent the server span of that goroutine or of the goroutine that
+ * started it. User space gives every probe's object the same map instance. */
+#ifndef TRACEWIRE_GOCTX_H
+#define TRACEWIRE_GOCTX_H
+
+#include "common.h"
+
+/* runtime.g field offsets of a target's Go version. */
+struct g_offsets {
+	__u64 goid;
+	__u64 parent_goid; /* OFF_NONE before Go 1.21 */
+};
+
+/* A goroutine of a target: goids are never reused within a process. */
+struct goroutine_key {
+	__u64 goid;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+struct server_inflight {
+	__u64 start_ns;
+	struct span_ctx sc;
+	struct go_string tracestate; /* the request's, still alive at its end */
+};
+
+/* Server spans in flight, keyed by the goroutine serving them. Like every
+ * per-request map it is a bounded hash whose values start with their
+ * insertion time: user space evicts (and counts) entries that outlive any
+ * request. An insert into a full map is counted too. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct goroutine_key);
+	__type(value, struct server_inflight);
+} go_server_spans SEC(".maps");
+
+/* goroutine fills k with the goroutine running at a uprobe (g in R14). */
+static __always_inline int goroutine(struct pt_regs *ctx, struct g_offsets *o, struct goroutine_key *k, __u32 tgid)
+{
+	k->goid = read_s64(GO_G(ctx) + o->goid);
+	k->tgid = tgid;
+	return k->goid != 0;
+}
+
+/* child_span fills sc for a new client span on goroutine k: the child of
+ * the request this goroutine serves, or of the one served by the goroutine
+ * that started it (fan-out), else a new trace. */
+static __always_inline void child_span(struct pt_regs *ctx, struct g_offsets *o, struct goroutine_key *k, struct span_ctx *sc)
+{
+	struct server_inflight *parent = bpf_map_lookup_elem(&go_server_spans, k);
+	struct goroutine_key pk;
+
+	if (!parent && o->parent_goid != OFF_NONE) {
+		pk = *k;
+		pk.goid = read_s64(GO_G(ctx) + o->parent_goid);
+		parent = bpf_map_lookup_elem(&go_server_spans, &pk);
+	}
+	if (!parent) {
+		new_root_span(sc);
+		return;
+	}
+	__builtin_memcpy(sc->trace_id, parent->sc.trace_id, 16);
+	__builtin_memcpy(sc->parent_id, parent->sc.span_id, 8);
+	sc->flags = parent->sc.flags;
+	random_bytes(sc->span_id, 8);
+}
+
+#endif

@@ -1,0 +1,57 @@
+package probes
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/cilium/ebpf"
+)
+
+// serverSpansMap is the map of goctx.h: server spans in flight by goroutine.
+const serverSpansMap = "go_server_spans"
+
+// Shared holds the maps the probes' programs use together. Each probe's
+// object declares them (goctx.h); loading every object with Replacements
+// gives them one instance, so a SQL or gRPC call finds the HTTP request its
+// goroutine serves.
+type Shared struct {
+	mu          sync.Mutex
+	serverSpans *ebpf.Map
+}
+
+// Replacements returns the shared maps for loading spec, creating them from
+// the first spec's definitions.
+func (s *Shared) Replacements(spec *ebpf.CollectionSpec) (map[string]*ebpf.Map, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ms, ok := spec.Maps[serverSpansMap]
+	if !ok {
+		return nil, nil
+	}
+	if s.serverSpans == nil {
+		m, err := ebpf.NewMap(ms)
+		if err != nil {
+			return nil, fmt.Errorf("create shared map %s: %w", serverSpansMap, err)
+		}
+		s.serverSpans = m
+	}
+	return map[string]*ebpf.Map{serverSpansMap: s.serverSpans}, nil
+}
+
+// ServerSpans is the shared map of server spans in flight (nil before the
+// first Replacements).
+func (s *Shared) ServerSpans() *ebpf.Map {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.serverSpans
+}
+
+// Close frees the shared maps; the probes hold their own references.
+func (s *Shared) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.serverSpans != nil {
+		s.serverSpans.Close()
+		s.serverSpans = nil
+	}
+}
