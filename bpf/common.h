@@ -128,6 +128,12 @@ struct span_ctx {
 	__u8 _pad[7];
 };
 
+/* A span_ctx flag bit of the agent's own, never sent or exported: the trace
+ * id is provisional. A gRPC server span whose client may be traced by this
+ * agent too gets it (user space then joins the two and rewrites the server
+ * side's trace id), and children inherit it with the trace id. */
+#define FLAG_LINK_PENDING 0x80
+
 static __always_inline void random_bytes(__u8 *dst, int n)
 {
 	for (int i = 0; i < n; i += 4) {

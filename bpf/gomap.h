@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Finding the W3C headers in a Go http.Header (map[string][]string) without
+/* Finding the W3C headers in a Go http.Header or gRPC metadata.MD (both
+ * map[string][]string) without
  * hashing: scan a bounded number of buckets (Go <= 1.23 hash maps) or groups
  * (Go >= 1.24 swiss tables) and compare key lengths first. Typical request
  * header maps fit in the first buckets; bigger ones are scanned in part. */
@@ -34,6 +35,8 @@ struct w3c_headers {
 	struct go_string tracestate;
 };
 
+/* key_is compares a key with want (lower case) ignoring case: http.Header
+ * keys are canonical ("Traceparent"), gRPC metadata keys lower case. */
 static __always_inline int key_is(struct chunk *c, __u64 off, const char *want, int n)
 {
 	struct go_string k = chunk_string(c, off);
@@ -42,7 +45,7 @@ static __always_inline int key_is(struct chunk *c, __u64 off, const char *want, 
 	if (k.len != n || bpf_probe_read_user(buf, n & 15, (void *)k.ptr))
 		return 0;
 	for (int i = 0; i < n; i++)
-		if (buf[i] != want[i])
+		if ((buf[i] | 0x20) != want[i])
 			return 0;
 	return 1;
 }
@@ -58,9 +61,9 @@ static __always_inline void slot(struct chunk *c, __u64 koff, __u64 voff, struct
 	first = (void *)chunk_u64(c, voff); /* &value[0] */
 	if (!first || chunk_u64(c, voff + 8) == 0)
 		return;
-	if (k.len == 11 && key_is(c, koff, "Traceparent", 11))
+	if (k.len == 11 && key_is(c, koff, "traceparent", 11))
 		bpf_probe_read_user(&h->traceparent, sizeof(h->traceparent), first);
-	else if (k.len == 10 && key_is(c, koff, "Tracestate", 10))
+	else if (k.len == 10 && key_is(c, koff, "tracestate", 10))
 		bpf_probe_read_user(&h->tracestate, sizeof(h->tracestate), first);
 }
 

@@ -50,7 +50,9 @@ static __always_inline int parse_traceparent(struct span_ctx *sc, const char *tp
 
 	if (hi < 0 || lo < 0)
 		return -1;
-	sc->flags = hi << 4 | lo;
+	/* The top bit is the agent's own (FLAG_LINK_PENDING): not taken from
+	 * outside. */
+	sc->flags = (hi << 4 | lo) & ~FLAG_LINK_PENDING;
 	return 0;
 }
 
@@ -77,7 +79,9 @@ static __always_inline void format_traceparent_header(char *dst, const struct sp
 	dst[48] = '-';
 	put_hex(dst + 49, sc->span_id, 8);
 	dst[65] = '-';
-	put_hex(dst + 66, &sc->flags, 1);
+	__u8 flags = sc->flags & ~FLAG_LINK_PENDING;
+
+	put_hex(dst + 66, &flags, 1);
 	dst[68] = '\r';
 	dst[69] = '\n';
 }

@@ -53,7 +53,12 @@ func (c *chain) callURL(handler, downstream string) string {
 // spans in its trace, and returns them.
 func traceOf(t *testing.T, recv *otlptest.Receiver, a *app, path string, n int) []otlptest.Got {
 	t.Helper()
-	root := recv.WaitSpans(t, 10*time.Second, spanWithPath(a, path), 1)[0]
+	return traceOfRoot(t, recv, recv.WaitSpans(t, 10*time.Second, spanWithPath(a, path), 1)[0], n)
+}
+
+// traceOfRoot waits for exactly n spans in root's trace and returns them.
+func traceOfRoot(t *testing.T, recv *otlptest.Receiver, root otlptest.Got, n int) []otlptest.Got {
+	t.Helper()
 	inTrace := func(g otlptest.Got) bool { return bytes.Equal(g.Span.TraceId, root.Span.TraceId) }
 	got := recv.WaitSpans(t, 10*time.Second, inTrace, n)
 	time.Sleep(500 * time.Millisecond) // extra spans would have arrived by now

@@ -64,7 +64,7 @@ func buildAll(t *testing.T) string {
 			return
 		}
 		var wg sync.WaitGroup
-		errs := make(chan error, len(variants)+3)
+		errs := make(chan error, len(variants)+4)
 		wg.Go(func() {
 			errs <- goBuild("", "../cmd/agent", filepath.Join(buildDir, "agent"), nil)
 		})
@@ -76,9 +76,11 @@ func buildAll(t *testing.T) string {
 		wg.Go(func() {
 			errs <- goBuild("", "../testdata/apps/serveronly", filepath.Join(buildDir, "serveronly"), []string{"-ldflags=-s -w"})
 		})
-		wg.Go(func() {
-			errs <- goBuild("", "../testdata/apps/sqlapp", filepath.Join(buildDir, "sqlapp"), nil)
-		})
+		for _, app := range []string{"sqlapp", "grpcapp"} {
+			wg.Go(func() {
+				errs <- goBuild("", "../testdata/apps/"+app, filepath.Join(buildDir, app), nil)
+			})
+		}
 		wg.Wait()
 		close(errs)
 		for err := range errs {

@@ -41,3 +41,43 @@ func GoroutineFields(goid, parentGoid *uint64) []Field {
 		{parentGoid, "runtime.g", "parentGoid", true},
 	}
 }
+
+// GoMap holds the fields of struct gomap_offsets (bpf/gomap.h): what the
+// programs need to scan a map[string][]string (http.Header, gRPC metadata).
+type GoMap struct {
+	Swiss       uint64
+	HmapB       uint64
+	HmapBuckets uint64
+	SwissDirPtr uint64
+	SwissDirLen uint64
+	TableGroups uint64
+	TableMask   uint64
+}
+
+// MapOffsets returns bin's map layout: swiss tables since Go 1.24, hash
+// maps before.
+func MapOffsets(bin *gobin.Binary) (GoMap, error) {
+	var m GoMap
+	var groups, data, mask uint64
+	swiss := []Field{
+		{Dst: &m.SwissDirPtr, Typ: "internal/runtime/maps.Map", Name: "dirPtr"},
+		{Dst: &m.SwissDirLen, Typ: "internal/runtime/maps.Map", Name: "dirLen"},
+		{Dst: &groups, Typ: "internal/runtime/maps.table", Name: "groups"},
+		{Dst: &data, Typ: "internal/runtime/maps.groupsReference", Name: "data"},
+		{Dst: &mask, Typ: "internal/runtime/maps.groupsReference", Name: "lengthMask"},
+	}
+	err := ResolveFields(bin, swiss)
+	if err == nil {
+		m.Swiss = 1
+		m.TableGroups, m.TableMask = groups+data, groups+mask
+		return m, nil
+	}
+	if !errors.Is(err, gobin.ErrNoField) {
+		return m, err
+	}
+	err = ResolveFields(bin, []Field{
+		{Dst: &m.HmapB, Typ: "runtime.hmap", Name: "B"},
+		{Dst: &m.HmapBuckets, Typ: "runtime.hmap", Name: "buckets"},
+	})
+	return m, err
+}

@@ -10,8 +10,10 @@ import (
 	"github.com/tracewire/tracewire/internal/testenv"
 	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/probes/dbsql"
+	"github.com/tracewire/tracewire/probes/grpc"
 	"github.com/tracewire/tracewire/probes/nethttp"
 	"github.com/tracewire/tracewire/procscan"
+	"github.com/tracewire/tracewire/spans"
 )
 
 // TestVerifierAcceptsEveryProgram loads every BPF program of the agent into
@@ -45,6 +47,11 @@ func TestVerifierAcceptsEveryProgram(t *testing.T) {
 		t.Fatalf("dbsql: %v", err)
 	}
 	d.Close()
+	g, err := grpc.Load(log, shared, grpc.NewLinker(func(*spans.Span) {}))
+	if err != nil {
+		t.Fatalf("grpc: %v", err)
+	}
+	g.Close()
 	s, err := procscan.New([]string{"x"}, log)
 	if err != nil {
 		t.Fatalf("procscan: %v", err)

@@ -21,6 +21,7 @@ import (
 	"github.com/tracewire/tracewire/export"
 	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/probes/dbsql"
+	"github.com/tracewire/tracewire/probes/grpc"
 	"github.com/tracewire/tracewire/probes/nethttp"
 	"github.com/tracewire/tracewire/procscan"
 )
@@ -122,7 +123,8 @@ func run(args []string) int {
 	}
 	batcher := export.NewBatcher(sink, opts, log)
 
-	ps, shared, err := loadProbes(log)
+	link := grpc.NewLinker(batcher.Add)
+	ps, shared, err := loadProbes(log, link)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agent: eBPF is not usable on this host: %v\n", err)
 		return 1
@@ -143,7 +145,7 @@ func run(args []string) int {
 	go func() { scanner.Run(ctx, a); close(scanDone) }()
 	var probesDone sync.WaitGroup
 	for _, p := range ps {
-		probesDone.Go(func() { p.Run(ctx.Done(), a.process, batcher.Add) })
+		probesDone.Go(func() { p.Run(ctx.Done(), a.process, link.Add) })
 	}
 	go a.reportCounters(ctx, batcher)
 
@@ -157,6 +159,7 @@ func run(args []string) int {
 	scanner.Close()
 	<-scanDone
 	probesDone.Wait()
+	link.Flush()
 	flushCtx, cancel := context.WithTimeout(context.Background(), shutdownBudget)
 	defer cancel()
 	if err := batcher.Shutdown(flushCtx); err != nil {
@@ -169,20 +172,29 @@ func run(args []string) int {
 
 // loadProbes loads every probe's programs, sharing the maps they use
 // together.
-func loadProbes(log *slog.Logger) ([]namedProbe, *probes.Shared, error) {
+func loadProbes(log *slog.Logger, link *grpc.Linker) ([]namedProbe, *probes.Shared, error) {
 	shared := &probes.Shared{}
+	var ps []namedProbe
+	fail := func(err error) ([]namedProbe, *probes.Shared, error) {
+		closeProbes(ps)
+		shared.Close()
+		return nil, nil, err
+	}
 	h, err := nethttp.Load(log, shared)
 	if err != nil {
-		shared.Close()
-		return nil, nil, err
+		return fail(err)
 	}
+	ps = append(ps, namedProbe{"nethttp", h})
 	d, err := dbsql.Load(log, shared)
 	if err != nil {
-		h.Close()
-		shared.Close()
-		return nil, nil, err
+		return fail(err)
 	}
-	return []namedProbe{{"nethttp", h}, {"dbsql", d}}, shared, nil
+	ps = append(ps, namedProbe{"dbsql", d})
+	g, err := grpc.Load(log, shared, link)
+	if err != nil {
+		return fail(err)
+	}
+	return append(ps, namedProbe{"grpc", g}), shared, nil
 }
 
 func closeProbes(ps []namedProbe) {

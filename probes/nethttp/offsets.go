@@ -1,7 +1,6 @@
 package nethttp
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/tracewire/tracewire/internal/gobin"
@@ -72,37 +71,13 @@ func offsets(bin *gobin.Binary) (*bpfNethttpOffsets, error) {
 		return nil, err
 	}
 	o.NetfdSysfd = pfd + sysfd
-	if err := mapOffsets(bin, o); err != nil {
+	m, err := probes.MapOffsets(bin)
+	if err != nil {
 		return nil, err
 	}
+	o.Maps.Swiss, o.Maps.HmapB, o.Maps.HmapBuckets = m.Swiss, m.HmapB, m.HmapBuckets
+	o.Maps.SwissDirPtr, o.Maps.SwissDirLen, o.Maps.TableGroups, o.Maps.TableMask = m.SwissDirPtr, m.SwissDirLen, m.TableGroups, m.TableMask
 	return o, nil
-}
-
-// mapOffsets fills what the programs need to read an http.Header: swiss
-// tables since Go 1.24, hash maps before.
-func mapOffsets(bin *gobin.Binary, o *bpfNethttpOffsets) error {
-	m := &o.Maps
-	var groups, data, mask uint64
-	swiss := []probes.Field{
-		{Dst: &m.SwissDirPtr, Typ: "internal/runtime/maps.Map", Name: "dirPtr"},
-		{Dst: &m.SwissDirLen, Typ: "internal/runtime/maps.Map", Name: "dirLen"},
-		{Dst: &groups, Typ: "internal/runtime/maps.table", Name: "groups"},
-		{Dst: &data, Typ: "internal/runtime/maps.groupsReference", Name: "data"},
-		{Dst: &mask, Typ: "internal/runtime/maps.groupsReference", Name: "lengthMask"},
-	}
-	err := probes.ResolveFields(bin, swiss)
-	if err == nil {
-		m.Swiss = 1
-		m.TableGroups, m.TableMask = groups+data, groups+mask
-		return nil
-	}
-	if !errors.Is(err, gobin.ErrNoField) {
-		return err
-	}
-	return probes.ResolveFields(bin, []probes.Field{
-		{Dst: &m.HmapB, Typ: "runtime.hmap", Name: "B"},
-		{Dst: &m.HmapBuckets, Typ: "runtime.hmap", Name: "buckets"},
-	})
 }
 
 // prefixSize is how many bytes of a struct the programs copy to read fs in

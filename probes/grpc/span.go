@@ -1,0 +1,111 @@
+package grpc
+
+import (
+	"net/netip"
+	"strings"
+	"unsafe"
+
+	"github.com/tracewire/tracewire/probes"
+	"github.com/tracewire/tracewire/spans"
+)
+
+// callKey identifies one gRPC call on the wire: the client's and the
+// server's ends of the TCP connection and the HTTP/2 stream id. Both sides
+// see the same key.
+type callKey struct {
+	client, server netip.AddrPort
+	stream         uint32
+}
+
+// call is what the Linker needs of a decoded span besides the span.
+type call struct {
+	key    callKey
+	server bool
+}
+
+// decoder turns events into spans; it belongs to the one goroutine of Run.
+type decoder struct {
+	clock   probes.Clock
+	scratch []byte
+	call    call // of the last span decoded
+}
+
+// Status codes that make a server span an error (semantic conventions).
+var serverErrors = map[int64]bool{2: true, 4: true, 12: true, 13: true, 14: true, 15: true}
+
+// decode turns one ring-buffer record into a span, or nil when the record
+// is not one it knows or its process is unknown.
+func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *spans.Span {
+	if len(raw) < int(unsafe.Sizeof(bpfGrpcEvent{})) {
+		return nil
+	}
+	e := (*bpfGrpcEvent)(unsafe.Pointer(&raw[0]))
+	kind := bpfGrpcKind(e.Kind)
+	if kind != bpfGrpcKindGRPC_SERVER && kind != bpfGrpcKindGRPC_CLIENT {
+		return nil
+	}
+	proc := process(int(e.Pid))
+	if proc == nil {
+		return nil
+	}
+	s := spans.New()
+	s.Process, s.Scope = proc, Scope
+	s.TraceID, s.SpanID, s.ParentID, s.TraceFlags = e.Sc.TraceId, e.Sc.SpanId, e.Sc.ParentId, e.Sc.Flags
+	s.StartNs, s.EndNs = d.clock.Wall(e.StartNs), d.clock.Wall(e.EndNs)
+
+	method := probes.Bytes(e.Method[:min(max(e.MethodLen, 0), int64(len(e.Method)))])
+	full := strings.TrimPrefix(unsafe.String(unsafe.SliceData(method), len(method)), "/")
+	s.Name = s.Str([]byte(full))
+	service, name, _ := strings.Cut(s.Name, "/")
+	s.Attrs = append(s.Attrs, spans.String("rpc.system", "grpc"), spans.String("rpc.service", service), spans.String("rpc.method", name))
+
+	local, remote := endpoint(&e.Local), endpoint(&e.Remote)
+	code := e.Code
+	if code < 0 || code > 16 {
+		code = 2 // Unknown: the call failed with an error that carries no status
+	}
+	s.Attrs = append(s.Attrs, spans.Int("rpc.grpc.status_code", code))
+	server := remote // of a client span
+	if kind == bpfGrpcKindGRPC_SERVER {
+		s.Kind = spans.KindServer
+		s.TraceState = s.Str(probes.Bytes(e.Tracestate[:min(max(e.TracestateLen, 0), int64(len(e.Tracestate)))]))
+		s.Error = serverErrors[code]
+		server = local
+		if remote.IsValid() {
+			d.scratch = remote.Addr().AppendTo(d.scratch[:0])
+			s.Attrs = append(s.Attrs, spans.String("client.address", s.Str(d.scratch)), spans.Int("client.port", int64(remote.Port())))
+		}
+		d.call = call{key: callKey{client: remote, server: local, stream: e.StreamId}, server: true}
+	} else {
+		s.Kind = spans.KindClient
+		s.Error = code != 0
+		d.call = call{key: callKey{client: local, server: remote, stream: e.StreamId}}
+	}
+	if s.Error {
+		s.StatusMsg = codeNames[code]
+	}
+	if server.IsValid() {
+		d.scratch = server.Addr().AppendTo(d.scratch[:0])
+		s.Attrs = append(s.Attrs, spans.String("server.address", s.Str(d.scratch)), spans.Int("server.port", int64(server.Port())))
+	}
+	return s
+}
+
+func endpoint(ep *bpfEndpoint) netip.AddrPort {
+	var a netip.Addr
+	switch ep.IpLen {
+	case 4:
+		a = netip.AddrFrom4([4]byte(ep.Ip[:4]))
+	case 16:
+		a = netip.AddrFrom16(ep.Ip).Unmap()
+	default:
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(a, ep.Port)
+}
+
+var codeNames = [...]string{
+	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+	"PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+	"UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+}
