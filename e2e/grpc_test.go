@@ -28,13 +28,19 @@ type grpcPair struct {
 
 func startGRPCPair(t *testing.T) *grpcPair {
 	t.Helper()
+	return startGRPCVariants(t, "grpcapp", "grpcapp")
+}
+
+// startGRPCVariants starts A and B from the builds named a and b.
+func startGRPCVariants(t *testing.T, a, b string) *grpcPair {
+	t.Helper()
 	requireEBPF(t)
 	srv := dbtest.RequirePostgres(t)
 	p := &grpcPair{grpcPort: freePort(t), table: "users_grpc", recv: otlptest.Start(t), seen: map[string]bool{}}
 	grpcAddr := fmt.Sprintf("127.0.0.1:%d", p.grpcPort)
-	p.b = startAppArgs(t, "grpcapp", []string{"-grpc", grpcAddr, "-dsn", srv.DSN, "-table", p.table})
-	p.a = startAppArgs(t, "grpcapp", []string{"-upstream", grpcAddr})
-	startAgent(t, p.recv, []string{"grpcapp"})
+	p.b = startAppArgs(t, b, []string{"-grpc", grpcAddr, "-dsn", srv.DSN, "-table", p.table})
+	p.a = startAppArgs(t, a, []string{"-upstream", grpcAddr})
+	startAgent(t, p.recv, []string{a, b})
 	waitTraced(t, p.recv, p.a)
 	waitTraced(t, p.recv, p.b)
 	return p
@@ -93,7 +99,16 @@ func checkGRPC(t *testing.T, s *tracepb.Span, kind tracepb.Span_SpanKind, method
 // span is joined to A's client span by connection and stream id, and its
 // SQL span moves with it.
 func TestGRPCChain(t *testing.T) {
-	p := startGRPCPair(t)
+	for _, c := range []struct{ a, b string }{
+		{"grpcapp", "grpcapp"},
+		{"grpcapp-v166", "grpcapp-v172"},
+		{"grpcapp-v172", "grpcapp-v166"},
+	} {
+		t.Run(c.a+"->"+c.b, func(t *testing.T) { testGRPCChain(t, startGRPCVariants(t, c.a, c.b)) })
+	}
+}
+
+func testGRPCChain(t *testing.T, p *grpcPair) {
 	for i := range 3 {
 		got := p.request(t, fmt.Sprintf("/check?service=db&i=%d", i), 200, 4)
 		httpSpan := one(t, pick(got, p.a, tracepb.Span_SPAN_KIND_SERVER), "A's HTTP server span")

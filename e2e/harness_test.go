@@ -64,7 +64,7 @@ func buildAll(t *testing.T) string {
 			return
 		}
 		var wg sync.WaitGroup
-		errs := make(chan error, len(variants)+4)
+		errs := make(chan error, len(variants)+len(grpcVariants)+4)
 		wg.Go(func() {
 			errs <- goBuild("", "../cmd/agent", filepath.Join(buildDir, "agent"), nil)
 		})
@@ -80,6 +80,9 @@ func buildAll(t *testing.T) string {
 			wg.Go(func() {
 				errs <- goBuild("", "../testdata/apps/"+app, filepath.Join(buildDir, app), nil)
 			})
+		}
+		for _, v := range grpcVariants {
+			wg.Go(func() { errs <- buildGRPCVariant(v, buildDir) })
 		}
 		wg.Wait()
 		close(errs)
@@ -111,6 +114,44 @@ func goBuild(toolchain, pkg, out string, flags []string) error {
 		return fmt.Errorf("go build %s (%s %v): %v\n%s", pkg, toolchain, flags, err, b)
 	}
 	return nil
+}
+
+// grpcVariant is testdata/apps/grpcapp built with another grpc release.
+type grpcVariant struct {
+	name, grpc string
+	flags      []string
+}
+
+// grpcVariants cover the three layouts of the hooked code: WriteStatus and
+// *Stream arguments (< v1.69), ServerStream embedding *Stream (v1.69-v1.76),
+// and the current one (built from go.mod as "grpcapp").
+var grpcVariants = []grpcVariant{
+	{name: "grpcapp-v166", grpc: "v1.66.2"},
+	{name: "grpcapp-v172", grpc: "v1.72.2"},
+}
+
+// buildGRPCVariant copies grpcapp's module, moves it to v.grpc and builds it.
+func buildGRPCVariant(v grpcVariant, dir string) error {
+	src, err := filepath.Abs("../testdata/apps/grpcapp")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "grpcapp-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.CopyFS(tmp, os.DirFS(src)); err != nil {
+		return fmt.Errorf("copy grpcapp: %w", err)
+	}
+	for _, args := range [][]string{{"get", "google.golang.org/grpc@" + v.grpc}, {"mod", "tidy"}} {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = tmp
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go %v in grpcapp for %s: %v\n%s", args, v.name, err, b)
+		}
+	}
+	return goBuild("", tmp, filepath.Join(dir, v.name), v.flags)
 }
 
 func freePort(t *testing.T) int {

@@ -46,12 +46,6 @@ func (h *healthServer) Check(ctx context.Context, req *grpc_health_v1.HealthChec
 	return serving, nil
 }
 
-// List is in the interface of the grpc versions the tests link (v1.72.2 and
-// v1.85.0 at least); the tests do not call it.
-func (h *healthServer) List(context.Context, *grpc_health_v1.HealthListRequest) (*grpc_health_v1.HealthListResponse, error) {
-	return &grpc_health_v1.HealthListResponse{}, nil
-}
-
 // Watch sends a fixed number of messages and ends with OK, unlike the real
 // service that streams until the client leaves: a server-streaming call with
 // a known end.
