@@ -18,9 +18,10 @@ generate:
 vmlinux:
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
 
-# Regenerate the per-Go-version struct offsets table (downloads toolchains through the module proxy).
+# Regenerate the struct offsets tables, per Go version and per grpc-go version (downloads toolchains and
+# grpc releases through the module proxy).
 offsets:
-	$(GO) run ./internal/gobin/offsetgen -o internal/gobin/offsets.json
+	$(GO) run ./internal/gobin/offsetgen -o internal/gobin/offsets.json -grpc-o internal/gobin/grpc_offsets.json
 
 # The committed BPF objects must be exactly what `make generate` produces.
 check-generated: generate

@@ -103,6 +103,9 @@ func TestGRPCChain(t *testing.T) {
 		{"grpcapp", "grpcapp"},
 		{"grpcapp-v166", "grpcapp-v172"},
 		{"grpcapp-v172", "grpcapp-v166"},
+		// Without symbols and DWARF: offsets from the per-version table.
+		{"grpcapp-stripped", "grpcapp-v172-stripped"},
+		{"grpcapp-v172-stripped", "grpcapp-stripped"},
 	} {
 		t.Run(c.a+"->"+c.b, func(t *testing.T) { testGRPCChain(t, startGRPCVariants(t, c.a, c.b)) })
 	}

@@ -128,6 +128,8 @@ type grpcVariant struct {
 var grpcVariants = []grpcVariant{
 	{name: "grpcapp-v166", grpc: "v1.66.2"},
 	{name: "grpcapp-v172", grpc: "v1.72.2"},
+	{name: "grpcapp-v172-stripped", grpc: "v1.72.2", flags: []string{"-ldflags=-s -w"}},
+	{name: "grpcapp-stripped", grpc: "v1.85.0", flags: []string{"-ldflags=-s -w"}},
 }
 
 // buildGRPCVariant copies grpcapp's module, moves it to v.grpc and builds it.

@@ -2,52 +2,32 @@ package gobin
 
 import (
 	"debug/dwarf"
-	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
-	"sync"
 )
 
 // ErrNoField reports that a struct type exists but has no such field in the
-// binary's Go version (e.g. net/http.Request.Pattern before Go 1.23).
+// binary's version of it (e.g. net/http.Request.Pattern before Go 1.23, or
+// grpc's csAttempt.t, renamed transport in v1.71.0).
 var ErrNoField = errors.New("no such field")
 
 // errNotInDWARF reports that the binary's DWARF lacks a type. The linker only
-// writes types the program uses, so the offsets table is asked instead.
+// writes types the program uses, so the offsets tables are asked instead.
 var errNotInDWARF = errors.New("type not in DWARF")
-
-// offsetsJSON holds, per Go minor version ("go1.22"), the byte offset of
-// every field of the struct types the probes read. It is keyed by minor
-// version because patch releases are not expected to change these layouts;
-// DWARF, when present, is preferred and exact. It is written by offsetgen:
-//
-//	go run ./internal/gobin/offsetgen -o internal/gobin/offsets.json
-//
-//go:embed offsets.json
-var offsetsJSON []byte
-
-// offsetTable maps Go minor version -> struct type -> field -> byte offset.
-type offsetTable map[string]map[string]map[string]uint64
-
-var loadOffsets = sync.OnceValues(func() (offsetTable, error) {
-	var t offsetTable
-	if err := json.Unmarshal(offsetsJSON, &t); err != nil {
-		return nil, fmt.Errorf("parse embedded offsets.json: %w", err)
-	}
-	return t, nil
-})
-
-// minorVersion extracts "go1.22" from "go1.22.12", "go1.22rc1" or
-// "go1.22.1 X:boringcrypto".
-var minorVersion = regexp.MustCompile(`^go1\.[0-9]+`)
 
 // FieldOffset returns the byte offset of field in the struct type typ, both
 // named as in DWARF (e.g. "net/http.Request", "Method"). It reads the
-// binary's DWARF when that describes typ, and otherwise the embedded table
-// for the binary's Go minor version. It returns an error wrapping ErrNoField
-// when typ has no such field in that version.
+// binary's DWARF when that describes typ, and otherwise the embedded tables:
+// for types of google.golang.org/grpc (and google.golang.org/genproto's
+// googleapis/rpc), the one for the binary's exact grpc module version, else
+// the one for its Go minor version. genproto's status message is looked up
+// under the grpc version too, so a target that resolved another genproto
+// version than offsetgen's probe did gets the probe's layout (its Code
+// field has been at 40 in every version seen).
+//
+// It returns an error wrapping ErrNoField when typ has no such field in
+// that version, and one wrapping ErrUnknownVersion when the table does not
+// know that version: versions are never guessed.
 func (b *Binary) FieldOffset(typ, field string) (uint64, error) {
 	if b.dwarf != nil {
 		off, err := b.dwarfFieldOffset(typ, field)
@@ -55,43 +35,112 @@ func (b *Binary) FieldOffset(typ, field string) (uint64, error) {
 			return off, err
 		}
 	}
-	return b.tableFieldOffset(typ, field)
+	l, version, err := b.tableLayout(typ, field)
+	if err != nil {
+		return 0, err
+	}
+	off, ok := l.offsets[field]
+	if !ok {
+		return 0, fmt.Errorf("%s has no field %s in %s: %w", typ, field, version, ErrNoField)
+	}
+	return off, nil
 }
 
-func (b *Binary) dwarfFieldOffset(typ, field string) (uint64, error) {
-	b.structsOnce.Do(func() { b.structs, b.structsErr = structIndex(b.dwarf) })
-	if b.structsErr != nil {
-		return 0, fmt.Errorf("field %s.%s: %w", typ, field, b.structsErr)
+// FieldIsPointer reports whether field of the struct type typ is a pointer
+// (*T or unsafe.Pointer; not a map, channel, func or interface), which tells
+// a probe whether to follow it to reach what it points to. gRPC's
+// transport.ServerStream, for one, embeds *Stream in v1.69.0-v1.76.0 and
+// Stream itself from v1.77.0. It answers from DWARF or the tables as
+// FieldOffset does, with the same errors.
+func (b *Binary) FieldIsPointer(typ, field string) (bool, error) {
+	if b.dwarf != nil {
+		ptr, err := b.dwarfFieldIsPointer(typ, field)
+		if !errors.Is(err, errNotInDWARF) {
+			return ptr, err
+		}
 	}
-	at, ok := b.structs[typ]
+	l, version, err := b.tableLayout(typ, field)
+	if err != nil {
+		return false, err
+	}
+	if _, ok := l.offsets[field]; !ok {
+		return false, fmt.Errorf("%s has no field %s in %s: %w", typ, field, version, ErrNoField)
+	}
+	return l.pointers[field], nil
+}
+
+// dwarfMember returns the DWARF entry of typ's member field.
+func (b *Binary) dwarfMember(typ, field string) (*dwarf.Entry, error) {
+	structs, err := b.structIndex()
+	if err != nil {
+		return nil, fmt.Errorf("field %s.%s: %w", typ, field, err)
+	}
+	at, ok := structs[typ]
 	if !ok {
-		return 0, fmt.Errorf("field %s.%s: %w", typ, field, errNotInDWARF)
+		return nil, fmt.Errorf("field %s.%s: %w", typ, field, errNotInDWARF)
 	}
 	r := b.dwarf.Reader()
 	r.Seek(at)
 	st, err := r.Next() // the struct's own entry; its members follow
 	if err != nil {
-		return 0, fmt.Errorf("field %s.%s: read DWARF: %w", typ, field, err)
+		return nil, fmt.Errorf("field %s.%s: read DWARF: %w", typ, field, err)
 	}
 	for st.Children { // an empty struct has no member entries at all
 		e, err := r.Next()
 		if err != nil {
-			return 0, fmt.Errorf("field %s.%s: read DWARF: %w", typ, field, err)
+			return nil, fmt.Errorf("field %s.%s: read DWARF: %w", typ, field, err)
 		}
 		if e == nil || e.Tag == 0 { // end of the struct's members
 			break
 		}
 		r.SkipChildren()
-		if e.Tag != dwarf.TagMember || e.Val(dwarf.AttrName) != field {
-			continue
+		if e.Tag == dwarf.TagMember && e.Val(dwarf.AttrName) == field {
+			return e, nil
 		}
-		loc, ok := e.Val(dwarf.AttrDataMemberLoc).(int64)
-		if !ok {
-			return 0, fmt.Errorf("field %s.%s: DWARF gives no constant offset", typ, field)
-		}
-		return uint64(loc), nil
 	}
-	return 0, fmt.Errorf("%s has no field %s in DWARF: %w", typ, field, ErrNoField)
+	return nil, fmt.Errorf("%s has no field %s in DWARF: %w", typ, field, ErrNoField)
+}
+
+func (b *Binary) dwarfFieldOffset(typ, field string) (uint64, error) {
+	m, err := b.dwarfMember(typ, field)
+	if err != nil {
+		return 0, err
+	}
+	loc, ok := m.Val(dwarf.AttrDataMemberLoc).(int64)
+	if !ok {
+		return 0, fmt.Errorf("field %s.%s: DWARF gives no constant offset", typ, field)
+	}
+	return uint64(loc), nil
+}
+
+// dwarfFieldIsPointer reads the tag of the member's type. Only the tag
+// counts, as in offsetgen's tables: Go describes maps and channels as
+// typedefs of pointers, which a probe must not mistake for *T.
+func (b *Binary) dwarfFieldIsPointer(typ, field string) (bool, error) {
+	m, err := b.dwarfMember(typ, field)
+	if err != nil {
+		return false, err
+	}
+	at, ok := m.Val(dwarf.AttrType).(dwarf.Offset)
+	if !ok {
+		return false, fmt.Errorf("field %s.%s: DWARF gives it no type", typ, field)
+	}
+	r := b.dwarf.Reader()
+	r.Seek(at)
+	t, err := r.Next()
+	if err != nil {
+		return false, fmt.Errorf("field %s.%s: read DWARF type: %w", typ, field, err)
+	}
+	if t == nil {
+		return false, fmt.Errorf("field %s.%s: DWARF type at %#x is missing", typ, field, at)
+	}
+	return t.Tag == dwarf.TagPointerType, nil
+}
+
+// structIndex returns the index of b's DWARF structs, built on first use.
+func (b *Binary) structIndex() (map[string]dwarf.Offset, error) {
+	b.structsOnce.Do(func() { b.structs, b.structsErr = structIndex(b.dwarf) })
+	return b.structs, b.structsErr
 }
 
 // structIndex maps every named struct type in d to its entry. Go emits types
@@ -117,25 +166,4 @@ func structIndex(d *dwarf.Data) (map[string]dwarf.Offset, error) {
 			}
 		}
 	}
-}
-
-func (b *Binary) tableFieldOffset(typ, field string) (uint64, error) {
-	table, err := loadOffsets()
-	if err != nil {
-		return 0, err
-	}
-	minor := minorVersion.FindString(b.GoVersion)
-	types, ok := table[minor]
-	if !ok {
-		return 0, fmt.Errorf("field %s.%s: no DWARF for it and no offsets table for %s", typ, field, b.GoVersion)
-	}
-	fields, ok := types[typ]
-	if !ok {
-		return 0, fmt.Errorf("field %s.%s: type %s is not in the %s offsets table", typ, field, typ, minor)
-	}
-	off, ok := fields[field]
-	if !ok {
-		return 0, fmt.Errorf("%s has no field %s in %s: %w", typ, field, minor, ErrNoField)
-	}
-	return off, nil
 }

@@ -2,6 +2,7 @@ package gobin
 
 import (
 	"bytes"
+	"debug/dwarf"
 	"errors"
 	"fmt"
 	"os"
@@ -209,7 +210,11 @@ func TestBinaries(t *testing.T) {
 			if v.twin == "" {
 				checkTableMatchesDWARF(t, b)
 			} else {
-				checkTableMatchesTwin(t, b, bins[v.twin])
+				table, err := loadGoTable()
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkTableMatchesTwin(t, b, bins[v.twin], table, minorVersion.FindString(b.GoVersion))
 			}
 			checkKnownFields(t, b, v.noPattern)
 		})
@@ -254,31 +259,30 @@ func checkHook(t *testing.T, b *Binary, exe, fn string, twin *Binary) {
 	}
 }
 
-// checkTableMatchesDWARF checks every table entry for b's Go version against
-// b's DWARF, for each type the program's DWARF describes.
+// checkTableMatchesDWARF checks every Go table entry for b's Go version
+// against b's DWARF, for each type the program's DWARF describes.
 func checkTableMatchesDWARF(t *testing.T, b *Binary) {
 	t.Helper()
-	table, err := loadOffsets()
+	table, err := loadGoTable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	minor := minorVersion.FindString(b.GoVersion)
-	types, ok := table[minor]
+	types, ok := table.versions[minor]
 	if !ok {
 		t.Fatalf("offsets table has no %s", minor)
 	}
+	structs, err := b.structIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
 	compared := map[string]bool{}
-	for typ, fields := range types {
-		for field, want := range fields {
-			got, err := b.dwarfFieldOffset(typ, field)
-			if errors.Is(err, errNotInDWARF) {
-				break
-			}
-			compared[typ] = true
-			if err != nil || got != want {
-				t.Errorf("%s.%s: DWARF says %d (err %v), %s table says %d", typ, field, got, err, minor, want)
-			}
+	for typ, l := range types {
+		if _, ok := structs[typ]; !ok {
+			continue
 		}
+		compared[typ] = true
+		checkLayoutAgainstDWARF(t, b, typ, l, minor)
 	}
 	for _, typ := range []string{"net/http.Request", "net/http.response", "net/http.conn", "net/http.Transport", "net/url.URL", "runtime.g"} {
 		if !compared[typ] {
@@ -287,16 +291,54 @@ func checkTableMatchesDWARF(t *testing.T, b *Binary) {
 	}
 }
 
-// checkTableMatchesTwin checks that a binary without DWARF gets from the
-// table what its twin's DWARF says.
-func checkTableMatchesTwin(t *testing.T, b, twin *Binary) {
+// checkLayoutAgainstDWARF checks that typ's DWARF in b has exactly the
+// fields of table layout l, at its offsets and with its pointer flags.
+func checkLayoutAgainstDWARF(t *testing.T, b *Binary, typ string, l *structLayout, version string) {
 	t.Helper()
-	table, err := loadOffsets()
+	for field, want := range l.offsets {
+		got, err := b.dwarfFieldOffset(typ, field)
+		if err != nil || got != want {
+			t.Errorf("%s.%s: DWARF says %d (err %v), %s table says %d", typ, field, got, err, version, want)
+		}
+		ptr, err := b.dwarfFieldIsPointer(typ, field)
+		if err != nil || ptr != l.pointers[field] {
+			t.Errorf("%s.%s: DWARF says pointer %v (err %v), %s table says %v", typ, field, ptr, err, version, l.pointers[field])
+		}
+	}
+	// A field the table lacks would read as absent (ErrNoField) in
+	// binaries without DWARF.
+	for _, field := range dwarfFieldNames(t, b, typ) {
+		if _, ok := l.offsets[field]; !ok {
+			t.Errorf("%s.%s is in DWARF but not in the %s table", typ, field, version)
+		}
+	}
+}
+
+// dwarfFieldNames lists the members of struct typ in b's DWARF.
+func dwarfFieldNames(t *testing.T, b *Binary, typ string) []string {
+	t.Helper()
+	structs, err := b.structIndex()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for typ, fields := range table[minorVersion.FindString(b.GoVersion)] {
-		for field := range fields {
+	dt, err := b.dwarf.Type(structs[typ])
+	if err != nil {
+		t.Fatalf("DWARF type %s: %v", typ, err)
+	}
+	var names []string
+	for _, f := range dt.(*dwarf.StructType).Field {
+		names = append(names, f.Name)
+	}
+	return names
+}
+
+// checkTableMatchesTwin checks that a binary without DWARF gets from the
+// tables what its twin's DWARF says, for every field of every type the
+// twin's DWARF describes in table.
+func checkTableMatchesTwin(t *testing.T, b, twin *Binary, table *layoutTable, version string) {
+	t.Helper()
+	for typ, l := range table.versions[version] {
+		for field := range l.offsets {
 			want, err := twin.dwarfFieldOffset(typ, field)
 			if errors.Is(err, errNotInDWARF) {
 				break
@@ -304,6 +346,11 @@ func checkTableMatchesTwin(t *testing.T, b, twin *Binary) {
 			got, gotErr := b.FieldOffset(typ, field)
 			if err != nil || gotErr != nil || got != want {
 				t.Errorf("%s.%s = %d (err %v) from the table, %d (err %v) from the twin's DWARF", typ, field, got, gotErr, want, err)
+			}
+			wantPtr, err := twin.dwarfFieldIsPointer(typ, field)
+			gotPtr, gotErr := b.FieldIsPointer(typ, field)
+			if err != nil || gotErr != nil || gotPtr != wantPtr {
+				t.Errorf("%s.%s is pointer %v (err %v) from the table, %v (err %v) from the twin's DWARF", typ, field, gotPtr, gotErr, wantPtr, err)
 			}
 		}
 	}
@@ -339,13 +386,16 @@ func checkKnownFields(t *testing.T, b *Binary, noPattern bool) {
 func TestFieldOffsetUnknownVersion(t *testing.T) {
 	b := &Binary{GoVersion: "go1.99.1"}
 	_, err := b.FieldOffset("net/http.Request", "Method")
-	if err == nil || errors.Is(err, ErrNoField) || !strings.Contains(err.Error(), "go1.99.1") {
-		t.Errorf("FieldOffset on go1.99.1 without DWARF: error = %v, want one naming the version", err)
+	if !errors.Is(err, ErrUnknownVersion) || !strings.Contains(err.Error(), "go1.99.1") {
+		t.Errorf("FieldOffset on go1.99.1 without DWARF: error = %v, want ErrUnknownVersion naming the version", err)
+	}
+	if _, err := b.FieldIsPointer("net/http.Request", "URL"); !errors.Is(err, ErrUnknownVersion) {
+		t.Errorf("FieldIsPointer on go1.99.1 without DWARF: error = %v, want ErrUnknownVersion", err)
 	}
 }
 
 func TestOffsetsTableComplete(t *testing.T) {
-	table, err := loadOffsets()
+	table, err := loadGoTable()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,12 +403,19 @@ func TestOffsetsTableComplete(t *testing.T) {
 		"net/http.Request", "net/http.Response", "net/http.response", "net/http.conn",
 		"net/http.Server", "net/http.Transport", "net/http.persistConn", "net/http.writeRequest",
 		"net/http.requestAndChan", "net/url.URL", "net/url.Userinfo", "crypto/tls.ConnectionState",
-		"context.valueCtx", "context.cancelCtx", "runtime.g",
+		"context.valueCtx", "context.cancelCtx", "runtime.g", "net.TCPAddr",
 	}
 	for _, minor := range []string{"go1.21", "go1.22", "go1.23", "go1.24", "go1.25", "go1.26"} {
 		for _, typ := range types {
-			if len(table[minor][typ]) == 0 {
+			if l := table.versions[minor][typ]; l == nil || len(l.offsets) == 0 {
 				t.Errorf("offsets table has no fields for %s in %s", typ, minor)
+			}
+		}
+		// The probes follow these pointers; a table that lost the flags
+		// would send them reading the pointer's own bytes.
+		for _, f := range [][2]string{{"net/http.Request", "URL"}, {"net/url.URL", "User"}} {
+			if l := table.versions[minor][f[0]]; l == nil || !l.pointers[f[1]] {
+				t.Errorf("offsets table does not flag %s.%s as a pointer in %s", f[0], f[1], minor)
 			}
 		}
 	}

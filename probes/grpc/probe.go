@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 
 	"github.com/cilium/ebpf"
 
@@ -66,7 +64,7 @@ func (p *Probe) Add(pid int, file probes.FileID, exe string, bin *gobin.Binary) 
 	if !ok {
 		return errors.New("does not use " + module)
 	}
-	off, err := offsets(bin, version)
+	off, err := offsets(bin)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", module, version, err)
 	}
@@ -103,7 +101,7 @@ const (
 )
 
 // offsets collects the struct field offsets the programs read for bin.
-func offsets(bin *gobin.Binary, version string) (*bpfGrpcOffsets, error) {
+func offsets(bin *gobin.Binary) (*bpfGrpcOffsets, error) {
 	o := &bpfGrpcOffsets{}
 	m, err := probes.MapOffsets(bin)
 	if err != nil {
@@ -147,19 +145,14 @@ func offsets(bin *gobin.Binary, version string) (*bpfGrpcOffsets, error) {
 		return nil, errors.New("csAttempt has neither s nor transportStream")
 	}
 	// ServerStream and ClientStream (v1.69+) embed the Stream at offset 0:
-	// by pointer until v1.76, by value since v1.77.
-	if minor := minorOf(version); minor >= 69 && minor <= 76 {
+	// by pointer until v1.76, by value since v1.77; before, the hooks get
+	// the *Stream itself.
+	ptr, err := bin.FieldIsPointer(transport+"ServerStream", "Stream")
+	switch {
+	case err == nil && ptr:
 		o.StreamIndirect = 1
+	case err != nil && !errors.Is(err, gobin.ErrNoField):
+		return nil, fmt.Errorf("how ServerStream embeds Stream: %w", err)
 	}
 	return o, nil
-}
-
-// minorOf returns 69 for "v1.69.2" (0 when unparsable).
-func minorOf(version string) int {
-	parts := strings.SplitN(strings.TrimPrefix(version, "v"), ".", 3)
-	if len(parts) < 2 || parts[0] != "1" {
-		return 0
-	}
-	n, _ := strconv.Atoi(parts[1])
-	return n
 }
