@@ -1,0 +1,82 @@
+package grpc
+
+import (
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tracewire/tracewire/spans"
+)
+
+// collector records what a Linker releases.
+type collector struct {
+	mu  sync.Mutex
+	got []*spans.Span
+}
+
+func (c *collector) add(s *spans.Span) { c.mu.Lock(); c.got = append(c.got, s); c.mu.Unlock() }
+func (c *collector) n() int            { c.mu.Lock(); defer c.mu.Unlock(); return len(c.got) }
+
+func span(trace, id, parent byte, flags byte) *spans.Span {
+	return &spans.Span{TraceID: [16]byte{trace}, SpanID: [8]byte{id}, ParentID: [8]byte{parent}, TraceFlags: flags}
+}
+
+var key = callKey{
+	client: netip.MustParseAddrPort("127.0.0.1:50000"),
+	server: netip.MustParseAddrPort("127.0.0.1:9000"),
+	stream: 3,
+}
+
+// The server side's spans wait for the client span, then move into its
+// trace, in whatever order the rings deliver them.
+func TestLinkerJoins(t *testing.T) {
+	for _, order := range []string{"child server client", "server client child", "client child server"} {
+		t.Run(order, func(t *testing.T) {
+			var c collector
+			l := NewLinker(c.add)
+			defer l.Flush()
+			const pending = 1 | flagLinkPending
+			child, server, client := span(9, 2, 1, pending), span(9, 1, 0, pending), span(7, 5, 4, 1)
+			steps := map[string]func(){
+				"child":  func() { l.Add(child) },
+				"server": func() { l.call(server, call{key: key, server: true}) },
+				"client": func() { l.call(client, call{key: key}) },
+			}
+			for _, name := range strings.Fields(order) {
+				steps[name]()
+			}
+			if c.n() != 3 {
+				t.Fatalf("released %d spans, want 3", c.n())
+			}
+			for _, s := range []*spans.Span{child, server} {
+				if s.TraceID != client.TraceID || s.TraceFlags != 1 {
+					t.Errorf("span %x: trace %x flags %x, want %x flags 1", s.SpanID, s.TraceID, s.TraceFlags, client.TraceID)
+				}
+			}
+			if server.ParentID != client.SpanID || child.ParentID != server.SpanID {
+				t.Errorf("parents: server %x child %x", server.ParentID, child.ParentID)
+			}
+		})
+	}
+}
+
+// A server span whose client never shows up is released as it is.
+func TestLinkerReleasesUnjoined(t *testing.T) {
+	var c collector
+	l := NewLinker(c.add)
+	defer l.Flush()
+	server := span(9, 1, 0, 1|flagLinkPending)
+	l.call(server, call{key: key, server: true})
+	if c.n() != 0 {
+		t.Fatal("released before waiting for the client")
+	}
+	deadline := time.Now().Add(3 * linkWait)
+	for c.n() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if c.n() != 1 || server.TraceID != [16]byte{9} || server.TraceFlags != 1 {
+		t.Errorf("released %d, trace %x flags %x", c.n(), server.TraceID, server.TraceFlags)
+	}
+}
