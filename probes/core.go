@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -13,6 +14,10 @@ import (
 	"github.com/tracewire/tracewire/internal/gobin"
 	"github.com/tracewire/tracewire/spans"
 )
+
+// ErrNotUsed is returned by a probe's Add when the executable does not use
+// the probe's library: nothing to report, unlike a library it cannot trace.
+var ErrNotUsed = errors.New("library not used by the executable")
 
 // StaleAfter is how long per-call state may live in a probe's maps before it
 // is evicted: far longer than any call the agent is meant to trace.

@@ -76,9 +76,13 @@ func (a *Attachments) Acquire(id FileID, path string, bin *gobin.Binary, hooks [
 	}
 	at := &attached{refs: 1}
 	var skipped []error
+	missing := 0
 	for _, h := range hooks {
 		off, err := bin.HookOffset(h.Symbol)
 		if err != nil {
+			if errors.Is(err, gobin.ErrNoFunc) {
+				missing++
+			}
 			skipped = append(skipped, err)
 			continue
 		}
@@ -91,6 +95,9 @@ func (a *Attachments) Acquire(id FileID, path string, bin *gobin.Binary, hooks [
 		at.links = append(at.links, l)
 	}
 	if len(at.links) == 0 {
+		if missing == len(hooks) {
+			return ErrNotUsed // the library is not linked in
+		}
 		return fmt.Errorf("none of the hooked functions can be attached: %w", errors.Join(skipped...))
 	}
 	if len(skipped) > 0 {

@@ -125,17 +125,23 @@ func (a *agent) add(t procscan.Target, bin *gobin.Binary) ([]namedProbe, error) 
 	var added []namedProbe
 	var errs []error
 	for _, p := range a.probes {
-		if err := p.Add(t.PID, t.File, t.Exe, bin); err != nil {
+		err := p.Add(t.PID, t.File, t.Exe, bin)
+		switch {
+		case err == nil:
+			added = append(added, p)
+		case errors.Is(err, probes.ErrNotUsed):
+			a.log.Debug("probe does not apply", "pid", t.PID, "exe", t.ExeName, "probe", p.name, "reason", err)
+		default:
 			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
-			continue
 		}
-		added = append(added, p)
 	}
 	if len(added) == 0 {
-		return nil, errors.Join(errs...)
+		return nil, errors.Join(append(errs, errors.New("no probe applies"))...)
 	}
 	if len(errs) > 0 {
-		a.log.Debug("some probes do not apply to the target", "pid", t.PID, "exe", t.ExeName, "reason", errors.Join(errs...))
+		// The library is there but cannot be traced (e.g. a stripped binary
+		// with a grpc-go version the offsets table does not know).
+		a.log.Warn("some libraries of the target are not traced", "pid", t.PID, "exe", t.ExeName, "reason", errors.Join(errs...))
 	}
 	return added, nil
 }

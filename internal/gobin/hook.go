@@ -14,6 +14,10 @@ const maxPrologueInsns = 16
 // maxInsnLen is the longest x86 instruction, in bytes.
 const maxInsnLen = 15
 
+// ErrNoFunc reports a function the binary does not have (never linked in,
+// or inlined everywhere).
+var ErrNoFunc = errors.New("function not in binary (absent or inlined everywhere)")
+
 // HookOffset returns the file offset at which to attach a uprobe to fn (a
 // full Go symbol name such as "net/http.(*response).finishRequest").
 //
@@ -25,7 +29,7 @@ const maxInsnLen = 15
 func (b *Binary) HookOffset(fn string) (uint64, error) {
 	r, ok := b.funcs[fn]
 	if !ok {
-		return 0, fmt.Errorf("hook %s: function not in binary (absent or inlined everywhere)", fn)
+		return 0, fmt.Errorf("hook %s: %w", fn, ErrNoFunc)
 	}
 	start, err := b.fileOffset(r.start)
 	if err != nil {

@@ -5,7 +5,6 @@
 package dbsql
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -64,7 +63,7 @@ func Load(log *slog.Logger, shared *probes.Shared) (*Probe, error) {
 // executable does not use database/sql.
 func (p *Probe) Add(pid int, file probes.FileID, exe string, bin *gobin.Binary) error {
 	if len(bin.Funcs(func(n string) bool { return n == "database/sql.(*DB).queryDC" || n == "database/sql.(*DB).execDC" })) == 0 {
-		return errors.New("does not use database/sql")
+		return fmt.Errorf("database/sql: %w", probes.ErrNotUsed)
 	}
 	off, err := offsets(bin)
 	if err != nil {

@@ -62,7 +62,7 @@ func Load(log *slog.Logger, shared *probes.Shared, link *Linker) (*Probe, error)
 func (p *Probe) Add(pid int, file probes.FileID, exe string, bin *gobin.Binary) error {
 	version, ok := bin.Modules[module]
 	if !ok {
-		return errors.New("does not use " + module)
+		return fmt.Errorf("%s: %w", module, probes.ErrNotUsed)
 	}
 	off, err := offsets(bin)
 	if err != nil {
