@@ -126,7 +126,9 @@ func (l *Linker) call(s *spans.Span, c call) {
 // hold keeps s with its trace; a full Linker first lets the oldest trace go.
 // A span of a trace joined already moves to the client's trace at once.
 func (l *Linker) hold(s *spans.Span, out *[]*spans.Span) *heldTrace {
-	if c, ok := l.joined[s.TraceID]; ok {
+	// Follow joins: the client's trace may have been joined in turn (a
+	// gRPC handler calling gRPC). The chain is as deep as the calls.
+	for c, ok := l.joined[s.TraceID]; ok; c, ok = l.joined[s.TraceID] {
 		if !move(s, c) {
 			*out = append(*out, s)
 			return nil

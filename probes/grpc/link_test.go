@@ -80,3 +80,37 @@ func TestLinkerReleasesUnjoined(t *testing.T) {
 		t.Errorf("released %d, trace %x flags %x", c.n(), server.TraceID, server.TraceFlags)
 	}
 }
+
+// A handler of a provisional trace calls gRPC in turn: A -> B -> C. Each
+// join moves its spans into the client's trace, which joins A's in the end,
+// whatever arrives late.
+func TestLinkerChains(t *testing.T) {
+	var c collector
+	l := NewLinker(c.add)
+	defer l.Flush()
+	const pending = 1 | flagLinkPending
+	keyBC := key
+	keyBC.stream = 5
+	aClient := span(1, 10, 9, 1)        // A's client span, trace 1
+	bServer := span(2, 20, 0, pending)  // B's server span, provisional trace 2
+	bClient := span(2, 21, 20, pending) // B's call to C
+	cServer := span(3, 30, 0, pending)  // C's server span, provisional trace 3
+	cChild, cLate := span(3, 31, 30, pending), span(3, 32, 30, pending)
+	l.Add(cChild)
+	l.call(cServer, call{key: keyBC, server: true})
+	l.call(bClient, call{key: keyBC}) // C joins B's still provisional trace
+	l.call(bServer, call{key: key, server: true})
+	l.call(aClient, call{key: key}) // B joins A
+	l.Add(cLate)                    // after both joins
+	if c.n() != 6 {
+		t.Fatalf("released %d spans, want 6", c.n())
+	}
+	for _, s := range []*spans.Span{bServer, bClient, cServer, cChild, cLate} {
+		if s.TraceID != aClient.TraceID || s.TraceFlags != 1 {
+			t.Errorf("span %x: trace %x flags %x, want trace %x", s.SpanID, s.TraceID, s.TraceFlags, aClient.TraceID)
+		}
+	}
+	if bServer.ParentID != aClient.SpanID || cServer.ParentID != bClient.SpanID {
+		t.Errorf("parents: B server %x, C server %x", bServer.ParentID, cServer.ParentID)
+	}
+}
