@@ -53,15 +53,13 @@ static __always_inline void count(enum tw_stat s)
 		(*v)++;
 }
 
-/* Wake the reader only when this much is pending: user space polls anyway,
- * and a wakeup per event costs more than the probe itself. */
-#define RINGBUF_WAKEUP_BYTES (256 * 1024)
-
+/* Wake the reader only when a quarter of the ring is pending: user space
+ * polls anyway, and a wakeup per event costs more than the probe itself. */
 static __always_inline void submit(void *rb, void *e)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
 
-	if (bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= RINGBUF_WAKEUP_BYTES)
+	if (bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= bpf_ringbuf_query(rb, BPF_RB_RING_SIZE) / 4)
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(e, flags);
 }

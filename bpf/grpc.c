@@ -126,7 +126,8 @@ struct grpc_event {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
+	/* Calls are rarer than HTTP requests; every ring's pages stay resident. */
+	__uint(max_entries, 1 << 18);
 } grpc_events SEC(".maps");
 
 EXPORT_STRUCT(grpc_event);
