@@ -25,8 +25,8 @@ type dbSpan struct {
 	errType string
 }
 
-// TestSQLSpans runs the sqlapp target against a real PostgreSQL (pgx) and a
-// real MariaDB (go-sql-driver/mysql) and checks every database/sql span of
+// TestSQLSpans runs the sqlapp target against a real PostgreSQL (pgx and
+// lib/pq) and a real MariaDB (go-sql-driver/mysql) and checks every database/sql span of
 // each kind of call, field by field, as children of the HTTP server span.
 func TestSQLSpans(t *testing.T) {
 	requireEBPF(t)
@@ -38,6 +38,14 @@ func TestSQLSpans(t *testing.T) {
 	}{
 		{
 			name: "postgres", driver: "pgx", system: "postgresql", errType: "*pgconn.PrepareError",
+			server: dbtest.RequirePostgres,
+			ph:     func(n int) string { return fmt.Sprintf("$%d", n) },
+			missing: func(table string) string {
+				return fmt.Sprintf("relation %q does not exist", table)
+			},
+		},
+		{
+			name: "pq", driver: "postgres", system: "postgresql", errType: "*pq.Error",
 			server: dbtest.RequirePostgres,
 			ph:     func(n int) string { return fmt.Sprintf("$%d", n) },
 			missing: func(table string) string {

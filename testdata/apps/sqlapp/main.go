@@ -1,5 +1,5 @@
 // sqlapp is a net/http service whose handlers call database/sql, for the
-// end-to-end tests of the agent's SQL spans against PostgreSQL (pgx) and
+// end-to-end tests of the agent's SQL spans against PostgreSQL (pgx, lib/pq) and
 // MariaDB (go-sql-driver/mysql). The tests compare the query texts: keep them
 // exactly as they are.
 package main
@@ -17,16 +17,17 @@ import (
 
 	_ "github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "github.com/lib/pq"
 )
 
 var (
-	driver = flag.String("driver", "pgx", "database/sql driver: pgx or mysql")
+	driver = flag.String("driver", "pgx", "database/sql driver: pgx, postgres (lib/pq) or mysql")
 	table  = flag.String("table", "users", "table name; tests pick their own to keep their rows apart")
 )
 
 // ph is the driver's placeholder for the n-th argument.
 func ph(n int) string {
-	if *driver == "pgx" {
+	if *driver != "mysql" {
 		return "$" + strconv.Itoa(n)
 	}
 	return "?"
@@ -36,8 +37,8 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
 	dsn := flag.String("dsn", "", "data source name for the driver")
 	flag.Parse()
-	if *driver != "pgx" && *driver != "mysql" {
-		log.Fatalf("-driver %q: want pgx or mysql", *driver)
+	if *driver != "pgx" && *driver != "postgres" && *driver != "mysql" {
+		log.Fatalf("-driver %q: want pgx, postgres or mysql", *driver)
 	}
 	// The name goes into the SQL text unquoted.
 	if !regexp.MustCompile(`^[a-z_][a-z0-9_]{0,40}$`).MatchString(*table) {
