@@ -38,6 +38,7 @@ struct grpc_offsets {
 	__u64 tcpaddr_port;
 	__u64 status_s;         /* internal/status.Status.s (*spb.Status) */
 	__u64 spb_code;         /* genproto rpc/status.Status.Code */
+	__u64 spb_message;      /* genproto rpc/status.Status.Message */
 	__u64 error_s;          /* internal/status.Error.s (*Status) */
 	__u64 cs_callhdr;       /* grpc.clientStream.callHdr (*CallHdr) */
 	__u64 callhdr_method;
@@ -98,6 +99,7 @@ enum grpc_kind {
 
 #define METHOD_MAX 128
 #define TRACESTATE_MAX 128
+#define MESSAGE_MAX 128
 
 /* An endpoint of the call's TCP connection (a net.TCPAddr). */
 struct endpoint {
@@ -120,8 +122,10 @@ struct grpc_event {
 	__u32 _pad;
 	__s64 method_len;
 	__s64 tracestate_len;
+	__s64 message_len; /* the status message */
 	char method[METHOD_MAX];
 	char tracestate[TRACESTATE_MAX];
+	char message[MESSAGE_MAX];
 };
 
 struct {
@@ -164,18 +168,23 @@ static __always_inline void read_endpoint(struct grpc_offsets *o, void *iface, s
 	ep->port = read_s64(addr + o->tcpaddr_port);
 }
 
-/* status_code reads the code of a *status.Status (nil: OK). */
-static __always_inline __s64 status_code(struct grpc_offsets *o, void *st)
+/* read_status fills the code and message of a *status.Status (nil: OK). */
+static __always_inline void read_status(struct grpc_offsets *o, void *st, struct grpc_event *e)
 {
 	void *spb;
 	__s32 code = 0;
 
+	e->code = 0;
+	e->message_len = 0;
 	if (!st)
-		return 0;
+		return;
 	spb = read_ptr(st + o->status_s);
-	if (spb && bpf_probe_read_user(&code, sizeof(code), spb + o->spb_code))
+	if (!spb)
+		return;
+	if (bpf_probe_read_user(&code, sizeof(code), spb + o->spb_code))
 		count(STAT_READ_FAILED);
-	return code;
+	e->code = code;
+	e->message_len = read_go_string(e->message, MESSAGE_MAX, spb + o->spb_message);
 }
 
 /* ---------------------------------------------------------------- server */
@@ -259,7 +268,7 @@ int uprobe_http2Server_writeStatus(struct pt_regs *ctx)
 	e->start_ns = c->start_ns;
 	e->end_ns = bpf_ktime_get_ns();
 	e->sc = c->sc;
-	e->code = status_code(o, GO_ARG3(ctx));
+	read_status(o, GO_ARG3(ctx), e);
 	e->stream_id = stream_id(o, (void *)sk.ptr);
 	e->method_len = read_str(e->method, METHOD_MAX, c->method);
 	e->tracestate_len = read_str(e->tracestate, TRACESTATE_MAX, c->tracestate);
@@ -331,9 +340,11 @@ int uprobe_csAttempt_finish(struct pt_regs *ctx)
 	e->tracestate_len = 0;
 	bpf_map_delete_elem(&grpc_client_calls, &ck);
 	/* err is nil or a *status.Error (user space checks the code's range). */
-	e->code = 0;
-	if (GO_ARG2(ctx))
-		e->code = err_data ? status_code(o, read_ptr(err_data + o->error_s)) : -1;
+	read_status(o, 0, e);
+	if (GO_ARG2(ctx) && err_data)
+		read_status(o, read_ptr(err_data + o->error_s), e);
+	else if (GO_ARG2(ctx))
+		e->code = -1;
 	e->stream_id = stream_id(o, read_ptr(a + o->attempt_stream));
 	hdr = read_ptr((void *)ck.ptr + o->cs_callhdr);
 	e->method_len = hdr ? read_go_string(e->method, METHOD_MAX, hdr + o->callhdr_method) : 0;

@@ -71,7 +71,9 @@ func grpcAttrs(method string, code int64, port int) map[string]any {
 
 // checkGRPC checks a gRPC span's kind, name, parent and attributes; a
 // server span also has the client's address and port.
-func checkGRPC(t *testing.T, s *tracepb.Span, kind tracepb.Span_SpanKind, method string, code int64, port int, parent *tracepb.Span, isErr bool) {
+// errMsg is the status message of an Error span, "" for a span that is not
+// an error.
+func checkGRPC(t *testing.T, s *tracepb.Span, kind tracepb.Span_SpanKind, method string, code int64, port int, parent *tracepb.Span, errMsg string) {
 	t.Helper()
 	if s.Kind != kind || s.Name != "grpc.health.v1.Health/"+method {
 		t.Errorf("span %q %v, want grpc.health.v1.Health/%s %v", s.Name, s.Kind, method, kind)
@@ -89,8 +91,8 @@ func checkGRPC(t *testing.T, s *tracepb.Span, kind tracepb.Span_SpanKind, method
 		want["client.port"] = got["client.port"]
 	}
 	checkAttrs(t, s.Attributes, want)
-	if (s.Status.GetCode() == tracepb.Status_STATUS_CODE_ERROR) != isErr {
-		t.Errorf("%s %v: status %v, want error %v", s.Name, kind, s.Status, isErr)
+	if isErr := s.Status.GetCode() == tracepb.Status_STATUS_CODE_ERROR; isErr != (errMsg != "") || s.Status.GetMessage() != errMsg {
+		t.Errorf("%s %v: status %v, want error message %q", s.Name, kind, s.Status, errMsg)
 	}
 }
 
@@ -118,8 +120,8 @@ func testGRPCChain(t *testing.T, p *grpcPair) {
 		cl := one(t, pick(got, p.a, tracepb.Span_SPAN_KIND_CLIENT), "A's gRPC client span")
 		sv := one(t, pick(got, p.b, tracepb.Span_SPAN_KIND_SERVER), "B's gRPC server span")
 		db := one(t, pick(got, p.b, tracepb.Span_SPAN_KIND_CLIENT), "B's SQL span")
-		checkGRPC(t, cl, tracepb.Span_SPAN_KIND_CLIENT, "Check", 0, p.grpcPort, httpSpan, false)
-		checkGRPC(t, sv, tracepb.Span_SPAN_KIND_SERVER, "Check", 0, p.grpcPort, cl, false)
+		checkGRPC(t, cl, tracepb.Span_SPAN_KIND_CLIENT, "Check", 0, p.grpcPort, httpSpan, "")
+		checkGRPC(t, sv, tracepb.Span_SPAN_KIND_SERVER, "Check", 0, p.grpcPort, cl, "")
 		if db.Name != "SELECT "+p.table || !bytes.Equal(db.ParentSpanId, sv.SpanId) || !bytes.Equal(db.TraceId, httpSpan.TraceId) {
 			t.Errorf("SQL span %q parent %x trace %x, want SELECT %s under %x in %x", db.Name, db.ParentSpanId, db.TraceId, p.table, sv.SpanId, httpSpan.TraceId)
 		}
@@ -134,16 +136,20 @@ func testGRPCChain(t *testing.T, p *grpcPair) {
 func TestGRPCStatus(t *testing.T) {
 	p := startGRPCPair(t)
 	for _, c := range []struct {
-		service   string
-		code      int64
-		serverErr bool
-	}{{"missing", 5, false}, {"internal", 13, true}} {
+		service, msg string
+		code         int64
+		serverErr    bool
+	}{{"missing", "no such service", 5, false}, {"internal", "boom", 13, true}} {
 		got := p.request(t, "/check?service="+c.service, 502, 3)
 		httpSpan := one(t, pick(got, p.a, tracepb.Span_SPAN_KIND_SERVER), "A's HTTP server span")
 		cl := one(t, pick(got, p.a, tracepb.Span_SPAN_KIND_CLIENT), "A's gRPC client span")
 		sv := one(t, pick(got, p.b, tracepb.Span_SPAN_KIND_SERVER), "B's gRPC server span")
-		checkGRPC(t, cl, tracepb.Span_SPAN_KIND_CLIENT, "Check", c.code, p.grpcPort, httpSpan, true)
-		checkGRPC(t, sv, tracepb.Span_SPAN_KIND_SERVER, "Check", c.code, p.grpcPort, cl, c.serverErr)
+		serverMsg := ""
+		if c.serverErr {
+			serverMsg = c.msg
+		}
+		checkGRPC(t, cl, tracepb.Span_SPAN_KIND_CLIENT, "Check", c.code, p.grpcPort, httpSpan, c.msg)
+		checkGRPC(t, sv, tracepb.Span_SPAN_KIND_SERVER, "Check", c.code, p.grpcPort, cl, serverMsg)
 	}
 }
 
@@ -155,8 +161,8 @@ func TestGRPCStreaming(t *testing.T) {
 	httpSpan := one(t, pick(got, p.a, tracepb.Span_SPAN_KIND_SERVER), "A's HTTP server span")
 	cl := one(t, pick(got, p.a, tracepb.Span_SPAN_KIND_CLIENT), "A's gRPC client span")
 	sv := one(t, pick(got, p.b, tracepb.Span_SPAN_KIND_SERVER), "B's gRPC server span")
-	checkGRPC(t, cl, tracepb.Span_SPAN_KIND_CLIENT, "Watch", 0, p.grpcPort, httpSpan, false)
-	checkGRPC(t, sv, tracepb.Span_SPAN_KIND_SERVER, "Watch", 0, p.grpcPort, cl, false)
+	checkGRPC(t, cl, tracepb.Span_SPAN_KIND_CLIENT, "Watch", 0, p.grpcPort, httpSpan, "")
+	checkGRPC(t, sv, tracepb.Span_SPAN_KIND_SERVER, "Watch", 0, p.grpcPort, cl, "")
 }
 
 // TestGRPCIncomingTraceparent: a traceparent in the call's metadata (an

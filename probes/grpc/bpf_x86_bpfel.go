@@ -53,8 +53,10 @@ type bpfGrpcEvent struct {
 	Pad           uint32
 	MethodLen     int64
 	TracestateLen int64
+	MessageLen    int64
 	Method        [128]int8
 	Tracestate    [128]int8
+	Message       [128]int8
 }
 
 type bpfGrpcKind uint32
@@ -95,6 +97,7 @@ type bpfGrpcOffsets struct {
 	TcpaddrPort      uint64
 	StatusS          uint64
 	SpbCode          uint64
+	SpbMessage       uint64
 	ErrorS           uint64
 	CsCallhdr        uint64
 	CallhdrMethod    uint64

@@ -124,6 +124,7 @@ func offsets(bin *gobin.Binary) (*bpfGrpcOffsets, error) {
 		{Dst: &o.TcpaddrPort, Typ: "net.TCPAddr", Name: "Port"},
 		{Dst: &o.StatusS, Typ: "google.golang.org/grpc/internal/status.Status", Name: "s"},
 		{Dst: &o.SpbCode, Typ: "google.golang.org/genproto/googleapis/rpc/status.Status", Name: "Code"},
+		{Dst: &o.SpbMessage, Typ: "google.golang.org/genproto/googleapis/rpc/status.Status", Name: "Message"},
 		{Dst: &o.ErrorS, Typ: "google.golang.org/grpc/internal/status.Error", Name: "s"},
 		{Dst: &o.CsCallhdr, Typ: grpcPkg + "clientStream", Name: "callHdr"},
 		{Dst: &o.CallhdrMethod, Typ: transport + "CallHdr", Name: "Method"},

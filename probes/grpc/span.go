@@ -82,7 +82,11 @@ func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *span
 		d.call = call{key: callKey{client: local, server: remote, stream: e.StreamId}}
 	}
 	if s.Error {
-		s.StatusMsg = codeNames[code]
+		// The status message, else the code's name.
+		msg := probes.Bytes(e.Message[:min(max(e.MessageLen, 0), int64(len(e.Message)))])
+		if s.StatusMsg = s.Str(msg); s.StatusMsg == "" {
+			s.StatusMsg = codeNames[code]
+		}
 	}
 	if server.IsValid() {
 		d.scratch = server.Addr().AppendTo(d.scratch[:0])
