@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +32,8 @@ type Core struct {
 	Att      Attachments
 	procs    *ebpf.Map
 	stats    *ebpf.Map
-	counters []string
+	counters []string // every tw_stat name, by index
+	report   []string // those this probe counts
 	rd       *ringbuf.Reader
 	stale    map[string]*ebpf.Map
 	evicted  sync.Map // map name -> *atomic.Uint64
@@ -45,6 +47,9 @@ type CoreMaps struct {
 	Procs, Stats, Events *ebpf.Map
 	// Stale are the per-call maps (values start with a ktime) to sweep.
 	Stale map[string]*ebpf.Map
+	// Counters are the tw_stat counters (lower case, without STAT_) the
+	// probe's programs count; the others stay 0 and are not reported.
+	Counters []string
 }
 
 // NewCore opens the ring buffer and starts sweeping stale state. spec is
@@ -58,7 +63,12 @@ func NewCore(spec *ebpf.CollectionSpec, m CoreMaps, log *slog.Logger) (*Core, er
 	if err != nil {
 		return nil, fmt.Errorf("open ring buffer %s: %w", m.Events, err)
 	}
-	c := &Core{procs: m.Procs, stats: m.Stats, counters: names, rd: rd, stale: m.Stale, log: log, stop: make(chan struct{})}
+	for _, n := range m.Counters {
+		if !slices.Contains(names, n) {
+			return nil, fmt.Errorf("no kernel counter %q", n)
+		}
+	}
+	c := &Core{procs: m.Procs, stats: m.Stats, counters: names, report: m.Counters, rd: rd, stale: m.Stale, log: log, stop: make(chan struct{})}
 	go c.evictLoop()
 	return c, nil
 }
@@ -104,9 +114,13 @@ func (c *Core) Run(done <-chan struct{}, decode func(raw []byte) *spans.Span, em
 // Counters returns the kernel-side drop and error counters and the
 // evictions of stale per-call state.
 func (c *Core) Counters() (map[string]uint64, error) {
-	out, err := KernelCounters(c.stats, c.counters)
+	all, err := KernelCounters(c.stats, c.counters)
 	if err != nil {
 		return nil, err
+	}
+	out := make(map[string]uint64, len(c.report))
+	for _, n := range c.report {
+		out[n] = all[n]
 	}
 	c.evicted.Range(func(k, v any) bool {
 		out["evicted_"+k.(string)] = v.(*atomic.Uint64).Load()

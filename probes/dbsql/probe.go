@@ -50,7 +50,8 @@ func Load(log *slog.Logger, shared *probes.Shared) (*Probe, error) {
 	m := &p.objs.bpfMaps
 	p.Core, err = probes.NewCore(spec, probes.CoreMaps{
 		Procs: m.DbsqlProcs, Stats: m.Stats, Events: m.DbsqlEvents,
-		Stale: map[string]*ebpf.Map{"calls": m.DbsqlCalls},
+		Counters: []string{"ringbuf_full", "read_failed", "map_full"},
+		Stale:    map[string]*ebpf.Map{"calls": m.DbsqlCalls},
 	}, log)
 	if err != nil {
 		p.objs.Close()

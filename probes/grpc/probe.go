@@ -48,7 +48,8 @@ func Load(log *slog.Logger, shared *probes.Shared, link *Linker) (*Probe, error)
 	m := &p.objs.bpfMaps
 	p.Core, err = probes.NewCore(spec, probes.CoreMaps{
 		Procs: m.GrpcProcs, Stats: m.Stats, Events: m.GrpcEvents,
-		Stale: map[string]*ebpf.Map{"server_calls": m.GrpcServerCalls, "client_calls": m.GrpcClientCalls},
+		Counters: []string{"ringbuf_full", "read_failed", "map_full"},
+		Stale:    map[string]*ebpf.Map{"server_calls": m.GrpcServerCalls, "client_calls": m.GrpcClientCalls},
 	}, log)
 	if err != nil {
 		p.objs.Close()
