@@ -174,7 +174,7 @@ static __always_inline void emit(struct dbsql_offsets *o, struct goroutine_key *
 	e->peer = c->peer;
 	e->has_peer = c->has_peer;
 	e->end = end;
-	e->driver_fn = dc ? driver_fn(o, dc) : c->driver_fn;
+	e->driver_fn = driver_fn(o, dc);
 	if (!e->driver_fn)
 		e->driver_fn = c->driver_fn;
 	e->query_len = c->query_len;
@@ -201,19 +201,25 @@ static __always_inline void emit(struct dbsql_offsets *o, struct goroutine_key *
 	submit(&dbsql_events, e);
 }
 
-/* start records a call of goroutine k. A call of k still in flight never
- * got an end hook: a BEGIN that succeeded (awaitDone did not run yet) or
- * a call that ended where no hook sees it. */
-static __always_inline void start(struct pt_regs *ctx, __u32 op, struct go_string q, void *dc)
+/* target returns the offsets of the current process, if it is a target. */
+static __always_inline struct dbsql_offsets *target(__u32 *tgid)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32, zero = 0;
+	*tgid = bpf_get_current_pid_tgid() >> 32;
+	return bpf_map_lookup_elem(&dbsql_procs, tgid);
+}
+
+/* start records a call of the current goroutine. A call of it still in
+ * flight never got an end hook: a BEGIN that succeeded (awaitDone did not
+ * run yet) or a call that ended where no hook sees it. */
+static __always_inline void start(struct pt_regs *ctx, struct dbsql_offsets *o, __u32 tgid, __u32 op,
+				  struct go_string q, void *dc)
+{
 	struct goroutine_key k = {};
-	struct dbsql_offsets *o;
 	struct dbsql_call *c;
+	__u32 zero = 0;
 	__u64 now;
 
-	o = bpf_map_lookup_elem(&dbsql_procs, &tgid);
-	if (!o || !goroutine(ctx, &o->g, &k, tgid))
+	if (!goroutine(ctx, &o->g, &k, tgid))
 		return;
 	now = bpf_ktime_get_ns();
 	c = bpf_map_lookup_elem(&dbsql_calls, &k);
@@ -236,15 +242,13 @@ static __always_inline void start(struct pt_regs *ctx, __u32 op, struct go_strin
 }
 
 /* finish ends the call of the current goroutine, if any. */
-static __always_inline void finish(struct pt_regs *ctx, void *err_itab, void *err_data, void *dc)
+static __always_inline void finish(struct pt_regs *ctx, struct dbsql_offsets *o, __u32 tgid, void *err_itab,
+				   void *err_data, void *dc)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct goroutine_key k = {};
-	struct dbsql_offsets *o;
 	struct dbsql_call *c;
 
-	o = bpf_map_lookup_elem(&dbsql_procs, &tgid);
-	if (!o || !goroutine(ctx, &o->g, &k, tgid))
+	if (!goroutine(ctx, &o->g, &k, tgid))
 		return;
 	c = bpf_map_lookup_elem(&dbsql_calls, &k);
 	if (!c)
@@ -268,8 +272,11 @@ SEC("uprobe/database/sql.(*DB).queryDC")
 int uprobe_DB_queryDC(struct pt_regs *ctx)
 {
 	struct go_string q = {.ptr = ctx->r10, .len = ctx->r11};
+	__u32 tgid;
+	struct dbsql_offsets *o = target(&tgid);
 
-	start(ctx, DB_QUERY, q, (void *)ctx->r8);
+	if (o)
+		start(ctx, o, tgid, DB_QUERY, q, (void *)ctx->r8);
 	return 0;
 }
 
@@ -279,15 +286,18 @@ SEC("uprobe/database/sql.(*DB).execDC")
 int uprobe_DB_execDC(struct pt_regs *ctx)
 {
 	struct go_string q = {.ptr = ctx->r8, .len = ctx->r9};
+	__u32 tgid;
+	struct dbsql_offsets *o = target(&tgid);
 
-	start(ctx, DB_EXEC, q, GO_ARG4(ctx));
+	if (o)
+		start(ctx, o, tgid, DB_EXEC, q, GO_ARG4(ctx));
 	return 0;
 }
 
 static __always_inline int stmt_start(struct pt_regs *ctx, __u32 op)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct dbsql_offsets *o = bpf_map_lookup_elem(&dbsql_procs, &tgid);
+	__u32 tgid;
+	struct dbsql_offsets *o = target(&tgid);
 	struct go_string q = {};
 
 	if (!o)
@@ -295,7 +305,7 @@ static __always_inline int stmt_start(struct pt_regs *ctx, __u32 op)
 	/* func (s *Stmt) QueryContext/ExecContext(ctx, args ...any) */
 	if (bpf_probe_read_user(&q, sizeof(q), GO_ARG1(ctx) + o->stmt_query))
 		count(STAT_READ_FAILED);
-	start(ctx, op, q, 0);
+	start(ctx, o, tgid, op, q, 0);
 	return 0;
 }
 
@@ -316,7 +326,11 @@ int uprobe_Stmt_ExecContext(struct pt_regs *ctx)
 SEC("uprobe/database/sql.(*DB).beginDC")
 int uprobe_DB_beginDC(struct pt_regs *ctx)
 {
-	start(ctx, DB_BEGIN, no_query, GO_ARG4(ctx));
+	__u32 tgid;
+	struct dbsql_offsets *o = target(&tgid);
+
+	if (o)
+		start(ctx, o, tgid, DB_BEGIN, no_query, GO_ARG4(ctx));
 	return 0;
 }
 
@@ -324,15 +338,15 @@ int uprobe_DB_beginDC(struct pt_regs *ctx)
  * once (e.g. the usual deferred Rollback after Commit): no span. */
 static __always_inline int tx_end_start(struct pt_regs *ctx, __u32 op)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32, done = 1;
-	struct dbsql_offsets *o = bpf_map_lookup_elem(&dbsql_procs, &tgid);
+	__u32 tgid, done = 1;
+	struct dbsql_offsets *o = target(&tgid);
 	void *tx = GO_ARG1(ctx);
 
 	if (!o)
 		return 0;
 	if (bpf_probe_read_user(&done, sizeof(done), tx + o->tx_done) || done)
 		return 0;
-	start(ctx, op, no_query, field_ptr(tx, o->tx_dc));
+	start(ctx, o, tgid, op, no_query, field_ptr(tx, o->tx_dc));
 	return 0;
 }
 
@@ -356,11 +370,11 @@ int uprobe_Tx_rollback(struct pt_regs *ctx)
 SEC("uprobe/database/sql.(*Rows).initContextClose")
 int uprobe_Rows_initContextClose(struct pt_regs *ctx)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct dbsql_offsets *o = bpf_map_lookup_elem(&dbsql_procs, &tgid);
+	__u32 tgid;
+	struct dbsql_offsets *o = target(&tgid);
 
 	if (o)
-		finish(ctx, 0, 0, field_ptr(GO_ARG1(ctx), o->rows_dc));
+		finish(ctx, o, tgid, 0, 0, field_ptr(GO_ARG1(ctx), o->rows_dc));
 	return 0;
 }
 
@@ -368,7 +382,11 @@ int uprobe_Rows_initContextClose(struct pt_regs *ctx)
 SEC("uprobe/database/sql.(*DB).putConn")
 int uprobe_DB_putConn(struct pt_regs *ctx)
 {
-	finish(ctx, GO_ARG3(ctx), GO_ARG4(ctx), GO_ARG2(ctx));
+	__u32 tgid;
+	struct dbsql_offsets *o = target(&tgid);
+
+	if (o)
+		finish(ctx, o, tgid, GO_ARG3(ctx), GO_ARG4(ctx), GO_ARG2(ctx));
 	return 0;
 }
 
@@ -376,11 +394,11 @@ int uprobe_DB_putConn(struct pt_regs *ctx)
 SEC("uprobe/database/sql.(*Tx).closemuRUnlockRelease")
 int uprobe_Tx_closemuRUnlockRelease(struct pt_regs *ctx)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct dbsql_offsets *o = bpf_map_lookup_elem(&dbsql_procs, &tgid);
+	__u32 tgid;
+	struct dbsql_offsets *o = target(&tgid);
 
 	if (o)
-		finish(ctx, GO_ARG2(ctx), GO_ARG3(ctx), field_ptr(GO_ARG1(ctx), o->tx_dc));
+		finish(ctx, o, tgid, GO_ARG2(ctx), GO_ARG3(ctx), field_ptr(GO_ARG1(ctx), o->tx_dc));
 	return 0;
 }
 
@@ -388,11 +406,11 @@ int uprobe_Tx_closemuRUnlockRelease(struct pt_regs *ctx)
 SEC("uprobe/database/sql.(*Conn).closemuRUnlockCondReleaseConn")
 int uprobe_Conn_closemuRUnlockCondReleaseConn(struct pt_regs *ctx)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct dbsql_offsets *o = bpf_map_lookup_elem(&dbsql_procs, &tgid);
+	__u32 tgid;
+	struct dbsql_offsets *o = target(&tgid);
 
 	if (o)
-		finish(ctx, GO_ARG2(ctx), GO_ARG3(ctx), field_ptr(GO_ARG1(ctx), o->conn_dc));
+		finish(ctx, o, tgid, GO_ARG2(ctx), GO_ARG3(ctx), field_ptr(GO_ARG1(ctx), o->conn_dc));
 	return 0;
 }
 

@@ -195,6 +195,15 @@ func (c Clock) Wall(mono uint64) int64 { return int64(mono) + c.offset }
 // CString returns the text of a NUL-terminated C char array.
 func CString(b []int8) string { return string(Bytes(b)) }
 
+// Text views the C char array b holding the start of a Go string whose full
+// length was n (the kernel cut it at the array's size; n < 0: unreadable).
+func Text(b []int8, n int64) []byte {
+	if n <= 0 {
+		return nil
+	}
+	return Bytes(b[:min(n, int64(len(b)))])
+}
+
 // Bytes views a C char array up to its first NUL as bytes, without copying.
 func Bytes(b []int8) []byte {
 	n := 0

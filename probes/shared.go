@@ -38,14 +38,6 @@ func (s *Shared) Replacements(spec *ebpf.CollectionSpec) (map[string]*ebpf.Map, 
 	return map[string]*ebpf.Map{serverSpansMap: s.serverSpans}, nil
 }
 
-// ServerSpans is the shared map of server spans in flight (nil before the
-// first Replacements).
-func (s *Shared) ServerSpans() *ebpf.Map {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.serverSpans
-}
-
 // Close frees the shared maps; the probes hold their own references.
 func (s *Shared) Close() {
 	s.mu.Lock()

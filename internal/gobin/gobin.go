@@ -135,6 +135,13 @@ func (b *Binary) fileOffset(addr uint64) (uint64, error) {
 	return 0, fmt.Errorf("address %#x is in no loadable segment", addr)
 }
 
+// HasFunc reports whether the binary has function name (linked in and not
+// inlined everywhere).
+func (b *Binary) HasFunc(name string) bool {
+	_, ok := b.funcs[name]
+	return ok
+}
+
 // Funcs returns the link-time start address and name of every function
 // whose name match accepts.
 func (b *Binary) Funcs(match func(name string) bool) map[uint64]string {

@@ -63,7 +63,7 @@ func Load(log *slog.Logger, shared *probes.Shared) (*Probe, error) {
 // Add starts tracing database/sql calls of process pid. It fails when the
 // executable does not use database/sql.
 func (p *Probe) Add(pid int, file probes.FileID, exe string, bin *gobin.Binary) error {
-	if len(bin.Funcs(func(n string) bool { return n == "database/sql.(*DB).queryDC" || n == "database/sql.(*DB).execDC" })) == 0 {
+	if !bin.HasFunc("database/sql.(*DB).queryDC") && !bin.HasFunc("database/sql.(*DB).execDC") {
 		return fmt.Errorf("database/sql: %w", probes.ErrNotUsed)
 	}
 	off, err := offsets(bin)

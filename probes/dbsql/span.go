@@ -58,7 +58,7 @@ func (d *decoder) span(e *bpfDbsqlEvent, proc *spans.Process, pi *process) *span
 	s.Attrs = append(s.Attrs, spans.String("db.system", system))
 	var query []byte
 	if op := bpfDbsqlOp(e.Op); op == bpfDbsqlOpDB_QUERY || op == bpfDbsqlOpDB_EXEC {
-		query = probes.Bytes(e.Query[:min(max(e.QueryLen, 0), int64(len(e.Query)))])
+		query = probes.Text(e.Query[:], e.QueryLen)
 		var sum sqltext.Summary
 		sum, d.text = sqltext.Summarize(d.text[:0], unsafe.String(unsafe.SliceData(query), len(query)), e.QueryLen > int64(len(e.Query)))
 		d.scratch = sqltext.SpanName(d.scratch[:0], sum, system)
@@ -91,7 +91,7 @@ func (d *decoder) span(e *bpfDbsqlEvent, proc *spans.Process, pi *process) *span
 			s.Attrs = append(s.Attrs, spans.String("error.type", typ))
 		}
 		if e.ErrLen > 0 {
-			msg := probes.Bytes(e.Err[:min(e.ErrLen, int64(len(e.Err)))])
+			msg := probes.Text(e.Err[:], e.ErrLen)
 			d.scratch = sqltext.Redact(d.scratch[:0], unsafe.String(unsafe.SliceData(msg), len(msg)), unsafe.String(unsafe.SliceData(query), len(query)))
 			s.StatusMsg = s.Str(d.scratch)
 		} else {

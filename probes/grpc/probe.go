@@ -91,7 +91,6 @@ func (p *Probe) Run(done <-chan struct{}, process func(pid int) *spans.Process, 
 
 // Close detaches, ends Run and frees the programs.
 func (p *Probe) Close() {
-	p.Core.Detach()
 	p.Core.Close()
 	p.objs.Close()
 }

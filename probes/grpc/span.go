@@ -53,7 +53,7 @@ func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *span
 	s.TraceID, s.SpanID, s.ParentID, s.TraceFlags = e.Sc.TraceId, e.Sc.SpanId, e.Sc.ParentId, e.Sc.Flags
 	s.StartNs, s.EndNs = d.clock.Wall(e.StartNs), d.clock.Wall(e.EndNs)
 
-	method := probes.Bytes(e.Method[:min(max(e.MethodLen, 0), int64(len(e.Method)))])
+	method := probes.Text(e.Method[:], e.MethodLen)
 	full := strings.TrimPrefix(unsafe.String(unsafe.SliceData(method), len(method)), "/")
 	s.Name = s.Str([]byte(full))
 	service, name, _ := strings.Cut(s.Name, "/")
@@ -68,7 +68,7 @@ func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *span
 	server := remote // of a client span
 	if kind == bpfGrpcKindGRPC_SERVER {
 		s.Kind = spans.KindServer
-		s.TraceState = s.Str(probes.Bytes(e.Tracestate[:min(max(e.TracestateLen, 0), int64(len(e.Tracestate)))]))
+		s.TraceState = s.Str(probes.Text(e.Tracestate[:], e.TracestateLen))
 		s.Error = serverErrors[code]
 		server = local
 		if remote.IsValid() {
@@ -83,8 +83,7 @@ func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *span
 	}
 	if s.Error {
 		// The status message, else the code's name.
-		msg := probes.Bytes(e.Message[:min(max(e.MessageLen, 0), int64(len(e.Message)))])
-		if s.StatusMsg = s.Str(msg); s.StatusMsg == "" {
+		if s.StatusMsg = s.Str(probes.Text(e.Message[:], e.MessageLen)); s.StatusMsg == "" {
 			s.StatusMsg = codeNames[code]
 		}
 	}

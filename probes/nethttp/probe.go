@@ -158,8 +158,5 @@ func (d *decoder) span(proc *spans.Process, kind spans.Kind, sc *bpfSpanCtx, sta
 // text is the string of a C char array whose Go string had length n (the
 // array may hold less: it was cut), stored in s.
 func text(s *spans.Span, b []int8, n int64) string {
-	if n <= 0 {
-		return ""
-	}
-	return s.Str(probes.Bytes(b[:min(n, int64(len(b)))]))
+	return s.Str(probes.Text(b, n))
 }
