@@ -5,6 +5,8 @@ import (
 	"strings"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/spans"
 )
@@ -94,17 +96,15 @@ func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *span
 	return s
 }
 
+// endpoint is the address of a struct endpoint; invalid when unknown.
 func endpoint(ep *bpfEndpoint) netip.AddrPort {
-	var a netip.Addr
 	switch ep.IpLen {
 	case 4:
-		a = netip.AddrFrom4([4]byte(ep.Ip[:4]))
+		return netip.AddrPortFrom(probes.RemoteAddr(unix.AF_INET, ep.Ip), ep.Port)
 	case 16:
-		a = netip.AddrFrom16(ep.Ip).Unmap()
-	default:
-		return netip.AddrPort{}
+		return netip.AddrPortFrom(probes.RemoteAddr(unix.AF_INET6, ep.Ip), ep.Port)
 	}
-	return netip.AddrPortFrom(a, ep.Port)
+	return netip.AddrPort{}
 }
 
 var codeNames = [...]string{
