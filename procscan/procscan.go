@@ -13,8 +13,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -28,15 +30,18 @@ const commLen = 15
 
 // Target is a process whose comm or executable basename matched a target name.
 type Target struct {
-	PID     int
-	Exe     string // /proc/PID/exe: opens the running executable even if it was replaced on disk
+	PID int
+	// Exe opens the process's executable through the agent's own fd of it
+	// (/proc/self/fd/N), valid during Appeared even if the process has
+	// exited or the file was replaced on disk meanwhile.
+	Exe     string
 	ExeName string // basename of the executable
 	File    probes.FileID
 	// Env holds the target's OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES when set.
 	Env map[string]string
 }
 
-// Handler receives lifecycle events; calls come from one goroutine.
+// Handler receives lifecycle events; calls never overlap.
 type Handler interface {
 	Appeared(t Target)
 	Exited(pid int)
@@ -49,11 +54,28 @@ type Scanner struct {
 	links []link.Link
 	rd    *ringbuf.Reader
 	log   *slog.Logger
+
+	// mu serializes the handler calls of the ring reader and of the sweep,
+	// and guards seen.
+	mu sync.Mutex
+	// seen holds the tracked pids with their start time (clock ticks since
+	// boot), which tells a pid reused by another process apart.
+	seen map[int]uint64
+	// gone counts matching processes that exited before they could be
+	// traced (a crash loop): nothing to trace, not an error.
+	gone atomic.Uint64
+	// lostExits counts tracked processes found gone by the sweep: their
+	// exit event never arrived.
+	lostExits atomic.Uint64
 }
+
+// sweepEvery is how often tracked processes are checked for an exit whose
+// event was lost (a full ring buffer): their uprobes and state are released.
+const sweepEvery = 5 * time.Second
 
 // New loads and attaches the exec/exit tracepoints.
 func New(names []string, log *slog.Logger) (*Scanner, error) {
-	s := &Scanner{names: names, log: log}
+	s := &Scanner{names: names, log: log, seen: map[int]uint64{}}
 	if err := loadBpfObjects(&s.objs, nil); err != nil {
 		return nil, fmt.Errorf("load procscan BPF objects: %w", err)
 	}
@@ -95,8 +117,7 @@ func (s *Scanner) Close() {
 // or exit later, until ctx ends or Close.
 func (s *Scanner) Run(ctx context.Context, h Handler) {
 	// Tracepoints are attached before the scan, so a process started during
-	// the scan is seen at least once; Appeared de-duplicates by pid.
-	seen := map[int]bool{}
+	// the scan is seen at least once; consider de-duplicates by pid.
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		s.log.Error("scan /proc", "err", err)
@@ -106,39 +127,82 @@ func (s *Scanner) Run(ctx context.Context, h Handler) {
 		if err != nil {
 			continue
 		}
-		s.consider(ctx, pid, "", "", h, seen)
+		s.mu.Lock()
+		s.consider(ctx, pid, "", "", h)
+		s.mu.Unlock()
 	}
-	var ev bpfProcscanEvent
+	go s.sweepLoop(ctx, h)
 	probes.ReadRing(s.rd, 200*time.Millisecond, ctx.Done(), func(raw []byte) {
-		if len(raw) < int(unsafe.Sizeof(ev)) {
+		ev := probes.Record[bpfProcscanEvent](raw)
+		if ev == nil {
 			s.log.Warn("procscan: short ring buffer record", "len", len(raw))
 			return
 		}
-		ev = *(*bpfProcscanEvent)(unsafe.Pointer(&raw[0]))
 		pid := int(ev.Pid)
+		s.mu.Lock()
+		defer s.mu.Unlock()
 		switch ev.Kind {
 		case 1: // PROCSCAN_EXEC
 			// A pid that execs again is a new program: forget the old one.
-			if seen[pid] {
-				delete(seen, pid)
-				s.untrack(pid)
-				h.Exited(pid)
-			}
-			s.consider(ctx, pid, probes.CString(ev.Comm[:]), filepath.Base(probes.CString(ev.Filename[:])), h, seen)
+			s.forget(pid, h)
+			s.consider(ctx, pid, probes.CString(ev.Comm[:]), filepath.Base(probes.CString(ev.Filename[:])), h)
 		case 2: // PROCSCAN_EXIT
-			if seen[pid] {
-				delete(seen, pid)
-				s.untrack(pid)
-				h.Exited(pid)
-			}
+			s.forget(pid, h)
 		}
 	})
 }
 
+// Counters returns how many matching processes exited before they could be
+// traced, and how many exits were noticed by the sweep instead of an event.
+func (s *Scanner) Counters() map[string]uint64 {
+	return map[string]uint64{"targets_gone_early": s.gone.Load(), "targets_lost_exits": s.lostExits.Load()}
+}
+
+// forget reports a tracked pid as exited. Callers hold s.mu.
+func (s *Scanner) forget(pid int, h Handler) {
+	if _, ok := s.seen[pid]; ok {
+		delete(s.seen, pid)
+		s.untrack(pid)
+		h.Exited(pid)
+	}
+}
+
+// sweepLoop releases tracked processes that are gone, or whose pid now
+// belongs to another process, though no exit event said so.
+func (s *Scanner) sweepLoop(ctx context.Context, h Handler) {
+	tick := time.NewTicker(sweepEvery)
+	defer tick.Stop()
+	suspects := map[int]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		next := map[int]bool{}
+		for pid, start := range s.seen {
+			if now, err := startTime(pid); err == nil && now == start {
+				continue
+			}
+			// Gone at two sweeps in a row: its exit event, if any, was
+			// not just waiting in the ring.
+			if suspects[pid] {
+				s.lostExits.Add(1)
+				s.forget(pid, h)
+			} else {
+				next[pid] = true
+			}
+		}
+		suspects = next
+		s.mu.Unlock()
+	}
+}
+
 // consider reports pid if it matches. comm and base are what the exec event
-// carried (empty during the /proc scan).
-func (s *Scanner) consider(ctx context.Context, pid int, comm, base string, h Handler, seen map[int]bool) {
-	if seen[pid] {
+// carried (empty during the /proc scan). Callers hold s.mu.
+func (s *Scanner) consider(ctx context.Context, pid int, comm, base string, h Handler) {
+	if _, ok := s.seen[pid]; ok {
 		return
 	}
 	if comm == "" {
@@ -150,33 +214,84 @@ func (s *Scanner) consider(ctx context.Context, pid int, comm, base string, h Ha
 	}
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	if err != nil {
-		if base == "" || !Matches(s.names, comm, base) {
-			return // kernel thread, or gone
+		if base != "" && Matches(s.names, comm, base) {
+			s.goneEarly(pid, comm, err)
 		}
-		s.log.Warn("target matched but its executable cannot be read", "pid", pid, "comm", comm, "err", err)
-		return
+		return // kernel thread, or gone
 	}
 	exeName := filepath.Base(strings.TrimSuffix(exe, " (deleted)"))
 	if !Matches(s.names, comm, exeName) && !Matches(s.names, comm, base) {
 		return
 	}
-	t := Target{PID: pid, Exe: fmt.Sprintf("/proc/%d/exe", pid), ExeName: exeName}
-	if t.File, err = probes.StatFile(t.Exe); err != nil {
+	// Hold the executable open while the handler instruments it: a process
+	// that dies meanwhile (a crash loop) must not make its file look
+	// unreadable, and a replaced file is still the one the process runs.
+	f, err := os.Open(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		s.goneEarly(pid, comm, err)
+		return
+	}
+	defer f.Close()
+	start, err := startTime(pid)
+	if err != nil {
+		s.goneEarly(pid, comm, err)
+		return
+	}
+	t := Target{PID: pid, Exe: fmt.Sprintf("/proc/self/fd/%d", f.Fd()), ExeName: exeName}
+	if t.File, err = fileID(f); err != nil {
 		s.log.Warn("cannot stat target executable", "pid", pid, "exe", exe, "err", err)
 		return
 	}
 	t.Env = readEnv(ctx, pid)
-	seen[pid] = true
+	s.seen[pid] = start
 	if err := s.objs.ProcscanTracked.Put(uint32(pid), uint8(1)); err != nil {
 		s.log.Warn("cannot watch target exit; it will be noticed late", "pid", pid, "err", err)
 	}
 	// The process may have exited before it was tracked: its exit event is lost.
-	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, os.ErrNotExist) {
-		delete(seen, pid)
+	if now, err := startTime(pid); err != nil || now != start {
+		delete(s.seen, pid)
 		s.untrack(pid)
+		s.goneEarly(pid, comm, errors.New("exited during discovery"))
 		return
 	}
 	h.Appeared(t)
+}
+
+// goneEarly notes a matching process that exited before it could be traced.
+func (s *Scanner) goneEarly(pid int, comm string, err error) {
+	s.gone.Add(1)
+	s.log.Debug("target exited before it could be traced", "pid", pid, "comm", comm, "err", err)
+}
+
+// startTime reads when pid started (field 22 of /proc/PID/stat, after the
+// parenthesised comm, which may itself hold spaces and parentheses).
+func startTime(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// fileID identifies the open executable f (uprobes bind to its inode).
+func fileID(f *os.File) (probes.FileID, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return probes.FileID{}, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return probes.FileID{}, errors.New("no stat_t")
+	}
+	return probes.FileID{Dev: st.Dev, Ino: st.Ino}, nil
 }
 
 func (s *Scanner) untrack(pid int) {
@@ -207,15 +322,7 @@ func readEnv(ctx context.Context, pid int) map[string]string {
 			return nil
 		}
 		if len(b) > 0 {
-			env := map[string]string{}
-			for kv := range bytes.SplitSeq(b, []byte{0}) {
-				for _, k := range envKeys {
-					if v, ok := bytes.CutPrefix(kv, []byte(k+"=")); ok {
-						env[k] = string(v)
-					}
-				}
-			}
-			return env
+			return parseEnv(b)
 		}
 		select {
 		case <-ctx.Done():
@@ -224,4 +331,18 @@ func readEnv(ctx context.Context, pid int) map[string]string {
 		}
 	}
 	return nil
+}
+
+// parseEnv picks envKeys out of an environ file: NUL-separated KEY=VALUE
+// entries, written by the target, so any bytes at all.
+func parseEnv(b []byte) map[string]string {
+	env := map[string]string{}
+	for kv := range bytes.SplitSeq(b, []byte{0}) {
+		for _, k := range envKeys {
+			if v, ok := bytes.CutPrefix(kv, []byte(k+"=")); ok {
+				env[k] = string(v)
+			}
+		}
+	}
+	return env
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tracewire/tracewire/export"
@@ -39,6 +40,7 @@ type namedProbe struct {
 // agent connects discovery to the probes and keeps each target's description.
 type agent struct {
 	probes []namedProbe
+	scan   *procscan.Scanner // set once discovery runs, for its counters
 	log    *slog.Logger
 
 	mu      sync.Mutex
@@ -84,10 +86,7 @@ func (a *agent) Appeared(t procscan.Target) {
 		defer debug.FreeOSMemory()
 	}
 	if err != nil {
-		a.log.Warn("cannot instrument target", "pid", t.PID, "exe", t.ExeName, "reason", err)
-		a.mu.Lock()
-		a.skipped[t.File] = err.Error()
-		a.mu.Unlock()
+		a.failed(t, err)
 		return
 	}
 	p := &spans.Process{
@@ -117,6 +116,33 @@ func (a *agent) Appeared(t procscan.Target) {
 	delete(a.exited, t.PID)
 	a.mu.Unlock()
 	a.log.Info("tracing target", "pid", t.PID, "exe", t.ExeName, "service", p.ServiceName, "go", bin.GoVersion)
+}
+
+// failed reports a target that could not be instrumented. A failure that
+// comes from the executable itself (not Go, unknown version, no hooked
+// function) is remembered for the file, so its next processes are skipped
+// quietly; one that comes from the system (an attach or map error, the
+// process gone) is not: the next process of the file is tried again.
+func (a *agent) failed(t procscan.Target, err error) {
+	if !sameProcess(t) {
+		a.log.Debug("target exited while it was being instrumented", "pid", t.PID, "exe", t.ExeName, "reason", err)
+		return
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		a.log.Warn("cannot instrument target now; its next process will be tried again", "pid", t.PID, "exe", t.ExeName, "reason", err)
+		return
+	}
+	a.log.Warn("cannot instrument target", "pid", t.PID, "exe", t.ExeName, "reason", err)
+	a.mu.Lock()
+	a.skipped[t.File] = err.Error()
+	a.mu.Unlock()
+}
+
+// sameProcess tells whether t's process still runs the file it was found with.
+func sameProcess(t procscan.Target) bool {
+	id, err := probes.StatFile(fmt.Sprintf("/proc/%d/exe", t.PID))
+	return err == nil && id == t.File
 }
 
 // add gives the target to every probe; it is instrumented when at least one
@@ -202,6 +228,11 @@ func (a *agent) logCounters(level slog.Level, b *export.Batcher) {
 	attrs := []any{
 		"spans_exported", st.Exported, "spans_dropped", st.Dropped, "spans_queued", st.Queued,
 		"failed_uploads", st.FailedUploads, "undecodable_events", probes.Undecodable(), "unsampled_spans", probes.Unsampled(),
+	}
+	if a.scan != nil {
+		for k, v := range a.scan.Counters() {
+			attrs = append(attrs, k, v)
+		}
 	}
 	for _, p := range a.probes {
 		kc, err := p.Counters()

@@ -137,6 +137,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "agent: eBPF is not usable on this host: %v\n", err)
 		return 1
 	}
+	a.scan = scanner
 	log.Info("tracewire started", "targets", cfg.targets, "exporter", cfg.exporter)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

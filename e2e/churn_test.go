@@ -1,0 +1,141 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tracewire/tracewire/internal/otlptest"
+)
+
+// copyExe copies a built program under another name (a fresh inode), so a
+// test has an executable no other test traces.
+func copyExe(t *testing.T, from, name string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.Open(filepath.Join(buildAll(t), from))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	path := filepath.Join(dir, name)
+	dst, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startExe runs a hello-like program at path and waits until it listens.
+func startExe(t *testing.T, path string) *app {
+	t.Helper()
+	a := &app{name: filepath.Base(path), port: freePort(t)}
+	a.cmd = exec.Command(path, "-addr", fmt.Sprintf("127.0.0.1:%d", a.port))
+	if err := a.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", path, err)
+	}
+	t.Cleanup(a.stop)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", a.port))
+		if err == nil {
+			c.Close()
+			return a
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not listen: %v", path, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestCrashLoopThenTraced: 200 processes of one executable that die 50 ms
+// after they start (a crash-looping pod) must not stop the agent from
+// tracing the executable's next processes, and must leave no uprobe or fd
+// behind.
+func TestCrashLoopThenTraced(t *testing.T) {
+	requireEBPF(t)
+	recv := otlptest.Start(t)
+	exe := copyExe(t, "hello-go126", "crashloop")
+	ag := startAgent(t, recv, []string{"crashloop"})
+	idle := 0
+	for deadline := time.Now().Add(10 * time.Second); idle == 0; idle = perfEventFDs(t, ag) {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent attached no tracepoint")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// One traced process first, so the exporter's connection is open when
+	// the agent's fds are counted.
+	first := startExe(t, exe)
+	waitTraced(t, recv, first)
+	first.stop()
+	waitPerfEvents(t, ag, idle)
+	fdsIdle := countFDs(t, ag.cmd.Process.Pid)
+
+	for i := range 200 {
+		cmd := exec.Command(exe, "-addr", "127.0.0.1:0")
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start %d: %v", i, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+
+	apps := make([]*app, 10)
+	for i := range apps {
+		apps[i] = startExe(t, exe)
+	}
+	for i, a := range apps {
+		waitTraced(t, recv, a)
+		path := fmt.Sprintf("/users/after-churn-%d", i)
+		get(t, a.url(path))
+		recv.WaitSpans(t, 10*time.Second, spanWithPath(a, path), 1)
+	}
+	for _, a := range apps {
+		a.stop()
+	}
+	// Every uprobe went with the executable's last process, and no fd of a
+	// target is left open.
+	waitPerfEvents(t, ag, idle)
+	if n := countFDs(t, ag.cmd.Process.Pid); n > fdsIdle {
+		t.Fatalf("after the churn the agent has %d fds, %d before", n, fdsIdle)
+	}
+}
+
+// waitPerfEvents waits until the agent has exactly n perf events.
+func waitPerfEvents(t *testing.T, ag *agentProc, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for perfEventFDs(t, ag) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent has %d perf events, want %d", perfEventFDs(t, ag), n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// countFDs counts the open fds of pid.
+func countFDs(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
