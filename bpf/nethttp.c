@@ -14,7 +14,11 @@
  *                                       traceparent for its socket
  *   net/http.ReadResponse               response arrived: status from the
  *                                       buffered status line; emit
- *   net/http.(*http2ClientConn).RoundTrip  HTTP/2: not traced, forgotten
+ *   net/http.(*http2ClientConn).roundTrip  HTTP/2: not traced, forgotten
+ *                                       (RoundTrip before Go 1.23; since,
+ *                                       RoundTrip is inlined into callers)
+ * A request served over HTTP/2 is not traced either: no span, no parent
+ * for what its handler calls (its end hook never runs).
  * Propagation: sock_ops puts target processes' outgoing TCP connections in a
  * SOCKHASH; its sk_msg program inserts the queued traceparent header after
  * the request line of the next request written to that socket. */
@@ -238,6 +242,10 @@ int uprobe_serverHandler_ServeHTTP(struct pt_regs *ctx)
 	/* func (sh serverHandler) ServeHTTP(rw ResponseWriter, req *Request):
 	 * sh (1 word), rw (itab, data), req. */
 	req = GO_ARG4(ctx);
+	if (read_s64(req + o->request_proto_major) == 2) {
+		count(STAT_HTTP2_SKIPPED);
+		return 0;
+	}
 	find_w3c_headers(read_ptr(req + o->request_header), &o->maps, &h);
 	if (h.traceparent.len >= TRACEPARENT_LEN &&
 	    !bpf_probe_read_user(tp, sizeof(tp), (void *)h.traceparent.ptr) &&
@@ -483,8 +491,8 @@ int uprobe_ReadResponse(struct pt_regs *ctx)
 
 /* HTTP/2 calls are not traced yet: forget the call here, so that it is not
  * reported as failed when its goroutine moves on. */
-SEC("uprobe/net/http.(*http2ClientConn).RoundTrip")
-int uprobe_http2ClientConn_RoundTrip(struct pt_regs *ctx)
+SEC("uprobe/net/http.(*http2ClientConn).roundTrip")
+int uprobe_http2ClientConn_roundTrip(struct pt_regs *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct goroutine_key k = {};

@@ -382,24 +382,72 @@ func TestApplicationTraceparentKept(t *testing.T) {
 	}
 }
 
-// TestHTTP2CallNotAnError: HTTP/2 client calls are not traced yet; they must
-// not show up as failed calls either.
-func TestHTTP2CallNotAnError(t *testing.T) {
-	c := startChain(t)
-	h2 := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// TestHTTP2NotTraced: HTTP/2 is not traced yet. Calls over TLS h2 (what a
+// Go client speaks to any HTTPS server offering it) and over h2c, and
+// requests served over h2c, give no span: never a failed one, and nothing
+// the handler calls gets a parent that is never exported.
+func TestHTTP2NotTraced(t *testing.T) {
+	requireEBPF(t)
+	recv := otlptest.Start(t)
+	// go1.22: RoundTrip is the HTTP/2 client's function; since go1.23 it
+	// is roundTrip, RoundTrip being inlined into its callers.
+	old, cur, server := startApp(t, "hello-go122"), startApp(t, "hello-go126"), startApp(t, "hello-go125")
+	startAgent(t, recv, []string{"hello-go122", "hello-go126", "hello-go125"})
+	for _, a := range []*app{old, cur, server} {
+		waitTraced(t, recv, a)
+	}
+	tlsH2 := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor != 2 {
 			w.WriteHeader(http.StatusHTTPVersionNotSupported)
 		}
 	}))
-	h2.EnableHTTP2 = true
-	h2.StartTLS()
-	defer h2.Close()
-	if got := get(t, c.callURL("/call", h2.URL+"/h2")+"&insecure=1"); got != 200 {
-		t.Fatalf("A /call over HTTP/2: %d", got)
+	tlsH2.EnableHTTP2 = true
+	tlsH2.StartTLS()
+	defer tlsH2.Close()
+
+	type call struct {
+		caller *app
+		path   string // the caller's handler
+		url    string
 	}
-	spans := traceOf(t, c.recv, c.a, "/call", 1)
-	if s := spans[0].Span; s.Kind != tracepb.Span_SPAN_KIND_SERVER || s.Status.GetCode() != tracepb.Status_STATUS_CODE_UNSET {
-		t.Errorf("span %s kind %v status %v", s.Name, s.Kind, s.Status)
+	var calls []call
+	for i := range 4 {
+		for _, a := range []*app{old, cur} {
+			calls = append(calls, call{a, "/call", tlsH2.URL + "/h2"})
+		}
+		calls = append(calls, call{cur, "/call-h2c", server.url(fmt.Sprintf("/users/h2c-%d", i))})
+	}
+	for i, c := range calls {
+		u := c.caller.url(c.path + "?url=" + url.QueryEscape(c.url))
+		if c.path == "/call" {
+			u += "&insecure=1"
+		}
+		if got := get(t, u); got != 200 {
+			t.Fatalf("call %d (%s from %s): status %d", i, c.url, c.caller.name, got)
+		}
+	}
+	for _, c := range calls {
+		recv.WaitSpans(t, 10*time.Second, spanWithPath(c.caller, c.path), 1)
+	}
+	time.Sleep(time.Second) // a failed client span would have arrived by now
+	for _, g := range recv.Spans() {
+		if g.Span.Kind != tracepb.Span_SPAN_KIND_SERVER {
+			t.Errorf("span %s kind %v status %v: HTTP/2 calls must give no span", g.Span.Name, g.Span.Kind, g.Span.Status)
+		}
+		if g.Span.Status.GetCode() != tracepb.Status_STATUS_CODE_UNSET {
+			t.Errorf("span %s %v has status %v", g.Span.Name, otlptest.Attrs(g.Span.Attributes)["url.path"], g.Span.Status)
+		}
+		if p, _ := otlptest.Attrs(g.Span.Attributes)["url.path"].(string); strings.HasPrefix(p, "/users/h2c-") {
+			t.Errorf("a request served over h2c has a span: %s", p)
+		}
+	}
+	for _, a := range []*app{old, cur} {
+		if n := count(recv, spanWithPath(a, "/call")); n != 4 {
+			t.Errorf("%s: %d /call spans, want 4", a.name, n)
+		}
+	}
+	if n := count(recv, spanWithPath(cur, "/call-h2c")); n != 4 {
+		t.Errorf("%d /call-h2c spans, want 4", n)
 	}
 }
 

@@ -221,7 +221,7 @@ const (
 	bpfProgSockopsTrackConnect            = "sockops_track_connect"
 	bpfProgUprobeReadResponse             = "uprobe_ReadResponse"
 	bpfProgUprobeTransportRoundTrip       = "uprobe_Transport_roundTrip"
-	bpfProgUprobeHttp2ClientConnRoundTrip = "uprobe_http2ClientConn_RoundTrip"
+	bpfProgUprobeHttp2ClientConnRoundTrip = "uprobe_http2ClientConn_roundTrip"
 	bpfProgUprobePersistConnRoundTrip     = "uprobe_persistConn_roundTrip"
 	bpfProgUprobeResponseFinishRequest    = "uprobe_response_finishRequest"
 	bpfProgUprobeServerHandlerServeHTTP   = "uprobe_serverHandler_ServeHTTP"
@@ -277,7 +277,7 @@ type bpfProgramSpecs struct {
 	SockopsTrackConnect            *ebpf.ProgramSpec `ebpf:"sockops_track_connect"`
 	UprobeReadResponse             *ebpf.ProgramSpec `ebpf:"uprobe_ReadResponse"`
 	UprobeTransportRoundTrip       *ebpf.ProgramSpec `ebpf:"uprobe_Transport_roundTrip"`
-	UprobeHttp2ClientConnRoundTrip *ebpf.ProgramSpec `ebpf:"uprobe_http2ClientConn_RoundTrip"`
+	UprobeHttp2ClientConnRoundTrip *ebpf.ProgramSpec `ebpf:"uprobe_http2ClientConn_roundTrip"`
 	UprobePersistConnRoundTrip     *ebpf.ProgramSpec `ebpf:"uprobe_persistConn_roundTrip"`
 	UprobeResponseFinishRequest    *ebpf.ProgramSpec `ebpf:"uprobe_response_finishRequest"`
 	UprobeServerHandlerServeHTTP   *ebpf.ProgramSpec `ebpf:"uprobe_serverHandler_ServeHTTP"`
@@ -374,7 +374,7 @@ type bpfPrograms struct {
 	SockopsTrackConnect            *ebpf.Program `ebpf:"sockops_track_connect"`
 	UprobeReadResponse             *ebpf.Program `ebpf:"uprobe_ReadResponse"`
 	UprobeTransportRoundTrip       *ebpf.Program `ebpf:"uprobe_Transport_roundTrip"`
-	UprobeHttp2ClientConnRoundTrip *ebpf.Program `ebpf:"uprobe_http2ClientConn_RoundTrip"`
+	UprobeHttp2ClientConnRoundTrip *ebpf.Program `ebpf:"uprobe_http2ClientConn_roundTrip"`
 	UprobePersistConnRoundTrip     *ebpf.Program `ebpf:"uprobe_persistConn_roundTrip"`
 	UprobeResponseFinishRequest    *ebpf.Program `ebpf:"uprobe_response_finishRequest"`
 	UprobeServerHandlerServeHTTP   *ebpf.Program `ebpf:"uprobe_serverHandler_ServeHTTP"`

@@ -6,11 +6,13 @@
 package nethttp
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/tracewire/tracewire/internal/gobin"
 	"github.com/tracewire/tracewire/probes"
@@ -77,18 +79,28 @@ func (p *Probe) Add(pid int, file probes.FileID, exe string, bin *gobin.Binary) 
 		{Symbol: "net/http.(*Transport).roundTrip", Prog: p.objs.UprobeTransportRoundTrip},
 		{Symbol: "net/http.(*persistConn).roundTrip", Prog: p.objs.UprobePersistConnRoundTrip},
 		{Symbol: "net/http.ReadResponse", Prog: p.objs.UprobeReadResponse},
-		{Symbol: "net/http.(*http2ClientConn).RoundTrip", Prog: p.objs.UprobeHttp2ClientConnRoundTrip},
+		{Symbol: http2RoundTrip(bin), Prog: p.objs.UprobeHttp2ClientConnRoundTrip},
 	})
 	if err != nil {
 		return err
 	}
 	if p.prop != nil {
 		// Connections the target opened before it was traced.
-		if err := p.prop.adoptConnections(pid); err != nil {
+		// A process that already exited has no connections to adopt.
+		if err := p.prop.adoptConnections(pid); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ESRCH) {
 			p.log.Warn("existing connections of the target carry no traceparent", "pid", pid, "err", err)
 		}
 	}
 	return nil
+}
+
+// http2RoundTrip is the function every HTTP/2 client call runs: roundTrip
+// since Go 1.23, whose RoundTrip wrapper is inlined into its callers.
+func http2RoundTrip(bin *gobin.Binary) string {
+	if sym := "net/http.(*http2ClientConn).roundTrip"; bin.HasFunc(sym) {
+		return sym
+	}
+	return "net/http.(*http2ClientConn).RoundTrip"
 }
 
 // Run turns ring-buffer events into spans until done is closed and every
@@ -100,22 +112,24 @@ func (p *Probe) Run(done <-chan struct{}, process func(pid int) *spans.Process, 
 }
 
 // decode turns one ring-buffer record into a span, or nil when the record is
-// not one it knows or its process is unknown. raw must be 8-byte aligned, as
-// ring-buffer records are.
+// not one it knows or its process is unknown.
 func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *spans.Span {
-	if len(raw) < 8 {
+	kind := probes.Record[bpfEventKind](raw)
+	if kind == nil {
 		return nil
 	}
-	switch kind := bpfEventKind(*(*uint32)(unsafe.Pointer(&raw[0]))); {
-	case kind == bpfEventKindEVENT_SERVER && len(raw) >= int(unsafe.Sizeof(bpfNethttpServerEvent{})):
-		e := (*bpfNethttpServerEvent)(unsafe.Pointer(&raw[0]))
-		if proc := process(int(e.Pid)); proc != nil {
-			return d.server(e, proc)
+	switch *kind {
+	case bpfEventKindEVENT_SERVER:
+		if e := probes.Record[bpfNethttpServerEvent](raw); e != nil {
+			if proc := process(int(e.Pid)); proc != nil {
+				return d.server(e, proc)
+			}
 		}
-	case kind == bpfEventKindEVENT_CLIENT && len(raw) >= int(unsafe.Sizeof(bpfNethttpClientEvent{})):
-		e := (*bpfNethttpClientEvent)(unsafe.Pointer(&raw[0]))
-		if proc := process(int(e.Pid)); proc != nil {
-			return d.client(e, proc)
+	case bpfEventKindEVENT_CLIENT:
+		if e := probes.Record[bpfNethttpClientEvent](raw); e != nil {
+			if proc := process(int(e.Pid)); proc != nil {
+				return d.client(e, proc)
+			}
 		}
 	}
 	return nil

@@ -17,7 +17,9 @@ func main() {
 	routes(mux)
 	callRoutes(mux)
 	log.Printf("hello listening on %s", *addr)
-	log.Fatal(http.ListenAndServe(*addr, mux))
+	srv := &http.Server{Addr: *addr, Handler: mux}
+	h2c(srv, mux)
+	log.Fatal(srv.ListenAndServe())
 }
 
 // status answers with the code given in the query: /status?code=503.
