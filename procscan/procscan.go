@@ -133,23 +133,53 @@ func (s *Scanner) Run(ctx context.Context, h Handler) {
 	}
 	go s.sweepLoop(ctx, h)
 	probes.ReadRing(s.rd, 200*time.Millisecond, ctx.Done(), func(raw []byte) {
-		ev := probes.Record[bpfProcscanEvent](raw)
-		if ev == nil {
+		ev, ok := decodeEvent(raw)
+		if !ok {
 			s.log.Warn("procscan: short ring buffer record", "len", len(raw))
 			return
 		}
-		pid := int(ev.Pid)
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		switch ev.Kind {
-		case 1: // PROCSCAN_EXEC
+		switch ev.kind {
+		case eventExec:
 			// A pid that execs again is a new program: forget the old one.
-			s.forget(pid, h)
-			s.consider(ctx, pid, probes.CString(ev.Comm[:]), filepath.Base(probes.CString(ev.Filename[:])), h)
-		case 2: // PROCSCAN_EXIT
-			s.forget(pid, h)
+			s.forget(ev.pid, h)
+			s.consider(ctx, ev.pid, ev.comm, ev.base, h)
+		case eventExit:
+			s.forget(ev.pid, h)
 		}
 	})
+}
+
+// Kinds of struct procscan_event (bpf/procscan.c).
+const (
+	eventExec = 1 // PROCSCAN_EXEC
+	eventExit = 2 // PROCSCAN_EXIT
+)
+
+// event is a decoded ring-buffer record.
+type event struct {
+	kind uint32
+	pid  int
+	comm string // exec only
+	base string // exec only: basename of the path passed to execve, "" if none
+}
+
+// decodeEvent reads one ring-buffer record; ok is false when it is too
+// short (or misaligned) to be one.
+func decodeEvent(raw []byte) (ev event, ok bool) {
+	e := probes.Record[bpfProcscanEvent](raw)
+	if e == nil {
+		return event{}, false
+	}
+	ev = event{kind: e.Kind, pid: int(e.Pid)}
+	if ev.kind == eventExec {
+		ev.comm = probes.CString(e.Comm[:])
+		if name := probes.CString(e.Filename[:]); name != "" {
+			ev.base = filepath.Base(name)
+		}
+	}
+	return ev, true
 }
 
 // Counters returns how many matching processes exited before they could be

@@ -23,14 +23,10 @@ var opNames = [...]string{
 }
 
 // decode turns one ring-buffer record into a span, or nil when the record
-// is not one it knows or its process is unknown. raw must be 8-byte aligned,
-// as ring-buffer records are.
+// is not one it knows or its process is unknown.
 func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *spans.Span {
-	if len(raw) < int(unsafe.Sizeof(bpfDbsqlEvent{})) {
-		return nil
-	}
-	e := (*bpfDbsqlEvent)(unsafe.Pointer(&raw[0]))
-	if e.Op < uint32(bpfDbsqlOpDB_QUERY) || e.Op > uint32(bpfDbsqlOpDB_ROLLBACK) {
+	e := probes.Record[bpfDbsqlEvent](raw)
+	if e == nil || e.Op < uint32(bpfDbsqlOpDB_QUERY) || e.Op > uint32(bpfDbsqlOpDB_ROLLBACK) {
 		return nil
 	}
 	proc := process(int(e.Pid))

@@ -127,12 +127,17 @@ func (l *Linker) call(s *spans.Span, c call) {
 // A span of a trace joined already moves to the client's trace at once.
 func (l *Linker) hold(s *spans.Span, out *[]*spans.Span) *heldTrace {
 	// Follow joins: the client's trace may have been joined in turn (a
-	// gRPC handler calling gRPC). The chain is as deep as the calls.
+	// gRPC handler calling gRPC). The chain is as deep as the calls; one
+	// longer than every join is a cycle, which only calls that each claim
+	// to be the other's caller make (corrupt or forged records): the span
+	// goes out as it is rather than the Linker spinning with its lock held.
+	hops := 0
 	for c, ok := l.joined[s.TraceID]; ok; c, ok = l.joined[s.TraceID] {
-		if !move(s, c) {
+		if !move(s, c) || hops > len(l.joined) {
 			*out = append(*out, s)
 			return nil
 		}
+		hops++
 	}
 	t := l.held[s.TraceID]
 	if t == nil {

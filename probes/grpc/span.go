@@ -38,10 +38,10 @@ var serverErrors = map[int64]bool{2: true, 4: true, 12: true, 13: true, 14: true
 // decode turns one ring-buffer record into a span, or nil when the record
 // is not one it knows or its process is unknown.
 func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *spans.Span {
-	if len(raw) < int(unsafe.Sizeof(bpfGrpcEvent{})) {
+	e := probes.Record[bpfGrpcEvent](raw)
+	if e == nil {
 		return nil
 	}
-	e := (*bpfGrpcEvent)(unsafe.Pointer(&raw[0]))
 	kind := bpfGrpcKind(e.Kind)
 	if kind != bpfGrpcKindGRPC_SERVER && kind != bpfGrpcKindGRPC_CLIENT {
 		return nil

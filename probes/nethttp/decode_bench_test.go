@@ -7,16 +7,11 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/tracewire/tracewire/export"
+	"github.com/tracewire/tracewire/internal/ringtest"
 	"github.com/tracewire/tracewire/spans"
 )
-
-func fill(dst []int8, s string) int64 {
-	copy(unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), len(dst)), s)
-	return int64(len(s))
-}
 
 // benchmarkToOTLP measures the user-space path of one event: decode -> span
 // -> batch -> OTLP protobuf -> HTTP upload to a local sink, as the agent runs
@@ -60,11 +55,11 @@ func BenchmarkServerEventToOTLP(b *testing.B) {
 	var e bpfNethttpServerEvent
 	e.Kind, e.Pid, e.Status, e.ProtoMajor, e.ProtoMinor = uint32(bpfEventKindEVENT_SERVER), 1, 200, 1, 1
 	e.StartNs, e.EndNs, e.Sc.Flags = 1000, 51000, 1
-	e.MethodLen = fill(e.Method[:], "GET")
-	e.PathLen = fill(e.Path[:], "/users/42")
-	e.PatternLen = fill(e.Pattern[:], "GET /users/{id}")
-	e.HostLen = fill(e.Host[:], "127.0.0.1:8080")
-	e.RemoteLen = fill(e.Remote[:], "127.0.0.1:51234")
+	e.MethodLen = ringtest.Fill(e.Method[:], "GET")
+	e.PathLen = ringtest.Fill(e.Path[:], "/users/42")
+	e.PatternLen = ringtest.Fill(e.Pattern[:], "GET /users/{id}")
+	e.HostLen = ringtest.Fill(e.Host[:], "127.0.0.1:8080")
+	e.RemoteLen = ringtest.Fill(e.Remote[:], "127.0.0.1:51234")
 	benchmarkToOTLP(b, func(d *decoder, proc *spans.Process) *spans.Span { return d.server(&e, proc) })
 }
 
@@ -72,11 +67,11 @@ func BenchmarkClientEventToOTLP(b *testing.B) {
 	var e bpfNethttpClientEvent
 	e.Kind, e.Pid, e.Status = uint32(bpfEventKindEVENT_CLIENT), 1, 200
 	e.StartNs, e.EndNs, e.Sc.Flags = 1000, 51000, 1
-	e.MethodLen = fill(e.Method[:], "GET")
-	e.SchemeLen = fill(e.Scheme[:], "http")
-	e.HostLen = fill(e.Host[:], "users:8080")
-	e.PathLen = fill(e.Path[:], "/users/42")
-	e.QueryLen = fill(e.Query[:], "token=x&page=2")
+	e.MethodLen = ringtest.Fill(e.Method[:], "GET")
+	e.SchemeLen = ringtest.Fill(e.Scheme[:], "http")
+	e.HostLen = ringtest.Fill(e.Host[:], "users:8080")
+	e.PathLen = ringtest.Fill(e.Path[:], "/users/42")
+	e.QueryLen = ringtest.Fill(e.Query[:], "token=x&page=2")
 	e.HasPeer, e.Peer.Family, e.Peer.Rport = 1, afInet, 8080
 	copy(e.Peer.Remote[:], []byte{10, 0, 0, 7})
 	benchmarkToOTLP(b, func(d *decoder, proc *spans.Process) *spans.Span { return d.client(&e, proc) })

@@ -3,8 +3,8 @@ package nethttp
 import (
 	"strings"
 	"testing"
-	"unsafe"
 
+	"github.com/tracewire/tracewire/internal/ringtest"
 	"github.com/tracewire/tracewire/spans"
 )
 
@@ -13,27 +13,33 @@ import (
 func FuzzDecode(f *testing.F) {
 	var srv bpfNethttpServerEvent
 	srv.Kind, srv.Pid, srv.MethodLen, srv.PathLen = uint32(bpfEventKindEVENT_SERVER), 1, 3, 1<<40
-	fill(srv.Method[:], "GET")
+	ringtest.Fill(srv.Method[:], "GET")
 	var cl bpfNethttpClientEvent
 	cl.Kind, cl.Pid, cl.QueryLen, cl.Status = uint32(bpfEventKindEVENT_CLIENT), 1, -5, -1
-	fill(cl.Query[:], "a=1&&b")
-	f.Add(unsafe.Slice((*byte)(unsafe.Pointer(&srv)), unsafe.Sizeof(srv)))
-	f.Add(unsafe.Slice((*byte)(unsafe.Pointer(&cl)), unsafe.Sizeof(cl)))
-	f.Add([]byte{1, 0, 0, 0})
-	proc := &spans.Process{PID: 1}
+	ringtest.Fill(cl.Query[:], "a=1&&b")
+	seeds := [][]byte{ringtest.Bytes(&srv), ringtest.Bytes(&cl), {1, 0, 0, 0}}
 	d := &decoder{}
-	f.Fuzz(func(t *testing.T, raw []byte) {
-		// Ring-buffer records are 8-byte aligned: give the decoder the same.
-		buf := make([]uint64, (len(raw)+7)/8)
-		aligned := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(buf))), len(raw))
-		copy(aligned, raw)
-		if s := d.decode(aligned, func(int) *spans.Process { return proc }); s != nil {
-			if s.Process != proc || len(s.Attrs) == 0 {
-				t.Fatalf("decoded span without process or attributes: %+v", s)
-			}
-			s.Release()
+	ringtest.Fuzz(f, seeds, d.decode, checkCut)
+}
+
+// checkCut: strings from the request are cut where the README says.
+func checkCut(t *testing.T, s *spans.Span) {
+	var e bpfNethttpServerEvent
+	limits := map[string]int{
+		"url.path": len(e.Path), "http.route": len(e.Pattern), "server.address": len(e.Host),
+		"client.address": len(e.Remote), "http.request.method_original": len(e.Method),
+	}
+	if s.Kind != spans.KindServer {
+		return
+	}
+	for _, a := range s.Attrs {
+		if n, ok := limits[a.Key]; ok && len(a.Str) > n {
+			t.Fatalf("%s is %d bytes, over %d", a.Key, len(a.Str), n)
 		}
-	})
+	}
+	if len(s.TraceState) > len(e.Tracestate) {
+		t.Fatalf("tracestate is %d bytes", len(s.TraceState))
+	}
 }
 
 // FuzzURLParts: the string helpers never panic, and url.full never carries a
