@@ -33,8 +33,13 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 # Unit and end-to-end tests; e2e needs root and eBPF (with CI=true they fail instead of skipping).
-test: check-generated lint
+test: check-generated lint fuzz-smoke
 	$(GO) test -count=1 -timeout 25m ./...
+
+# Every fuzz target for a few seconds (FUZZTIME=3s), found by scripts/fuzz-smoke.sh.
+.PHONY: fuzz-smoke
+fuzz-smoke:
+	GO=$(GO) ./scripts/fuzz-smoke.sh
 
 # Build the agent and the demo service, drive a few requests, print the console waterfall.
 demo: build

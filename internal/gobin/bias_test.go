@@ -47,7 +47,7 @@ func TestLoadBias(t *testing.T) {
 					t.Fatal(err)
 				}
 				want := make([]byte, 32)
-				if _, err := b.file.ReadAt(want, int64(off)); err != nil {
+				if _, err := b.r.ReadAt(want, int64(off)); err != nil {
 					t.Fatal(err)
 				}
 				mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", cmd.Process.Pid))

@@ -138,8 +138,15 @@ func (b *Binary) dwarfFieldIsPointer(typ, field string) (bool, error) {
 }
 
 // structIndex returns the index of b's DWARF structs, built on first use.
+// DWARF that cannot be indexed (cut short, corrupt) is treated as no DWARF
+// at all, as at Open: the tables answer, and their errors say why.
 func (b *Binary) structIndex() (map[string]dwarf.Offset, error) {
-	b.structsOnce.Do(func() { b.structs, b.structsErr = structIndex(b.dwarf) })
+	b.structsOnce.Do(func() {
+		if b.structs, b.structsErr = structIndex(b.dwarf); b.structsErr != nil {
+			b.dwarfErr = fmt.Errorf("its DWARF is unreadable (%w)", b.structsErr)
+			b.structsErr = fmt.Errorf("%w: %w", errNotInDWARF, b.structsErr)
+		}
+	})
 	return b.structs, b.structsErr
 }
 

@@ -10,6 +10,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -21,10 +22,14 @@ type Binary struct {
 	GoVersion string            // from debug/buildinfo, e.g. "go1.22.12"
 	Modules   map[string]string // dependency module path -> version, from buildinfo (main module excluded)
 
-	file  *os.File
+	r     io.ReaderAt // the file's bytes
+	close func() error
 	elf   *elf.File
 	funcs map[string]funcRange // function name -> code addresses
-	dwarf *dwarf.Data          // nil when the binary was built without DWARF
+	dwarf *dwarf.Data          // nil when the binary was built without DWARF, or it is unreadable
+	// dwarfErr says why DWARF the binary has cannot be read (cut short,
+	// corrupt), for the errors of lookups the tables cannot answer.
+	dwarfErr error
 
 	// structsOnce builds structs, the DWARF offset of every named struct
 	// type, on the first FieldOffset: scanning all of DWARF is too slow to
@@ -44,30 +49,33 @@ func Open(path string) (*Binary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open Go binary: %w", err)
 	}
-	b, err := newBinary(path, f)
+	b, err := NewBinary(f, path)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
+	b.close = f.Close
 	return b, nil
 }
 
-func newBinary(path string, f *os.File) (*Binary, error) {
-	ef, err := elf.NewFile(f)
+// NewBinary reads the Go executable whose bytes r holds, as Open does (path
+// names it in errors). Close does not close r.
+func NewBinary(r io.ReaderAt, path string) (*Binary, error) {
+	ef, err := elf.NewFile(r)
 	if err != nil {
 		return nil, fmt.Errorf("%s is not an ELF file: %w", path, err)
 	}
 	if ef.Machine != elf.EM_X86_64 {
 		return nil, fmt.Errorf("%s is built for %v, only amd64 (EM_X86_64) is supported", path, ef.Machine)
 	}
-	bi, err := buildinfo.Read(f)
+	bi, err := buildinfo.Read(r)
 	if err != nil {
 		return nil, fmt.Errorf("%s is not a Go binary: %w", path, err)
 	}
 	b := &Binary{
 		GoVersion: bi.GoVersion,
 		Modules:   make(map[string]string, len(bi.Deps)),
-		file:      f,
+		r:         r,
 		elf:       ef,
 	}
 	for _, dep := range bi.Deps {
@@ -87,14 +95,19 @@ func newBinary(path string, f *os.File) (*Binary, error) {
 	if hasDWARF(ef) {
 		// Unreadable DWARF is not fatal: the embedded offsets table still
 		// describes every supported Go version.
-		b.dwarf, _ = ef.DWARF()
+		if b.dwarf, err = ef.DWARF(); err != nil {
+			b.dwarf, b.dwarfErr = nil, fmt.Errorf("its DWARF is unreadable (%w)", err)
+		}
 	}
 	return b, nil
 }
 
-// Close releases the file.
+// Close releases the file Open opened.
 func (b *Binary) Close() error {
-	return b.file.Close()
+	if b.close == nil {
+		return nil
+	}
+	return b.close()
 }
 
 // hasDWARF tells whether the binary carries debug info (-w drops it).
@@ -112,6 +125,11 @@ func loadFuncs(f *elf.File) (map[string]funcRange, error) {
 		funcs := make(map[string]funcRange, len(syms))
 		for _, s := range syms {
 			if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Size > 0 {
+				if s.Name == "" {
+					// debug/elf names a symbol whose name lies past the
+					// end of .strtab "": the table cannot be trusted.
+					return nil, errors.New("read .symtab: a function has no name (.strtab truncated or corrupt)")
+				}
 				funcs[s.Name] = funcRange{s.Value, s.Value + s.Size}
 			}
 		}

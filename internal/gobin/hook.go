@@ -36,7 +36,7 @@ func (b *Binary) HookOffset(fn string) (uint64, error) {
 		return 0, fmt.Errorf("hook %s: %w", fn, err)
 	}
 	code := make([]byte, min(r.end-r.start, maxPrologueInsns*maxInsnLen))
-	if _, err := b.file.ReadAt(code, int64(start)); err != nil {
+	if _, err := b.r.ReadAt(code, int64(start)); err != nil {
 		return 0, fmt.Errorf("hook %s: read code: %w", fn, err)
 	}
 	at, err := hookInstruction(code)

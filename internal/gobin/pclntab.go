@@ -32,15 +32,47 @@ func pclntabFuncs(f *elf.File) (map[string]funcRange, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkPclntab(pclntab); err != nil {
+		return nil, err
+	}
 	tab, err := gosym.NewTable(nil, gosym.NewLineTable(pclntab, runtimeText(f, text, pclntab)))
 	if err != nil {
 		return nil, fmt.Errorf("parse pclntab: %w", err)
+	}
+	if len(tab.Funcs) == 0 {
+		// debug/gosym reads a table it cannot parse (cut short, say) as
+		// empty: that is no function at all, not a program without any.
+		return nil, errors.New("pclntab is truncated or corrupt: no function can be read from it")
 	}
 	funcs := make(map[string]funcRange, len(tab.Funcs))
 	for _, fn := range tab.Funcs {
 		funcs[fn.Name] = funcRange{fn.Entry, fn.End}
 	}
 	return funcs, nil
+}
+
+// pclntabHeaderLen is the length of a Go 1.20+ pclntab header: the magic
+// block, then eight words: the function and file counts, runtime.text, and
+// the offsets of the function name, compilation unit, file, pc and
+// function tables.
+const pclntabHeaderLen = 8 + 8*8
+
+// checkPclntab refuses a table whose function table does not fit in it.
+// debug/gosym trusts the header's function count and allocates for every
+// function before it reads one, so a count that a damaged header makes
+// huge would crash the agent with an out-of-memory error it cannot recover.
+func checkPclntab(tab []byte) error {
+	if len(tab) < pclntabHeaderLen || !bytes.Equal(tab[:len(pclntabMagic)], pclntabMagic) {
+		return errors.New("pclntab is truncated or not that of Go 1.20 or later")
+	}
+	n := uint64(len(tab))
+	nfunc := binary.LittleEndian.Uint64(tab[8:])
+	functab := binary.LittleEndian.Uint64(tab[8+7*8:])
+	// nfunc pairs of uint32 (entry, data offset), then the end PC.
+	if functab > n || n-functab < 4 || nfunc > (n-functab-4)/8 {
+		return fmt.Errorf("pclntab is truncated or corrupt: %d functions at offset %d do not fit in its %d bytes", nfunc, functab, n)
+	}
+	return nil
 }
 
 // findPclntab returns the bytes from the start of the pclntab on.

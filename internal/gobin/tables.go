@@ -124,11 +124,11 @@ func (b *Binary) tableLayout(typ, field string) (*structLayout, string, error) {
 	}
 	types, ok := table.versions[key]
 	if !ok {
-		return nil, "", fmt.Errorf("field %s.%s: no DWARF for it and %s is not in %s: %w", typ, field, version, table.name, ErrUnknownVersion)
+		return nil, "", fmt.Errorf("field %s.%s: %s and %s is not in %s: %w", typ, field, b.noDWARF(), version, table.name, ErrUnknownVersion)
 	}
 	l, ok := types[typ]
 	if !ok {
-		return nil, "", fmt.Errorf("field %s.%s: no DWARF for it and type %s is not in %s", typ, field, typ, table.name)
+		return nil, "", fmt.Errorf("field %s.%s: %s and type %s is not in %s", typ, field, b.noDWARF(), typ, table.name)
 	}
 	return l, version, nil
 }
@@ -140,13 +140,21 @@ func (b *Binary) tableFor(typ, field string) (table *layoutTable, key, version s
 	if underAny(typePackage(typ), grpcTablePackages) {
 		v, ok := b.Modules[grpcModule]
 		if !ok {
-			return nil, "", "", fmt.Errorf("field %s.%s: no DWARF for it, and the binary does not depend on %s, whose version would pick its layout", typ, field, grpcModule)
+			return nil, "", "", fmt.Errorf("field %s.%s: %s, and the binary does not depend on %s, whose version would pick its layout", typ, field, b.noDWARF(), grpcModule)
 		}
 		table, err = loadGRPCTable()
 		return table, v, grpcModule + " " + v, err
 	}
 	table, err = loadGoTable()
 	return table, minorVersion.FindString(b.GoVersion), b.GoVersion, err
+}
+
+// noDWARF says why DWARF did not describe a type.
+func (b *Binary) noDWARF() string {
+	if b.dwarfErr != nil {
+		return b.dwarfErr.Error()
+	}
+	return "no DWARF for it"
 }
 
 // typePackage returns the import path of a DWARF type name:

@@ -13,17 +13,23 @@ import (
 func Redact(buf []byte, msg, query string) []byte {
 	lits := literals(query)
 	// Longest first: one dialect's value may be part of the other's.
-	slices.SortFunc(lits, func(a, b string) int { return len(b) - len(a) })
+	slices.SortFunc(lits, func(a, b value) int { return len(b.text) - len(a.text) })
 	for _, v := range lits {
 		msg = replaceLiteral(msg, v)
 	}
 	return append(buf, msg...)
 }
 
+// value is a literal's value: a number, or the text of a string.
+type value struct {
+	text   string
+	number bool
+}
+
 // literals returns the values of query's literals as either dialect reads
 // them: the text inside string and dollar quotes, and numbers.
-func literals(q string) []string {
-	var out []string
+func literals(q string) []value {
+	var out []value
 	for _, mysql := range []bool{false, true} {
 		r := reading{mysql: mysql}
 		for pos := 0; pos < len(q); {
@@ -31,7 +37,7 @@ func literals(q string) []string {
 			out = appendNumbers(out, q[pos:r.next.start])
 			if r.next.kind == literal {
 				if v := literalValue(q[r.next.start:r.next.end]); v != "" {
-					out = append(out, v)
+					out = append(out, value{text: v})
 				}
 			}
 			pos = max(r.next.end, r.next.start+1)
@@ -57,7 +63,7 @@ func literalValue(lit string) string {
 }
 
 // appendNumbers appends the numbers standing alone in code.
-func appendNumbers(out []string, code string) []string {
+func appendNumbers(out []value, code string) []value {
 	for i := 0; i < len(code); {
 		if !isWord(code[i]) {
 			i++
@@ -68,17 +74,18 @@ func appendNumbers(out []string, code string) []string {
 			j++
 		}
 		if isDigit(code[i]) && (i == 0 || code[i-1] != '$' && code[i-1] != ':') {
-			out = append(out, code[i:j])
+			out = append(out, value{text: code[i:j], number: true})
 		}
 		i = j
 	}
 	return out
 }
 
-// replaceLiteral replaces v in msg by '?': a number only where no digit or
-// letter adjoins it, a string anywhere.
-func replaceLiteral(msg, v string) string {
-	if !isDigit(v[0]) {
+// replaceLiteral replaces lit in msg by '?': a number only where no digit or
+// letter adjoins it, a string anywhere (even one that starts with a digit).
+func replaceLiteral(msg string, lit value) string {
+	v := lit.text
+	if !lit.number {
 		return strings.ReplaceAll(msg, v, "?")
 	}
 	var b strings.Builder

@@ -11,6 +11,7 @@ func TestRedact(t *testing.T) {
 		{`line 12: bad $tag$`, `SELECT $x$secret$x$, $1, 12`, `line ?: bad $tag$`},
 		{`near 'it\'s'`, `SELECT 'it\'s'`, `near '?'`},
 		{`no literals here`, `SELECT a FROM b`, `no literals here`},
+		{`token x1secret`, `SELECT '1secret'`, `token x?`}, // a string, though it starts with a digit
 	} {
 		if got := string(Redact(nil, c.msg, c.query)); got != c.want {
 			t.Errorf("Redact(%q, %q) = %q, want %q", c.msg, c.query, got, c.want)

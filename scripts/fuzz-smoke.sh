@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# make fuzz-smoke: run every fuzz target for a few seconds (FUZZTIME, 3s by
+# default), so a target that no longer builds or runs, or a crash the fuzzer
+# finds at once, fails `make test`. Targets are found with grep: a new
+# `func FuzzX` in any package is run without a list to keep up to date.
+# A failing input is written to the package's testdata/fuzz/FuzzX/: fix the
+# bug and commit the input as a regression seed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+FUZZTIME=${FUZZTIME:-3s}
+
+targets=$(grep -rHo --include='*_test.go' --exclude-dir=testdata '^func Fuzz[A-Za-z0-9_]*' . | sort)
+[ -n "$targets" ] || { echo "fuzz-smoke: no fuzz targets found" >&2; exit 1; }
+while IFS=: read -r file decl; do
+	name=${decl#func }
+	pkg=./$(dirname "${file#./}")
+	echo "fuzz-smoke: $pkg $name"
+	"$GO" test -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" "$pkg"
+done <<<"$targets"
