@@ -33,8 +33,9 @@ enum tw_stat {
 	STAT_SOCKET_BUSY = 4,   /* socket already under another sk_msg program */
 	STAT_INJECTED = 5,      /* traceparent inserted into an outgoing request */
 	STAT_NOT_INJECTED = 6,  /* pending traceparent dropped: not a request / no room */
-	STAT_HTTP2_SKIPPED = 7, /* HTTP/2 client call, not traced */
-	STAT_MAX = 8,
+	STAT_HTTP2_SKIPPED = 7, /* HTTP/2 call or request served, not traced */
+	STAT_LEFT_ALONE = 8,    /* connection not put under sk_msg: it would change FIONREAD */
+	STAT_MAX = 9,
 };
 
 struct {

@@ -64,6 +64,10 @@ struct nethttp_offsets {
 	__u64 pconn_tls_state;
 	__u64 conn_fd;         /* net.conn.fd (*net.TCPConn is a net.conn) */
 	__u64 netfd_sysfd;     /* net.netFD.pfd.Sysfd */
+	/* 1: leave this process's connections out of the socket map (no
+	 * outgoing traceparent): on this kernel a socket in a SOCKHASH answers
+	 * FIONREAD from the map's own queue, and the program may ask. */
+	__u64 left_alone;
 };
 
 #define BUFIO_WORDS 8
@@ -436,6 +440,8 @@ int uprobe_persistConn_roundTrip(struct pt_regs *ctx)
 	if (!fd || socket_tuple(read_s64(fd + o->netfd_sysfd), &c->peer))
 		return 0;
 	c->has_peer = 1;
+	if (o->left_alone)
+		return 0;
 	/* An application that sets traceparent itself keeps its own. */
 	find_w3c_headers(read_ptr((void *)c->request + o->request_header), &o->maps, &h);
 	if (h.traceparent.len)
@@ -537,9 +543,14 @@ int sockops_track_connect(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_TCP_CONNECT_CB: {
 		/* Runs in the connecting process: is it a target? */
 		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+		struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
 
-		if (!bpf_map_lookup_elem(&nethttp_procs, &tgid))
+		if (!o)
 			return 1;
+		if (o->left_alone) {
+			count(STAT_LEFT_ALONE);
+			return 1;
+		}
 		cookie = bpf_get_socket_cookie(skops);
 		now = bpf_ktime_get_ns();
 		if (bpf_map_update_elem(&nethttp_connecting, &cookie, &now, BPF_ANY))

@@ -64,7 +64,7 @@ func buildAll(t *testing.T) string {
 			return
 		}
 		var wg sync.WaitGroup
-		errs := make(chan error, len(variants)+len(grpcVariants)+4)
+		errs := make(chan error, len(variants)+len(grpcVariants)+16) // room for every build below
 		wg.Go(func() {
 			errs <- goBuild("", "../cmd/agent", filepath.Join(buildDir, "agent"), nil)
 		})
@@ -76,7 +76,7 @@ func buildAll(t *testing.T) string {
 		wg.Go(func() {
 			errs <- goBuild("", "../testdata/apps/serveronly", filepath.Join(buildDir, "serveronly"), []string{"-ldflags=-s -w"})
 		})
-		for _, app := range []string{"sqlapp", "grpcapp"} {
+		for _, app := range []string{"sqlapp", "grpcapp", "sockcheck"} {
 			wg.Go(func() {
 				errs <- goBuild("", "../testdata/apps/"+app, filepath.Join(buildDir, app), nil)
 			})

@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cilium/ebpf/rlimit"
-
 	"github.com/tracewire/tracewire/export"
 	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/probes/dbsql"
@@ -202,20 +200,6 @@ func closeProbes(ps []namedProbe) {
 	for _, p := range ps {
 		p.Close()
 	}
-}
-
-// checkHost says in one sentence what is missing for eBPF.
-func checkHost() error {
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("must run as root (it loads eBPF programs and attaches uprobes); running as uid %d", os.Geteuid())
-	}
-	if err := probes.MountTracefs(); err != nil {
-		return err
-	}
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return fmt.Errorf("cannot lift the locked-memory limit for BPF maps: %w", err)
-	}
-	return nil
 }
 
 func newSink(kind string) (export.Sink, error) {

@@ -139,7 +139,8 @@ const (
 	bpfTwStatSTAT_INJECTED     bpfTwStat = 5
 	bpfTwStatSTAT_NOT_INJECTED bpfTwStat = 6
 	bpfTwStatSTAT_HTTP2SKIPPED bpfTwStat = 7
-	bpfTwStatSTAT_MAX          bpfTwStat = 8
+	bpfTwStatSTAT_LEFT_ALONE   bpfTwStat = 8
+	bpfTwStatSTAT_MAX          bpfTwStat = 9
 )
 
 // Names of all BPF objects in the ELF.

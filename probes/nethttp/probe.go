@@ -51,7 +51,7 @@ func Load(log *slog.Logger, shared *probes.Shared) (*Probe, error) {
 	m := &p.objs.bpfMaps
 	p.Core, err = probes.NewCore(spec, probes.CoreMaps{
 		Procs: m.NethttpProcs, Stats: m.Stats, Events: m.NethttpEvents,
-		Counters: []string{"ringbuf_full", "read_failed", "map_full", "no_start", "socket_busy", "injected", "not_injected", "http2_skipped"},
+		Counters: []string{"ringbuf_full", "read_failed", "map_full", "no_start", "socket_busy", "injected", "not_injected", "http2_skipped", "left_alone"},
 		Stale: map[string]*ebpf.Map{
 			"server_spans": m.GoServerSpans, "client_inflight": m.NethttpClientInflight,
 			"client_requests": m.NethttpClientRequests, "pending": m.NethttpPending, "connecting": m.NethttpConnecting,
@@ -63,6 +63,8 @@ func Load(log *slog.Logger, shared *probes.Shared) (*Probe, error) {
 	}
 	if p.prop, err = attachPropagation(&p.objs); err != nil {
 		log.Warn("outgoing traceparent propagation is off", "reason", err)
+	} else if p.prop.fionreadChanged {
+		log.Info("this kernel answers FIONREAD from the socket map for sockets under sk_msg: targets whose code asks FIONREAD get no outgoing traceparent")
 	}
 	return p, nil
 }
@@ -73,6 +75,7 @@ func (p *Probe) Add(pid int, file probes.FileID, exe string, bin *gobin.Binary) 
 	if err != nil {
 		return err
 	}
+	off.LeftAlone = p.leaveAlone(pid, bin)
 	err = p.Core.Add(pid, file, exe, bin, off, []probes.Uprobe{
 		{Symbol: "net/http.serverHandler.ServeHTTP", Prog: p.objs.UprobeServerHandlerServeHTTP},
 		{Symbol: "net/http.(*response).finishRequest", Prog: p.objs.UprobeResponseFinishRequest},
@@ -84,7 +87,7 @@ func (p *Probe) Add(pid int, file probes.FileID, exe string, bin *gobin.Binary) 
 	if err != nil {
 		return err
 	}
-	if p.prop != nil {
+	if p.prop != nil && off.LeftAlone == 0 {
 		// Connections the target opened before it was traced.
 		// A process that already exited has no connections to adopt.
 		if err := p.prop.adoptConnections(pid); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ESRCH) {
@@ -92,6 +95,25 @@ func (p *Probe) Add(pid int, file probes.FileID, exe string, bin *gobin.Binary) 
 		}
 	}
 	return nil
+}
+
+// leaveAlone returns 1 when the target's connections must stay out of the
+// socket map: this kernel changes FIONREAD for sockets in it, and the
+// target's code may ask FIONREAD. Its spans are traced; only the outgoing
+// traceparent is given up, rather than change what the program sees.
+func (p *Probe) leaveAlone(pid int, bin *gobin.Binary) uint64 {
+	if p.prop == nil || !p.prop.fionreadChanged {
+		return 0
+	}
+	asks, err := bin.AsksFIONREAD()
+	if err != nil {
+		p.log.Warn("cannot read the target's code; its connections get no traceparent", "pid", pid, "err", err)
+	}
+	if !asks {
+		return 0
+	}
+	p.log.Info("outgoing traceparent is off for this target: its code asks FIONREAD, which this kernel answers wrongly for sockets under sk_msg", "pid", pid)
+	return 1
 }
 
 // http2RoundTrip is the function every HTTP/2 client call runs: roundTrip
