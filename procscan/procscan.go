@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -288,7 +289,12 @@ func (s *Scanner) consider(ctx context.Context, pid int, comm, base string, h Ha
 }
 
 // goneEarly notes a matching process that exited before it could be traced.
+// A refusal is not an exit: it says which capability is missing.
 func (s *Scanner) goneEarly(pid int, comm string, err error) {
+	if errors.Is(err, fs.ErrPermission) {
+		s.log.Warn("target matched but its executable cannot be read (CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH are needed)", "pid", pid, "comm", comm, "err", err)
+		return
+	}
 	s.gone.Add(1)
 	s.log.Debug("target exited before it could be traced", "pid", pid, "comm", comm, "err", err)
 }

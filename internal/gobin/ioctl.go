@@ -12,16 +12,15 @@ import (
 var fionread = []byte{0x1b, 0x54, 0x00, 0x00}
 
 // AsksFIONREAD tells whether the executable's own code may ask FIONREAD:
-// whether the request number appears anywhere in its executable sections
-// (a Go or cgo call site loads it as an immediate). A false positive only
-// costs propagation; it errs on that side. Shared libraries are not read:
-// they do not hold the program's sockets.
+// whether an instruction of its executable sections loads the request
+// number as an immediate (what a Go or cgo call site compiles to). A false
+// positive only costs propagation. Shared libraries are not read.
 func (b *Binary) AsksFIONREAD() (bool, error) {
 	for _, s := range b.elf.Sections {
 		if s.Type != elf.SHT_PROGBITS || s.Flags&elf.SHF_EXECINSTR == 0 {
 			continue
 		}
-		found, err := contains(s.Open(), fionread)
+		found, err := loadsImmediate(s.Open(), fionread)
 		if err != nil {
 			return true, fmt.Errorf("read section %s: %w", s.Name, err)
 		}
@@ -32,14 +31,29 @@ func (b *Binary) AsksFIONREAD() (bool, error) {
 	return false, nil
 }
 
-// contains scans r for pat in chunks, without holding the whole section.
-func contains(r io.Reader, pat []byte) (bool, error) {
+// context is how many bytes before an immediate its instruction may start.
+const context = 4
+
+// loadsImmediate scans amd64 code for an instruction that puts imm in a
+// register or a stack slot: MOV r32/r64, imm (B8+r), MOV r/m32, imm with a
+// register operand (C7 C0+r) or [RSP+disp8] (C7 44 24 d8), and PUSH imm32
+// (68). The same bytes inside a RIP-relative displacement (every other
+// instruction's address of a global) do not count.
+func loadsImmediate(r io.Reader, imm []byte) (bool, error) {
 	buf := make([]byte, 1<<20)
 	keep := 0 // bytes carried over from the previous chunk
 	for {
 		n, err := io.ReadFull(r, buf[keep:])
-		if bytes.Contains(buf[:keep+n], pat) {
-			return true, nil
+		data := buf[:keep+n]
+		for i := 0; ; {
+			j := bytes.Index(data[i:], imm)
+			if j < 0 {
+				break
+			}
+			if at := i + j; isImmediate(data[max(0, at-context):at]) {
+				return true, nil
+			}
+			i += j + 1
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return false, nil
@@ -47,6 +61,27 @@ func contains(r io.Reader, pat []byte) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		keep = copy(buf, buf[keep+n-(len(pat)-1):keep+n])
+		carry := len(imm) - 1 + context
+		keep = copy(buf, data[len(data)-carry:])
 	}
+}
+
+// isImmediate tells whether the bytes before an immediate end with the
+// opcode (and operand bytes) of an instruction that loads it.
+func isImmediate(pre []byte) bool {
+	at := func(k int) int { // the k-th byte before the immediate, or -1
+		if k > len(pre) {
+			return -1
+		}
+		return int(pre[len(pre)-k])
+	}
+	switch {
+	case at(1) >= 0xb8 && at(1) <= 0xbf, at(1) == 0x68:
+		return true
+	case at(2) == 0xc7 && at(1)&0xf8 == 0xc0:
+		return true
+	case at(4) == 0xc7 && at(3) == 0x44 && at(2) == 0x24:
+		return true
+	}
+	return false
 }
