@@ -169,10 +169,10 @@ func TestBatcherOverflowDropsAndCounts(t *testing.T) {
 	if !reflect.DeepEqual(delivered, [][]int{ids(0, 5), ids(5, 10)}) {
 		t.Fatalf("delivered %v, want the first 10 spans once", delivered)
 	}
-	if st := b.Stats(); st.Dropped != 15 || st.Queued != 0 {
+	if st := b.Stats(); st.Dropped != 15 || st.DroppedQueueFull != 15 || st.Queued != 0 {
 		t.Fatalf("Stats = %+v", st)
 	}
-	if n := logs.count("level=WARN", "dropping spans", "dropped_total=1 "); n != 1 || logs.count("dropping spans") != 1 {
+	if n := logs.count("level=WARN", "dropping spans", "reason=queue_full", "dropped_total=1 "); n != 1 || logs.count("dropping spans") != 1 {
 		t.Errorf("want exactly one rate-limited drop warning:\n%s", logs)
 	}
 }
@@ -186,7 +186,7 @@ func TestBatcherShutdownFlushes(t *testing.T) {
 		t.Fatalf("delivered %v", got)
 	}
 	b.Add(testSpan(procA, 7))
-	if st := b.Stats(); st != (Stats{Exported: 7, Dropped: 1}) {
+	if st := b.Stats(); st != (Stats{Exported: 7, Dropped: 1, DroppedShutdown: 1}) {
 		t.Fatalf("Stats after a late Add = %+v", st)
 	}
 	shutdown(t, b) // a second Shutdown is harmless

@@ -31,7 +31,7 @@ func TestConvertSpanFields(t *testing.T) {
 		StatusMsg:  "boom",
 		Attrs:      []spans.Attr{spans.String("http.route", "/cart"), spans.Int("http.response.status_code", 500)},
 	}
-	rs := newOTLPSink(nil, ResourceConfig{AgentVersion: "0.9.0"}).request([]*spans.Span{s}, fixedNow)
+	rs := newOTLPSink(otlpConfig{}, ResourceConfig{AgentVersion: "0.9.0"}).request([]*spans.Span{s}, fixedNow)
 	if len(rs) != 1 || len(rs[0].ScopeSpans) != 1 || len(rs[0].ScopeSpans[0].Spans) != 1 {
 		t.Fatalf("want one resource, scope and span: %v", rs)
 	}
@@ -61,7 +61,7 @@ func TestConvertSpanFields(t *testing.T) {
 
 	// A root span has no parent id and an unset status.
 	s.ParentID, s.Error, s.Attrs = [8]byte{}, false, nil
-	p = newOTLPSink(nil, ResourceConfig{}).request([]*spans.Span{s}, fixedNow)[0].ScopeSpans[0].Spans[0]
+	p = newOTLPSink(otlpConfig{}, ResourceConfig{}).request([]*spans.Span{s}, fixedNow)[0].ScopeSpans[0].Spans[0]
 	check("root ParentSpanId", p.ParentSpanId == nil)
 	check("root Status", p.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_UNSET)
 	check("root Attributes", p.Attributes == nil)
@@ -88,7 +88,7 @@ func TestRequestGroupsByProcessAndScope(t *testing.T) {
 		return s
 	}
 	batch := []*spans.Span{mk(procA, "x", 0), mk(procB, "x", 1), mk(procA, "y", 2), mk(procA, "x", 3), mk(procB, "x", 4)}
-	sink := newOTLPSink(nil, ResourceConfig{})
+	sink := newOTLPSink(otlpConfig{}, ResourceConfig{})
 	rs := sink.request(batch, fixedNow)
 
 	type scopeIDs struct {
@@ -130,7 +130,7 @@ func TestRequestRepairsInvalidUTF8(t *testing.T) {
 	s := testSpan(procA, 1)
 	s.Name = "GET /caf\xc3" // cut mid-rune, as a probe may read it
 	s.Attrs = []spans.Attr{spans.String("url.path", "/\xff")}
-	rs := newOTLPSink(nil, ResourceConfig{}).request([]*spans.Span{s}, fixedNow)
+	rs := newOTLPSink(otlpConfig{}, ResourceConfig{}).request([]*spans.Span{s}, fixedNow)
 	if _, err := proto.Marshal(&collectortracepb.ExportTraceServiceRequest{ResourceSpans: rs}); err != nil {
 		t.Fatalf("marshal: %v", err)
 	}
@@ -151,7 +151,7 @@ func BenchmarkRequest512(b *testing.B) {
 		}
 		batch[i] = s
 	}
-	sink := newOTLPSink(nil, ResourceConfig{HostName: "node-1"})
+	sink := newOTLPSink(otlpConfig{}, ResourceConfig{HostName: "node-1"})
 	b.ReportAllocs()
 	for b.Loop() {
 		sink.request(batch, fixedNow)

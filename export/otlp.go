@@ -1,25 +1,32 @@
 package export
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
-	"reflect"
+	"io"
+	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	collectortracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tracewire/tracewire/spans"
 )
 
 // otlpSink converts batches to OTLP protobuf directly (no SDK pipeline) and
-// uploads them over OTLP/HTTP.
+// POSTs them over OTLP/HTTP itself: the Batcher's choice between retrying,
+// waiting and dropping a batch rests on the status code and the Retry-After
+// header, which otlptracehttp's client does not expose.
 type otlpSink struct {
-	client  otlptrace.Client
+	cfg     otlpConfig
+	http    *http.Client
 	version string
 
 	mu        sync.Mutex // guards the caches below
@@ -29,40 +36,136 @@ type otlpSink struct {
 
 // NewOTLPSink returns a Sink that uploads over OTLP/HTTP. The endpoint,
 // headers, TLS, timeout and compression come from the standard
-// OTEL_EXPORTER_OTLP_* variables.
-func NewOTLPSink(ctx context.Context, res ResourceConfig) (Sink, error) {
-	// The Batcher owns retries: the client's own would hold a failing batch
-	// for a minute and then drop it.
-	client := otlptracehttp.NewClient(otlptracehttp.WithRetry(otlptracehttp.RetryConfig{Enabled: false}))
-	if err := client.Start(ctx); err != nil {
-		return nil, fmt.Errorf("start OTLP client: %w", err)
+// OTEL_EXPORTER_OTLP_* variables; a bad one is an error. ctx is unused: the
+// sink opens connections when it first uploads.
+func NewOTLPSink(_ context.Context, res ResourceConfig) (Sink, error) {
+	cfg, err := otlpConfigFromEnv(os.Getenv, os.ReadFile)
+	if err != nil {
+		return nil, fmt.Errorf("OTLP settings: %w", err)
 	}
-	return newOTLPSink(client, res), nil
+	return newOTLPSink(cfg, res), nil
 }
 
-func newOTLPSink(client otlptrace.Client, res ResourceConfig) *otlpSink {
+func newOTLPSink(cfg otlpConfig, res ResourceConfig) *otlpSink {
 	return &otlpSink{
-		client:    client,
+		cfg:       cfg,
+		http:      newHTTPClient(cfg),
 		version:   res.AgentVersion,
 		resources: newResourceCache(res),
 		scopes:    make(map[string]*commonpb.InstrumentationScope),
 	}
 }
 
-// Upload implements Sink.
+// maxResponseBody bounds what is read of a collector's answer (as
+// otlptracehttp did); longer error bodies are cut in messages anyway.
+const maxResponseBody = 4 << 20
+
+var gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(io.Discard) }}
+
+// Upload implements Sink. Its errors tell the Batcher what to do: wrapping
+// errRejected, drop the batch; a *throttled, retry after the collector's
+// Retry-After; anything else, retry with backoff.
 func (s *otlpSink) Upload(ctx context.Context, batch []*spans.Span) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	err := s.client.UploadTraces(ctx, s.request(batch, time.Now()))
-	switch {
-	case err == nil:
-		return nil
-	case isPartialSuccess(err):
-		return fmt.Errorf("%w: %w", errPartialSuccess, err)
-	default:
-		return fmt.Errorf("otlp upload: %w", err)
+	body, err := s.encode(batch)
+	if err != nil {
+		// The same spans would fail the same way: retrying cannot help.
+		return fmt.Errorf("%w: encode: %w", errRejected, err)
 	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("%w: %w", errRejected, err)
+	}
+	req.Header.Set("User-Agent", "tracewire/"+s.version)
+	for k, v := range s.cfg.headers {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	if s.cfg.gzip {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("otlp upload: %w", err) // refused, reset, timed out: retry
+	}
+	defer resp.Body.Close()
+	// Read to the end (bounded) so the connection can be reused. A read
+	// error only shortens the body: the status line decides, and a 2xx means
+	// the collector has the spans whatever follows.
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	return uploadResult(resp, msg, time.Now())
+}
+
+// uploadResult turns the collector's answer into what Upload returns,
+// following the OTLP/HTTP specification: 429, 502, 503 and 504 are worth
+// retrying (after Retry-After when given); any other failure never is.
+func uploadResult(resp *http.Response, body []byte, now time.Time) error {
+	if resp.StatusCode/100 == 2 {
+		return partialSuccess(resp, body)
+	}
+	err := fmt.Errorf("otlp upload: %s answered %s: %s", resp.Request.URL, resp.Status, bodyText(body))
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		if wait, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now); ok {
+			return &throttled{wait: wait, err: err}
+		}
+		return err
+	default:
+		return fmt.Errorf("%w: %w", errRejected, err)
+	}
+}
+
+// partialSuccess reads a 2xx answer's partial_success field: the collector
+// kept the batch but refused some of its spans.
+func partialSuccess(resp *http.Response, body []byte) error {
+	if len(body) == 0 || resp.Header.Get("Content-Type") != "application/x-protobuf" {
+		return nil
+	}
+	var msg collectortracepb.ExportTraceServiceResponse
+	if err := proto.Unmarshal(body, &msg); err != nil {
+		// The collector answered 2xx: it has the spans; do not send them twice.
+		return fmt.Errorf("%w: undecodable response: %w", errPartialSuccess, err)
+	}
+	ps := msg.GetPartialSuccess()
+	if ps.GetRejectedSpans() == 0 && ps.GetErrorMessage() == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: %d spans rejected: %s", errPartialSuccess, ps.GetRejectedSpans(), ps.GetErrorMessage())
+}
+
+// bodyText is a collector's error body, short enough for a log line.
+func bodyText(b []byte) string {
+	const maxLen = 256
+	t := strings.TrimSpace(strings.ToValidUTF8(string(b[:min(len(b), maxLen)]), "?"))
+	if t == "" {
+		return "(empty body)"
+	}
+	return t
+}
+
+// encode marshals batch as an ExportTraceServiceRequest, gzipped when the
+// settings say so.
+func (s *otlpSink) encode(batch []*spans.Span) ([]byte, error) {
+	raw, err := proto.Marshal(&collectortracepb.ExportTraceServiceRequest{ResourceSpans: s.request(batch, time.Now())})
+	if err != nil || !s.cfg.gzip {
+		return raw, err
+	}
+	var buf bytes.Buffer
+	zw := gzipWriters.Get().(*gzip.Writer)
+	defer func() {
+		zw.Reset(io.Discard) // do not pin the body in the pool
+		gzipWriters.Put(zw)
+	}()
+	zw.Reset(&buf)
+	if _, err := zw.Write(raw); err != nil {
+		return nil, fmt.Errorf("gzip: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("gzip: %w", err)
+	}
+	return buf.Bytes(), nil
 }
 
 // group is the spans of one (process, scope) pair.
@@ -136,26 +239,4 @@ func (s *otlpSink) scope(name string) *commonpb.InstrumentationScope {
 		s.scopes[name] = sc
 	}
 	return sc
-}
-
-// isPartialSuccess reports whether err holds otlptracehttp's partial-success
-// error, which means the collector answered 2xx. Its type is internal to
-// otlptracehttp, so it is recognised by name;
-// TestOTLPSinkPartialSuccessIsNotRetried catches an upstream rename.
-func isPartialSuccess(err error) bool {
-	switch e := err.(type) {
-	case nil:
-		return false
-	case interface{ Unwrap() []error }:
-		for _, c := range e.Unwrap() {
-			if isPartialSuccess(c) {
-				return true
-			}
-		}
-		return false
-	case interface{ Unwrap() error }:
-		return isPartialSuccess(e.Unwrap())
-	}
-	t := reflect.TypeOf(err)
-	return t.Name() == "PartialSuccess" && strings.HasPrefix(t.PkgPath(), "go.opentelemetry.io/otel/exporters/otlp/otlptrace/")
 }

@@ -19,14 +19,19 @@ import (
 // useCollector points the OTLP client at endpoint, clearing variables a
 // developer's environment might set that would send it elsewhere.
 func useCollector(t *testing.T, endpoint string) {
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
-	for _, k := range []string{"TRACES_ENDPOINT", "PROTOCOL", "TRACES_PROTOCOL", "INSECURE", "TRACES_INSECURE", "COMPRESSION", "TRACES_COMPRESSION"} {
+	for _, k := range otlpVars {
 		t.Setenv("OTEL_EXPORTER_OTLP_"+k, "")
+		t.Setenv("OTEL_EXPORTER_OTLP_TRACES_"+k, "")
 	}
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
 }
 
-// TestOTLPSinkPartialSuccessIsNotRetried pins how isPartialSuccess
-// recognises the client's internal error type.
+// otlpVars are the OTEL_EXPORTER_OTLP_ settings, each also with TRACES_.
+var otlpVars = []string{"ENDPOINT", "HEADERS", "TIMEOUT", "COMPRESSION", "PROTOCOL", "INSECURE", "CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY"}
+
+// TestOTLPSinkPartialSuccessIsNotRetried: a 2xx answer with rejected spans
+// is a partial success (the rest must not be sent twice), a 503 a plain
+// failure.
 func TestOTLPSinkPartialSuccessIsNotRetried(t *testing.T) {
 	var overloaded atomic.Bool
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

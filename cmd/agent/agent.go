@@ -227,6 +227,8 @@ func (a *agent) logCounters(level slog.Level, b *export.Batcher) {
 	st := b.Stats()
 	attrs := []any{
 		"spans_exported", st.Exported, "spans_dropped", st.Dropped, "spans_queued", st.Queued,
+		"spans_dropped_queue_full", st.DroppedQueueFull, "spans_dropped_rejected", st.DroppedRejected,
+		"spans_dropped_shutdown", st.DroppedShutdown,
 		"failed_uploads", st.FailedUploads, "undecodable_events", probes.Undecodable(), "unsampled_spans", probes.Unsampled(),
 	}
 	if a.scan != nil {

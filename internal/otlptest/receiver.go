@@ -1,6 +1,7 @@
 // Package otlptest is an in-process OTLP/HTTP trace receiver for tests: it
 // records every span it is sent and can go down and come back on the same
-// port, like a restarted collector.
+// port, like a restarted collector, or answer like a collector in trouble
+// (an error status, Retry-After, slowly).
 package otlptest
 
 import (
@@ -27,14 +28,69 @@ type Got struct {
 	Span     *tracepb.Span
 }
 
+// Fault makes the receiver answer like a collector in trouble; the zero
+// Fault is a healthy collector.
+type Fault struct {
+	// Status, when not 0, is answered instead of accepting the spans, which
+	// are not recorded.
+	Status int
+	// RetryAfter is sent as the Retry-After header with Status, verbatim.
+	RetryAfter string
+	// Delay is waited before answering: a slow collector. A request whose
+	// client gives up meanwhile is neither recorded nor answered, as if the
+	// collector had not got to it.
+	Delay time.Duration
+}
+
+// Attempt is one decoded export request and what the receiver did with it.
+type Attempt struct {
+	At     time.Time // when it arrived
+	Status int       // the status answered; 0 when the client gave up during Fault.Delay
+	Spans  int       // spans in the request
+}
+
 // Receiver accepts POST /v1/traces in OTLP protobuf, gzipped or not.
 type Receiver struct {
 	addr string // fixed at Start so that Restart can reuse the port
 
-	mu     sync.Mutex
-	server *http.Server // nil while stopped
-	ln     net.Listener
-	got    []Got
+	mu       sync.Mutex
+	server   *http.Server // nil while stopped
+	ln       net.Listener
+	got      []Got
+	fault    Fault
+	attempts []Attempt
+}
+
+// SetFault changes how requests arriving from now on are answered.
+func (r *Receiver) SetFault(f Fault) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fault = f
+}
+
+// Attempts returns every decoded export request so far, in the order they
+// were answered.
+func (r *Receiver) Attempts() []Attempt {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Attempt(nil), r.attempts...)
+}
+
+// WaitAttempts waits up to 10 s until n export requests were handled and
+// returns them all.
+func (r *Receiver) WaitAttempts(t testing.TB, n int) []Attempt {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a := r.Attempts()
+		if len(a) >= n {
+			return a
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("otlptest: %d export requests after 10 s, want %d: %+v", len(a), n, a)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // Start listens on a free loopback port; the test's cleanup stops it.
@@ -114,6 +170,27 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "decode: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	at := time.Now()
+	r.mu.Lock()
+	fault := r.fault
+	r.mu.Unlock()
+	if fault.Delay > 0 {
+		select {
+		case <-time.After(fault.Delay):
+		case <-req.Context().Done():
+			r.attempt(Attempt{At: at, Spans: count(&msg)})
+			return
+		}
+	}
+	if fault.Status != 0 {
+		r.attempt(Attempt{At: at, Status: fault.Status, Spans: count(&msg)})
+		if fault.RetryAfter != "" {
+			w.Header().Set("Retry-After", fault.RetryAfter)
+		}
+		http.Error(w, "otlptest: injected fault", fault.Status)
+		return
+	}
+	r.attempt(Attempt{At: at, Status: http.StatusOK, Spans: count(&msg)})
 	r.record(&msg)
 	resp, err := proto.Marshal(&collectortracepb.ExportTraceServiceResponse{})
 	if err != nil {
@@ -122,6 +199,23 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/x-protobuf")
 	_, _ = w.Write(resp) // a client gone away is the client's problem
+}
+
+func (r *Receiver) attempt(a Attempt) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.attempts = append(r.attempts, a)
+}
+
+// count returns how many spans msg holds.
+func count(msg *collectortracepb.ExportTraceServiceRequest) int {
+	n := 0
+	for _, rs := range msg.GetResourceSpans() {
+		for _, ss := range rs.GetScopeSpans() {
+			n += len(ss.GetSpans())
+		}
+	}
+	return n
 }
 
 func (r *Receiver) record(msg *collectortracepb.ExportTraceServiceRequest) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -90,5 +91,55 @@ func TestReceiverRecordsAndRestarts(t *testing.T) {
 	}
 	if n := len(r.Spans()); n != 3 {
 		t.Fatalf("%d spans, want 3", n)
+	}
+}
+
+func TestReceiverFaults(t *testing.T) {
+	r := Start(t)
+	send := func(client *http.Client) (*http.Response, error) {
+		req, err := http.NewRequest(http.MethodPost, r.Endpoint()+"/v1/traces", bytes.NewReader(request(t, "x")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+
+	r.SetFault(Fault{Status: http.StatusServiceUnavailable, RetryAfter: "7"})
+	resp, err := send(http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "7" {
+		t.Fatalf("answered %s with Retry-After %q", resp.Status, resp.Header.Get("Retry-After"))
+	}
+
+	// A client that gives up before the delay ends leaves nothing recorded.
+	r.SetFault(Fault{Delay: time.Second})
+	if _, err := send(&http.Client{Timeout: 100 * time.Millisecond}); err == nil {
+		t.Fatal("a stalled request got an answer")
+	}
+	r.WaitAttempts(t, 2) // the receiver noticed
+
+	r.SetFault(Fault{})
+	if _, err := send(http.DefaultClient); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.Spans()); n != 1 {
+		t.Fatalf("%d spans recorded, want only the accepted one", n)
+	}
+	var statuses []int
+	for _, a := range r.WaitAttempts(t, 3) {
+		if a.Spans != 1 {
+			t.Errorf("attempt %+v: want 1 span", a)
+		}
+		statuses = append(statuses, a.Status)
+	}
+	if want := []int{503, 0, 200}; !slices.Equal(statuses, want) {
+		t.Fatalf("statuses %v, want %v", statuses, want)
 	}
 }
