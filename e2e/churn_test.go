@@ -13,15 +13,19 @@ import (
 	"github.com/tracewire/tracewire/internal/otlptest"
 )
 
-// copyExe copies a built program under another name (a fresh inode), so a
-// test has an executable no other test traces.
+// copyExe copies a built program (or /bin/sh when from is "") under another
+// name (a fresh inode), so a test has an executable no other test traces.
 func copyExe(t *testing.T, from, name string) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	src, err := os.Open(filepath.Join(buildAll(t), from))
+	srcPath := "/bin/sh"
+	if from != "" {
+		srcPath = filepath.Join(buildAll(t), from)
+	}
+	src, err := os.Open(srcPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,10 +45,11 @@ func copyExe(t *testing.T, from, name string) string {
 }
 
 // startExe runs a hello-like program at path and waits until it listens.
-func startExe(t *testing.T, path string) *app {
+func startExe(t *testing.T, path string, env ...string) *app {
 	t.Helper()
 	a := &app{name: filepath.Base(path), port: freePort(t)}
 	a.cmd = exec.Command(path, "-addr", fmt.Sprintf("127.0.0.1:%d", a.port))
+	a.cmd.Env = append(append(os.Environ(), "GODEBUG=httpmuxgo121=0"), env...)
 	if err := a.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", path, err)
 	}

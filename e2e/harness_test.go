@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -315,13 +316,17 @@ func spanWithPath(a *app, path string) func(otlptest.Got) bool {
 	}
 }
 
+var warmups atomic.Int64
+
 // waitTraced repeats a warm-up request until its span arrives: the agent has
 // found a and attached its probes.
 func waitTraced(t *testing.T, recv *otlptest.Receiver, a *app) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for i := 0; ; i++ {
-		path := fmt.Sprintf("/users/warmup-%d", i)
+	for {
+		// Unique across the test binary: a pid reused by another process
+		// must not find the first one's span.
+		path := fmt.Sprintf("/users/warmup-%d", warmups.Add(1))
 		get(t, a.url(path))
 		if waitQuiet(recv, spanWithPath(a, path), 300*time.Millisecond) {
 			return
