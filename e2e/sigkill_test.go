@@ -73,9 +73,15 @@ var agentPrograms = []string{"sk_msg_tracepar", "sockops_track_c"}
 // waitNoAgentPrograms waits until the kernel has freed those programs.
 func waitNoAgentPrograms(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitNoPrograms(t, agentPrograms, 10*time.Second)
+}
+
+// waitNoPrograms waits until no program with one of names is loaded.
+func waitNoPrograms(t *testing.T, names []string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	for {
-		left := loadedPrograms(t, agentPrograms)
+		left := loadedPrograms(t, names)
 		if len(left) == 0 {
 			return
 		}

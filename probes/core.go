@@ -129,8 +129,21 @@ func (c *Core) Counters() (map[string]uint64, error) {
 	return out, nil
 }
 
-// Detach removes every uprobe: no new events after it returns.
-func (c *Core) Detach() { c.Att.Close() }
+// Detach stops new events at once, for every program returns when it finds
+// no process of its own, and removes every uprobe (see detachElsewhere).
+func (c *Core) Detach() {
+	var pid uint32
+	var offsets []byte
+	var pids []uint32
+	it := c.procs.Iterate()
+	for it.Next(&pid, &offsets) {
+		pids = append(pids, pid)
+	}
+	for _, p := range pids {
+		_ = c.procs.Delete(p)
+	}
+	c.Att.Close()
+}
 
 // Close stops the sweeping, detaches the uprobes and ends Run.
 func (c *Core) Close() {

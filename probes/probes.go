@@ -128,10 +128,12 @@ func (a *Attachments) Release(id FileID) {
 func (a *Attachments) Close() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	var all []link.Link
 	for id, at := range a.files {
-		closeLinks(at.links)
+		all = append(all, at.links...)
 		delete(a.files, id)
 	}
+	detachElsewhere(all)
 }
 
 func closeLinks(ls []link.Link) {

@@ -91,6 +91,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 }
 
 func main() {
+	probes.RunDetacher()
 	os.Exit(run(os.Args[1:]))
 }
 
