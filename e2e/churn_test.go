@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,18 +53,8 @@ func startExe(t *testing.T, path string, env ...string) *app {
 		t.Fatalf("start %s: %v", path, err)
 	}
 	t.Cleanup(a.stop)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", a.port))
-		if err == nil {
-			c.Close()
-			return a
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s does not listen: %v", path, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitListening(t, a.port)
+	return a
 }
 
 // TestCrashLoopThenTraced: 200 processes of one executable that die 50 ms
@@ -77,13 +66,7 @@ func TestCrashLoopThenTraced(t *testing.T) {
 	recv := otlptest.Start(t)
 	exe := copyExe(t, "hello-go126", "crashloop")
 	ag := startAgent(t, recv, []string{"crashloop"})
-	idle := 0
-	for deadline := time.Now().Add(10 * time.Second); idle == 0; idle = perfEventFDs(t, ag) {
-		if time.Now().After(deadline) {
-			t.Fatal("the agent attached no tracepoint")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	idle := idlePerfEvents(t, ag)
 	// One traced process first, so the exporter's connection is open when
 	// the agent's fds are counted.
 	first := startExe(t, exe)
@@ -120,6 +103,22 @@ func TestCrashLoopThenTraced(t *testing.T) {
 	waitPerfEvents(t, ag, idle)
 	if n := countFDs(t, ag.cmd.Process.Pid); n > fdsIdle {
 		t.Fatalf("after the churn the agent has %d fds, %d before", n, fdsIdle)
+	}
+}
+
+// idlePerfEvents waits until the agent has attached its tracepoints and
+// returns its perf events then: the count with no target.
+func idlePerfEvents(t *testing.T, ag *agentProc) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if n := perfEventFDs(t, ag); n > 0 {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the agent attached no tracepoint")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -92,6 +92,24 @@ func one(t *testing.T, s []*tracepb.Span, what string) *tracepb.Span {
 	return s[0]
 }
 
+// checkChain checks the ids and parents of A server -> A client -> B server
+// (the last link only the header the sk_msg program inserted carries).
+func checkChain(t *testing.T, aServer, aClient, bServer *tracepb.Span) {
+	t.Helper()
+	for _, s := range []*tracepb.Span{aServer, aClient, bServer} {
+		checkIDs(t, s)
+	}
+	if len(aServer.ParentSpanId) != 0 {
+		t.Errorf("A server has parent %x", aServer.ParentSpanId)
+	}
+	if !bytes.Equal(aClient.ParentSpanId, aServer.SpanId) {
+		t.Errorf("A client parent %x, want A server %x", aClient.ParentSpanId, aServer.SpanId)
+	}
+	if !bytes.Equal(bServer.ParentSpanId, aClient.SpanId) {
+		t.Errorf("B server parent %x, want A client %x", bServer.ParentSpanId, aClient.SpanId)
+	}
+}
+
 // TestDistributedChain: A server -> A client -> B server, one trace, exact
 // ids, parents and client attributes.
 func TestDistributedChain(t *testing.T) {
@@ -104,17 +122,7 @@ func TestDistributedChain(t *testing.T) {
 	aServer := one(t, pick(spans, c.a, tracepb.Span_SPAN_KIND_SERVER), "A server")
 	aClient := one(t, pick(spans, c.a, tracepb.Span_SPAN_KIND_CLIENT), "A client")
 	bServer := one(t, pick(spans, c.b, tracepb.Span_SPAN_KIND_SERVER), "B server")
-
-	if len(aServer.ParentSpanId) != 0 {
-		t.Errorf("A server has parent %x", aServer.ParentSpanId)
-	}
-	if !bytes.Equal(aClient.ParentSpanId, aServer.SpanId) {
-		t.Errorf("A client parent %x, want A server %x", aClient.ParentSpanId, aServer.SpanId)
-	}
-	if !bytes.Equal(bServer.ParentSpanId, aClient.SpanId) {
-		t.Errorf("B server parent %x, want A client %x", bServer.ParentSpanId, aClient.SpanId)
-	}
-	checkIDs(t, aClient)
+	checkChain(t, aServer, aClient, bServer)
 	if aClient.Name != "GET" {
 		t.Errorf("client name %q", aClient.Name)
 	}

@@ -193,18 +193,8 @@ func startAppArgs(t *testing.T, name string, args []string, env ...string) *app 
 		t.Fatalf("start %s: %v", name, err)
 	}
 	t.Cleanup(func() { a.stop() })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", a.port))
-		if err == nil {
-			c.Close()
-			return a
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s does not listen: %v", name, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitListening(t, a.port)
+	return a
 }
 
 func (a *app) stop() {
@@ -238,13 +228,23 @@ func startAgent(t *testing.T, recv *otlptest.Receiver, targets []string, env ...
 // startAgentArgs is startAgent with more command-line arguments.
 func startAgentArgs(t *testing.T, recv *otlptest.Receiver, targets, extra []string, env ...string) *agentProc {
 	t.Helper()
-	dir := buildAll(t)
+	return runAgent(t, exec.Command(filepath.Join(buildAll(t), "agent"), agentArgs(targets, extra)...), recv, env...)
+}
+
+// agentArgs are the agent's arguments for targets, at debug level.
+func agentArgs(targets, extra []string) []string {
 	args := append([]string{"--log-level", "debug"}, extra...)
 	for _, n := range targets {
 		args = append(args, "--target", n)
 	}
-	ag := &agentProc{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, done: make(chan struct{})}
-	ag.cmd = exec.Command(filepath.Join(dir, "agent"), args...)
+	return args
+}
+
+// runAgent starts cmd (the agent, perhaps wrapped) exporting to recv; at the
+// end of the test it must exit 0 within 5 s of SIGTERM.
+func runAgent(t *testing.T, cmd *exec.Cmd, recv *otlptest.Receiver, env ...string) *agentProc {
+	t.Helper()
+	ag := &agentProc{cmd: cmd, stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, done: make(chan struct{})}
 	ag.cmd.Env = append(os.Environ(),
 		"OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint(),
 		"OTEL_BSP_SCHEDULE_DELAY=100",

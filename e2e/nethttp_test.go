@@ -231,13 +231,7 @@ func TestTargetStartedLaterAndRestarted(t *testing.T) {
 	recv := otlptest.Start(t)
 	ag := startAgent(t, recv, []string{"hello-go124"})
 	// The agent is up (its exec/exit tracepoints attached) before the target.
-	idle := 0
-	for deadline := time.Now().Add(10 * time.Second); idle == 0; idle = perfEventFDs(t, ag) {
-		if time.Now().After(deadline) {
-			t.Fatal("the agent attached no tracepoint")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	idle := idlePerfEvents(t, ag)
 
 	for round := range 2 {
 		a := startApp(t, "hello-go124")

@@ -80,32 +80,15 @@ func agentAsNobody(ctx context.Context, t *testing.T, caps []string, args ...str
 // checks that the agent really runs with nothing but caps.
 func startAgentAsNobody(t *testing.T, recv *otlptest.Receiver, targets, caps []string) *agentProc {
 	t.Helper()
-	args := []string{"--log-level", "debug"}
-	for _, n := range targets {
-		args = append(args, "--target", n)
-	}
-	ag := &agentProc{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, done: make(chan struct{})}
-	ag.cmd = agentAsNobody(context.Background(), t, caps, args...)
-	ag.cmd.Env = append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint(), "OTEL_BSP_SCHEDULE_DELAY=100")
-	ag.cmd.Stderr = &syncWriter{w: ag.stderr}
-	ag.cmd.Stdout = &syncWriter{w: ag.stdout}
-	if err := ag.cmd.Start(); err != nil {
-		t.Fatalf("start agent: %v", err)
-	}
-	go func() { ag.cmd.Wait(); close(ag.done) }()
+	ag := runAgent(t, agentAsNobody(context.Background(), t, caps, agentArgs(targets, nil)...), recv)
 	t.Cleanup(func() {
-		if code := ag.terminate(t); code != 0 {
-			t.Errorf("agent exited with %d", code)
-		}
+		ag.terminate(t)
 		// A permission problem that costs no span the test checks (an
 		// adoption, a target of another user) is still logged as a warning.
 		for _, l := range strings.Split(ag.stderr.String(), "\n") {
 			if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
 				t.Errorf("agent: %s", l)
 			}
-		}
-		if t.Failed() {
-			t.Logf("agent log:\n%s", ag.stderr.String())
 		}
 	})
 	checkCredentials(t, ag.cmd.Process.Pid, caps)
@@ -238,19 +221,7 @@ func TestPrivilegeDaemonSetCaps(t *testing.T) {
 		aServer := one(t, pick(spans, a, tracepb.Span_SPAN_KIND_SERVER), "A server")
 		aClient := one(t, pick(spans, a, tracepb.Span_SPAN_KIND_CLIENT), "A client")
 		bServer := one(t, pick(spans, b, tracepb.Span_SPAN_KIND_SERVER), "B server")
-		for _, s := range []*tracepb.Span{aServer, aClient, bServer} {
-			checkIDs(t, s)
-		}
-		if len(aServer.ParentSpanId) != 0 {
-			t.Errorf("A server has parent %x", aServer.ParentSpanId)
-		}
-		if !bytes.Equal(aClient.ParentSpanId, aServer.SpanId) {
-			t.Errorf("A client parent %x, want A server %x", aClient.ParentSpanId, aServer.SpanId)
-		}
-		// Only the header the sk_msg program inserted carries this.
-		if !bytes.Equal(bServer.ParentSpanId, aClient.SpanId) {
-			t.Errorf("B server parent %x, want A client %x", bServer.ParentSpanId, aClient.SpanId)
-		}
+		checkChain(t, aServer, aClient, bServer)
 		if aServer.Name != "GET /call" || aClient.Name != "GET" || bServer.Name != "GET /users/{id}" {
 			t.Errorf("names %q, %q, %q", aServer.Name, aClient.Name, bServer.Name)
 		}

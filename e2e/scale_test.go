@@ -24,13 +24,7 @@ func TestChurnAndScale(t *testing.T) {
 	exe := copyExe(t, "hello-go126", "scaled")
 	ag := startAgent(t, recv, []string{"scaled"})
 	pid := ag.cmd.Process.Pid
-	idle := 0
-	for deadline := time.Now().Add(10 * time.Second); idle == 0; idle = perfEventFDs(t, ag) {
-		if time.Now().After(deadline) {
-			t.Fatal("the agent attached no tracepoint")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	idle := idlePerfEvents(t, ag)
 	first := startExe(t, exe)
 	waitTraced(t, recv, first)
 	first.stop()
