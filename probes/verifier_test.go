@@ -38,8 +38,8 @@ func TestVerifierAcceptsEveryProgram(t *testing.T) {
 		t.Error("sock_ops/sk_msg propagation did not attach")
 	}
 	c, err := h.Counters()
-	if err != nil || len(c) != 8 {
-		t.Errorf("nethttp counters %v, %v: want 8 named counters", c, err)
+	if err != nil || len(c) != 9 {
+		t.Errorf("nethttp counters %v, %v: want 9 named counters", c, err)
 	}
 	h.Close()
 	d, err := dbsql.Load(log, shared)
