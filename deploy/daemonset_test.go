@@ -83,6 +83,9 @@ func TestDaemonSetSecurity(t *testing.T) {
 	if sc.Privileged != nil && *sc.Privileged {
 		t.Error("privileged: capabilities must be enough")
 	}
+	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Error("allowPrivilegeEscalation must be false")
+	}
 	if sc.RunAsUser == nil || *sc.RunAsUser != 0 {
 		t.Error("runAsUser must be 0")
 	}
@@ -98,7 +101,7 @@ func TestDaemonSetSecurity(t *testing.T) {
 	add := slices.Clone(sc.Capabilities.Add)
 	slices.Sort(add)
 	// What cmd/agent/caps.go checks; e2e/privilege_test.go proves it enough.
-	want := []corev1.Capability{"DAC_READ_SEARCH", "SYS_ADMIN", "SYS_PTRACE"}
+	want := []corev1.Capability{"BPF", "DAC_READ_SEARCH", "NET_ADMIN", "PERFMON", "SYS_PTRACE"}
 	if !slices.Equal(add, want) {
 		t.Errorf("add = %v, want %v", add, want)
 	}

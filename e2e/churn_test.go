@@ -66,13 +66,13 @@ func TestCrashLoopThenTraced(t *testing.T) {
 	recv := otlptest.Start(t)
 	exe := copyExe(t, "hello-go126", "crashloop")
 	ag := startAgent(t, recv, []string{"crashloop"})
-	idle := idlePerfEvents(t, ag)
+	idle := idleHookFDs(t, ag)
 	// One traced process first, so the exporter's connection is open when
 	// the agent's fds are counted.
 	first := startExe(t, exe)
 	waitTraced(t, recv, first)
 	first.stop()
-	waitPerfEvents(t, ag, idle)
+	waitHookFDs(t, ag, idle)
 	fdsIdle := countFDs(t, ag.cmd.Process.Pid)
 
 	for i := range 200 {
@@ -100,19 +100,19 @@ func TestCrashLoopThenTraced(t *testing.T) {
 	}
 	// Every uprobe went with the executable's last process, and no fd of a
 	// target is left open.
-	waitPerfEvents(t, ag, idle)
+	waitHookFDs(t, ag, idle)
 	if n := countFDs(t, ag.cmd.Process.Pid); n > fdsIdle {
 		t.Fatalf("after the churn the agent has %d fds, %d before", n, fdsIdle)
 	}
 }
 
-// idlePerfEvents waits until the agent has attached its tracepoints and
-// returns its perf events then: the count with no target.
-func idlePerfEvents(t *testing.T, ag *agentProc) int {
+// idleHookFDs waits until the agent has attached its tracepoints and
+// returns its hook fds then: the count with no target.
+func idleHookFDs(t *testing.T, ag *agentProc) int {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if n := perfEventFDs(t, ag); n > 0 {
+		if n := hookFDs(t, ag); n > 0 {
 			return n
 		}
 		if time.Now().After(deadline) {
@@ -122,13 +122,13 @@ func idlePerfEvents(t *testing.T, ag *agentProc) int {
 	}
 }
 
-// waitPerfEvents waits until the agent has exactly n perf events.
-func waitPerfEvents(t *testing.T, ag *agentProc, n int) {
+// waitHookFDs waits until the agent has exactly n hook fds.
+func waitHookFDs(t *testing.T, ag *agentProc, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for perfEventFDs(t, ag) != n {
+	for hookFDs(t, ag) != n {
 		if time.Now().After(deadline) {
-			t.Fatalf("agent has %d perf events, want %d", perfEventFDs(t, ag), n)
+			t.Fatalf("agent has %d hook fds, want %d", hookFDs(t, ag), n)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -231,23 +232,23 @@ func TestTargetStartedLaterAndRestarted(t *testing.T) {
 	recv := otlptest.Start(t)
 	ag := startAgent(t, recv, []string{"hello-go124"})
 	// The agent is up (its exec/exit tracepoints attached) before the target.
-	idle := idlePerfEvents(t, ag)
+	idle := idleHookFDs(t, ag)
 
 	for round := range 2 {
 		a := startApp(t, "hello-go124")
 		waitTraced(t, recv, a)
-		if n := perfEventFDs(t, ag); n <= idle {
-			t.Fatalf("round %d: %d perf event fds while tracing, %d idle: no uprobes attached?", round, n, idle)
+		if n := hookFDs(t, ag); n <= idle {
+			t.Fatalf("round %d: %d hook fds while tracing, %d idle: no uprobes attached?", round, n, idle)
 		}
 		path := fmt.Sprintf("/users/round-%d", round)
 		get(t, a.url(path))
 		recv.WaitSpans(t, 10*time.Second, spanWithPath(a, path), 1)
 		a.stop()
-		// The exit releases the executable's uprobes (one perf event each).
+		// The exit releases the executable's uprobes (one hook fd each).
 		deadline := time.Now().Add(5 * time.Second)
-		for perfEventFDs(t, ag) != idle {
+		for hookFDs(t, ag) != idle {
 			if time.Now().After(deadline) {
-				t.Fatalf("round %d: %d perf event fds after the target exited, want %d", round, perfEventFDs(t, ag), idle)
+				t.Fatalf("round %d: %d hook fds after the target exited, want %d", round, hookFDs(t, ag), idle)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -255,8 +256,8 @@ func TestTargetStartedLaterAndRestarted(t *testing.T) {
 }
 
 // helloHooks is how many uprobes the agent puts on a hello executable (5
-// net/http functions + the HTTP/2 client's RoundTrip); each is a perf event,
-// as are the agent's 2 exec/exit tracepoints.
+// net/http functions + the HTTP/2 client's RoundTrip); each is a hook fd
+// (see hookFDs), as are the agent's 2 exec/exit tracepoints.
 const helloHooks = 6
 
 // waitAttached waits until the agent has uprobes on that many hello
@@ -265,27 +266,37 @@ func waitAttached(t *testing.T, ag *agentProc, executables int) {
 	t.Helper()
 	want := 2 + executables*helloHooks
 	deadline := time.Now().Add(30 * time.Second)
-	for n := perfEventFDs(t, ag); n < want; n = perfEventFDs(t, ag) {
+	for n := hookFDs(t, ag); n < want; n = hookFDs(t, ag) {
 		if time.Now().After(deadline) {
-			t.Fatalf("agent has %d perf events, want %d", n, want)
+			t.Fatalf("agent has %d hook fds, want %d", n, want)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// perfEventFDs counts the agent's perf event fds: one per attached uprobe or
-// tracepoint.
-func perfEventFDs(t *testing.T, ag *agentProc) int {
+// hookFDs counts the agent's fds that each hold one attached hook: a perf
+// event per tracepoint, and per uprobe either a uprobe_multi link (Linux
+// 6.6+) or, without those, a perf event. Its other BPF links (sock_ops on
+// the cgroup, and the perf links beside each perf event) are not counted.
+func hookFDs(t *testing.T, ag *agentProc) int {
 	t.Helper()
-	dir := fmt.Sprintf("/proc/%d/fd", ag.cmd.Process.Pid)
+	pid := ag.cmd.Process.Pid
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := 0
 	for _, e := range ents {
-		if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && target == "anon_inode:[perf_event]" {
+		// An fd closed since ReadDir is not counted.
+		switch target, _ := os.Readlink(filepath.Join(dir, e.Name())); target {
+		case "anon_inode:[perf_event]":
 			n++
+		case "anon_inode:bpf_link":
+			info, _ := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, e.Name()))
+			if strings.Contains(string(info), "\nlink_type:\tuprobe_multi\n") {
+				n++
+			}
 		}
 	}
 	return n

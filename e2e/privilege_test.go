@@ -55,7 +55,8 @@ func daemonSetCaps(t *testing.T) []string {
 
 // agentAsNobody is the agent command run by setpriv as nobody, without
 // groups, holding exactly caps in every set (effective, permitted,
-// inheritable, ambient, bounding: what drop ALL + add gives a container).
+// inheritable, ambient, bounding: what drop ALL + add gives a container),
+// with no_new_privs (allowPrivilegeEscalation: false).
 // The daemonset runs the agent as uid 0, which can read more than nobody
 // (root-owned files such as tracefs), so caps enough here are enough there.
 func agentAsNobody(ctx context.Context, t *testing.T, caps []string, args ...string) *exec.Cmd {
@@ -70,7 +71,7 @@ func agentAsNobody(ctx context.Context, t *testing.T, caps []string, args ...str
 	}
 	id := strconv.Itoa(nobody)
 	return exec.CommandContext(ctx, setpriv, append([]string{
-		"--reuid=" + id, "--regid=" + id, "--clear-groups",
+		"--reuid=" + id, "--regid=" + id, "--clear-groups", "--no-new-privs",
 		"--inh-caps=" + set, "--ambient-caps=" + set, "--bounding-set=" + set,
 		"--", filepath.Join(buildAll(t), "agent"),
 	}, args...)...)

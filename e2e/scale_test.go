@@ -16,7 +16,7 @@ import (
 )
 
 // TestChurnAndScale: 1000 starts and exits of targets leave the agent's
-// perf events, fds and memory where they were, and later processes are
+// hook fds, fds and memory where they were, and later processes are
 // traced; then 100 targets at once are all traced and all released.
 func TestChurnAndScale(t *testing.T) {
 	requireEBPF(t)
@@ -24,11 +24,11 @@ func TestChurnAndScale(t *testing.T) {
 	exe := copyExe(t, "hello-go126", "scaled")
 	ag := startAgent(t, recv, []string{"scaled"})
 	pid := ag.cmd.Process.Pid
-	idle := idlePerfEvents(t, ag)
+	idle := idleHookFDs(t, ag)
 	first := startExe(t, exe)
 	waitTraced(t, recv, first)
 	first.stop()
-	waitPerfEvents(t, ag, idle)
+	waitHookFDs(t, ag, idle)
 	fds, rss := countFDs(t, pid), statusKiB(t, pid, "VmRSS")
 
 	// 1000 processes, four at a time, each living 0-100 ms.
@@ -50,7 +50,7 @@ func TestChurnAndScale(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("1000 starts and exits in %v", time.Since(start).Round(time.Millisecond))
-	waitPerfEvents(t, ag, idle)
+	waitHookFDs(t, ag, idle)
 	if n := countFDs(t, pid); n > fds {
 		t.Errorf("after 1000 targets the agent has %d fds, %d before", n, fds)
 	}
@@ -79,7 +79,7 @@ func TestChurnAndScale(t *testing.T) {
 	for _, a := range apps {
 		a.stop()
 	}
-	waitPerfEvents(t, ag, idle)
+	waitHookFDs(t, ag, idle)
 }
 
 // statusKiB reads a "kB" field of /proc/PID/status.

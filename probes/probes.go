@@ -86,8 +86,7 @@ func (a *Attachments) Acquire(id FileID, path string, bin *gobin.Binary, hooks [
 			skipped = append(skipped, err)
 			continue
 		}
-		// Address is the file offset: the symbol name is only a label here.
-		l, err := ex.Uprobe(h.Symbol, h.Prog, &link.UprobeOptions{Address: off})
+		l, err := attachUprobe(ex, h, off)
 		if err != nil {
 			closeLinks(at.links)
 			return fmt.Errorf("attach uprobe %s at file offset %#x: %w", h.Symbol, off, err)

@@ -11,7 +11,7 @@ import (
 const serverSpansMap = "go_server_spans"
 
 // Shared holds the maps the probes' programs use together. Each probe's
-// object declares them (goctx.h); loading every object with Replacements
+// object declares them (goctx.h); loading every object with Load
 // gives them one instance, so a SQL or gRPC call finds the HTTP request its
 // goroutine serves.
 type Shared struct {
@@ -19,9 +19,9 @@ type Shared struct {
 	serverSpans *ebpf.Map
 }
 
-// Replacements returns the shared maps for loading spec, creating them from
+// replacements returns the shared maps for loading spec, creating them from
 // the first spec's definitions.
-func (s *Shared) Replacements(spec *ebpf.CollectionSpec) (map[string]*ebpf.Map, error) {
+func (s *Shared) replacements(spec *ebpf.CollectionSpec) (map[string]*ebpf.Map, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ms, ok := spec.Maps[serverSpansMap]
@@ -36,6 +36,18 @@ func (s *Shared) Replacements(spec *ebpf.CollectionSpec) (map[string]*ebpf.Map, 
 		s.serverSpans = m
 	}
 	return map[string]*ebpf.Map{serverSpansMap: s.serverSpans}, nil
+}
+
+// Load loads spec into the kernel and assigns its programs and maps to objs
+// (a bpf2go struct), with the shared maps and the uprobe programs prepared
+// for the kind of attachment this kernel gets (UprobeMulti).
+func (s *Shared) Load(spec *ebpf.CollectionSpec, objs any) error {
+	repl, err := s.replacements(spec)
+	if err != nil {
+		return err
+	}
+	setUprobeAttachType(spec)
+	return spec.LoadAndAssign(objs, &ebpf.CollectionOptions{MapReplacements: repl})
 }
 
 // Close frees the shared maps; the probes hold their own references.

@@ -21,21 +21,29 @@ type capability struct {
 	name string
 	bit  uint
 	why  string
+	// orSysAdmin: the kernel also accepts CAP_SYS_ADMIN (bpf_capable,
+	// perfmon_capable), as granted where uprobes are perf events.
+	orSysAdmin bool
 }
 
-// needed is short because of uprobes: since Linux 6.16 (and the stable
-// releases of July 2025), perf_event_open of a uprobe requires CAP_SYS_ADMIN
-// (kernel commit ba677dbe77af; CAP_PERFMON was enough before). The kernel
-// accepts CAP_SYS_ADMIN wherever the agent would otherwise need CAP_BPF
-// (programs, maps), CAP_PERFMON (tracepoints, reading target memory) or
-// CAP_NET_ADMIN (sock_ops, sk_msg, the socket map), so those add nothing.
-// CAP_SYS_ADMIN bypasses neither file permissions nor ptrace access checks,
-// hence the other two.
+// needed holds with uprobe_multi links (Linux 6.6+), which need only
+// CAP_BPF and CAP_PERFMON where a perf-event uprobe needs CAP_SYS_ADMIN since
+// Linux 6.16 (kernel commit ba677dbe77af). CAP_NET_ADMIN is for the socket
+// map and the sock_ops and sk_msg programs: nethttp loads them with its
+// uprobes, so without it there are no HTTP spans either. CAP_SYS_ADMIN
+// bypasses neither file permissions nor ptrace access checks, hence the last
+// two even where it is granted.
 var needed = []capability{
-	{"CAP_SYS_ADMIN", unix.CAP_SYS_ADMIN, "to attach uprobes, which Linux reserves to it since 6.16, and to load the eBPF programs"},
-	{"CAP_SYS_PTRACE", unix.CAP_SYS_PTRACE, "to read /proc/PID/exe, maps and environ of other users' processes and take their sockets with pidfd_getfd"},
-	{"CAP_DAC_READ_SEARCH", unix.CAP_DAC_READ_SEARCH, "to read tracefs and target executables whatever their owner and mode"},
+	{"CAP_BPF", unix.CAP_BPF, "to load the eBPF programs and maps", true},
+	{"CAP_PERFMON", unix.CAP_PERFMON, "to attach uprobes and tracepoints and read target memory from them", true},
+	{"CAP_NET_ADMIN", unix.CAP_NET_ADMIN, "to create the socket map and load the sock_ops and sk_msg programs that carry traceparent, which the HTTP probe loads with its uprobes", false},
+	{"CAP_SYS_PTRACE", unix.CAP_SYS_PTRACE, "to read /proc/PID/exe, maps and environ of other users' processes and take their sockets with pidfd_getfd", false},
+	{"CAP_DAC_READ_SEARCH", unix.CAP_DAC_READ_SEARCH, "to read tracefs and target executables whatever their owner and mode", false},
 }
+
+// perfEventUprobes is needed only on kernels without uprobe_multi links.
+var perfEventUprobes = capability{"CAP_SYS_ADMIN", unix.CAP_SYS_ADMIN,
+	"to attach uprobes as perf events, which Linux reserves to it since 6.16, on this kernel without uprobe_multi links (Linux 6.6+)", false}
 
 // checkHost says in one sentence what is missing for eBPF.
 func checkHost() error {
@@ -43,13 +51,19 @@ func checkHost() error {
 	if err != nil {
 		return err
 	}
-	if err := checkCaps(eff); err != nil {
+	if err := checkCaps(eff, needed); err != nil {
 		return err
 	}
-	if err := ensureTracefs(); err != nil {
+	if err := liftMemlock(); err != nil {
 		return err
 	}
-	return liftMemlock()
+	// Asking the kernel loads a program: only now that it can be loaded.
+	if !probes.UprobeMulti() {
+		if err := checkCaps(eff, []capability{perfEventUprobes}); err != nil {
+			return err
+		}
+	}
+	return ensureTracefs()
 }
 
 // effectiveCaps reads the agent's effective capability set, one bit per
@@ -65,11 +79,11 @@ func effectiveCaps() (uint64, error) {
 
 func has(eff uint64, bit uint) bool { return eff&(1<<bit) != 0 }
 
-// checkCaps names every needed capability eff lacks, in one sentence.
-func checkCaps(eff uint64) error {
+// checkCaps names every capability of cs that eff lacks, in one sentence.
+func checkCaps(eff uint64, cs []capability) error {
 	var missing []string
-	for _, c := range needed {
-		if !has(eff, c.bit) {
+	for _, c := range cs {
+		if !has(eff, c.bit) && !(c.orSysAdmin && has(eff, unix.CAP_SYS_ADMIN)) {
 			missing = append(missing, fmt.Sprintf("%s (needed %s)", c.name, c.why))
 		}
 	}
@@ -92,7 +106,11 @@ func ensureTracefs() error {
 	if err := unix.Statfs(tracefsDir, &st); err == nil && st.Type == unix.TRACEFS_MAGIC {
 		return nil
 	}
-	return probes.MountTracefs()
+	err := probes.MountTracefs()
+	if errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("missing capability CAP_SYS_ADMIN (needed to mount tracefs, which is not mounted at %s); run as root or grant it", tracefsDir)
+	}
+	return err
 }
 
 // liftMemlock raises RLIMIT_MEMLOCK where BPF maps are charged to it

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
@@ -153,14 +154,23 @@ func runHookCost(ctx context.Context, cl *cleanups, pin bool, calls, rounds int,
 }
 
 func (rig *hookRig) cases() []hookCase {
-	return []hookCase{
-		{name: "uprobe @PUSH RBP (emulated), empty program", loop: "main.target", attach: rig.uprobeEmpty(rig.pushOff)},
-		{name: "uprobe @PUSH RBP, hash lookup + 64 B ringbuf, BPF_RB_NO_WAKEUP", loop: "main.target", attach: rig.uprobeRing(bpfRBNoWakeup)},
-		{name: "uprobe @PUSH RBP, hash lookup + 64 B ringbuf, wakeup (reader waiting)", loop: "main.target", attach: rig.uprobeRing(0)},
+	cs := []hookCase{
+		{name: "uprobe @PUSH RBP (emulated), empty program", loop: "main.target", attach: rig.uprobeEmpty(rig.pushOff, false)},
+		{name: "uprobe @PUSH RBP, hash lookup + 64 B ringbuf, BPF_RB_NO_WAKEUP", loop: "main.target", attach: rig.uprobeRing(bpfRBNoWakeup, false)},
+		{name: "uprobe @PUSH RBP, hash lookup + 64 B ringbuf, wakeup (reader waiting)", loop: "main.target", attach: rig.uprobeRing(0, false)},
 		{name: "tracepoint syscalls/sys_enter_getppid, pid filter", loop: "getppid", attach: rig.tracepoint},
 		// Address 0 means the symbol's own address: the first instruction.
-		{name: "uprobe @+0 (single-stepped), empty program", loop: "main.target", slow: true, attach: rig.uprobeEmpty(0)},
+		{name: "uprobe @+0 (single-stepped), empty program", loop: "main.target", slow: true, attach: rig.uprobeEmpty(0, false)},
 	}
+	// The agent's uprobes where the kernel has uprobe_multi links: the same
+	// trap, reached through a BPF link instead of a perf event.
+	if features.HaveBPFLinkUprobeMulti() == nil {
+		cs = append(cs,
+			hookCase{name: "uprobe_multi link @PUSH RBP (emulated), empty program", loop: "main.target", attach: rig.uprobeEmpty(rig.pushOff, true)},
+			hookCase{name: "uprobe_multi link @PUSH RBP, hash lookup + 64 B ringbuf, BPF_RB_NO_WAKEUP", loop: "main.target", attach: rig.uprobeRing(bpfRBNoWakeup, true)},
+		)
+	}
+	return cs
 }
 
 // prepareKernel lifts the memlock limit (old kernels), mounts tracefs for
@@ -284,13 +294,23 @@ func (c closers) close() {
 	}
 }
 
-func (rig *hookRig) uprobeEmpty(off uint64) func(int) (detachFn, error) {
+// uprobeAt attaches prog at file offset off of the target (0: main.target's
+// first instruction, perf events only), as a perf event or, multi, as a
+// uprobe_multi link (prog must be loaded for it).
+func (rig *hookRig) uprobeAt(prog *ebpf.Program, off uint64, multi bool) (link.Link, error) {
+	if multi {
+		return rig.exe.UprobeMulti(nil, prog, &link.UprobeMultiOptions{Addresses: []uint64{off}})
+	}
+	return rig.exe.Uprobe("main.target", prog, &link.UprobeOptions{Address: off})
+}
+
+func (rig *hookRig) uprobeEmpty(off uint64, multi bool) func(int) (detachFn, error) {
 	return func(int) (detachFn, error) {
-		prog, err := loadProg(ebpf.Kprobe, "hc_empty", emptyInsns())
+		prog, err := loadProg(ebpf.Kprobe, uprobeAttach(multi), "hc_empty", emptyInsns())
 		if err != nil {
 			return nil, err
 		}
-		l, err := rig.exe.Uprobe("main.target", prog, &link.UprobeOptions{Address: off})
+		l, err := rig.uprobeAt(prog, off, multi)
 		if err != nil {
 			prog.Close()
 			return nil, fmt.Errorf("attach uprobe at %#x: %w", off, err)
@@ -300,7 +320,7 @@ func (rig *hookRig) uprobeEmpty(off uint64) func(int) (detachFn, error) {
 	}
 }
 
-func (rig *hookRig) uprobeRing(flags int32) func(int) (detachFn, error) {
+func (rig *hookRig) uprobeRing(flags int32, multi bool) func(int) (detachFn, error) {
 	return func(pid int) (detachFn, error) {
 		var cs closers
 		fail := func(err error) (detachFn, error) { cs.close(); return nil, err }
@@ -318,7 +338,7 @@ func (rig *hookRig) uprobeRing(flags int32) func(int) (detachFn, error) {
 			return fail(fmt.Errorf("ring buffer: %w", err))
 		}
 		cs = append(cs, ring)
-		prog, err := loadProg(ebpf.Kprobe, "hc_ringbuf", ringbufInsns(procs, ring, flags))
+		prog, err := loadProg(ebpf.Kprobe, uprobeAttach(multi), "hc_ringbuf", ringbufInsns(procs, ring, flags))
 		if err != nil {
 			return fail(err)
 		}
@@ -334,7 +354,7 @@ func (rig *hookRig) uprobeRing(flags int32) func(int) (detachFn, error) {
 			poll = 10 * time.Millisecond
 		}
 		count := consume(rd, poll)
-		l, err := rig.exe.Uprobe("main.target", prog, &link.UprobeOptions{Address: rig.pushOff})
+		l, err := rig.uprobeAt(prog, rig.pushOff, multi)
 		if err != nil {
 			count()
 			return fail(fmt.Errorf("attach uprobe: %w", err))
@@ -381,7 +401,7 @@ func (rig *hookRig) tracepoint(pid int) (detachFn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("counter map: %w", err)
 	}
-	prog, err := loadProg(ebpf.TracePoint, "hc_pidfilter", pidFilterInsns(pid, counter))
+	prog, err := loadProg(ebpf.TracePoint, ebpf.AttachNone, "hc_pidfilter", pidFilterInsns(pid, counter))
 	if err != nil {
 		counter.Close()
 		return nil, err

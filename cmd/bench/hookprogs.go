@@ -14,12 +14,21 @@ const bpfRBNoWakeup = 1
 // a span event header.
 const recordSize = 64
 
-func loadProg(typ ebpf.ProgramType, name string, insns asm.Instructions) (*ebpf.Program, error) {
-	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: name, Type: typ, License: "GPL", Instructions: insns})
+func loadProg(typ ebpf.ProgramType, attach ebpf.AttachType, name string, insns asm.Instructions) (*ebpf.Program, error) {
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: name, Type: typ, AttachType: attach, License: "GPL", Instructions: insns})
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", name, err)
 	}
 	return p, nil
+}
+
+// uprobeAttach is the attach type of a uprobe program: the kernel fixes at
+// load whether it is for a uprobe_multi link.
+func uprobeAttach(multi bool) ebpf.AttachType {
+	if multi {
+		return ebpf.AttachTraceUprobeMulti
+	}
+	return ebpf.AttachNone
 }
 
 // emptyInsns return at once: the cost of the hook itself.

@@ -40,11 +40,7 @@ func Load(log *slog.Logger, shared *probes.Shared) (*Probe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read dbsql BPF objects: %w", err)
 	}
-	repl, err := shared.Replacements(spec)
-	if err != nil {
-		return nil, err
-	}
-	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+	if err := shared.Load(spec, &p.objs); err != nil {
 		return nil, fmt.Errorf("load dbsql BPF objects: %w", err)
 	}
 	m := &p.objs.bpfMaps
