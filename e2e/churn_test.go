@@ -111,14 +111,17 @@ func TestCrashLoopThenTraced(t *testing.T) {
 func idleHookFDs(t *testing.T, ag *agentProc) int {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if n := hookFDs(t, ag); n > 0 {
+	// Tracepoints attach one after the other: wait until the count holds.
+	for last := -1; ; {
+		n := hookFDs(t, ag)
+		if n > 0 && n == last {
 			return n
 		}
+		last = n
 		if time.Now().After(deadline) {
 			t.Fatal("the agent attached no tracepoint")
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
