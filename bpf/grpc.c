@@ -200,7 +200,6 @@ int uprobe_Server_handleStream(struct pt_regs *ctx)
 	struct goroutine_key k = {};
 	struct w3c_headers h = {};
 	struct grpc_offsets *o;
-	char tp[TRACEPARENT_LEN];
 	void *base, *vctx;
 
 	o = bpf_map_lookup_elem(&grpc_procs, &tgid);
@@ -216,9 +215,7 @@ int uprobe_Server_handleStream(struct pt_regs *ctx)
 	vctx = base ? read_ptr(base + o->stream_ctx + 8) : 0;
 	if (vctx)
 		find_w3c_headers(read_ptr(vctx + o->valuectx_val + 8), &o->maps, &h);
-	if (h.traceparent.len >= TRACEPARENT_LEN &&
-	    !bpf_probe_read_user(tp, sizeof(tp), (void *)h.traceparent.ptr) &&
-	    !parse_traceparent(&c.sc, tp, h.traceparent.len)) {
+	if (!read_traceparent(&c.sc, h.traceparent)) {
 		random_bytes(c.sc.span_id, 8);
 		c.tracestate = h.tracestate;
 	} else {

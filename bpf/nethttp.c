@@ -236,7 +236,6 @@ int uprobe_serverHandler_ServeHTTP(struct pt_regs *ctx)
 	struct goroutine_key k = {};
 	struct nethttp_offsets *o;
 	struct w3c_headers h = {};
-	char tp[TRACEPARENT_LEN];
 	void *req;
 
 	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
@@ -251,9 +250,7 @@ int uprobe_serverHandler_ServeHTTP(struct pt_regs *ctx)
 		return 0;
 	}
 	find_w3c_headers(read_ptr(req + o->request_header), &o->maps, &h);
-	if (h.traceparent.len >= TRACEPARENT_LEN &&
-	    !bpf_probe_read_user(tp, sizeof(tp), (void *)h.traceparent.ptr) &&
-	    !parse_traceparent(&v.sc, tp, h.traceparent.len)) {
+	if (!read_traceparent(&v.sc, h.traceparent)) {
 		random_bytes(v.sc.span_id, 8);
 		v.tracestate = h.tracestate;
 	} else {

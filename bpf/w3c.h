@@ -32,8 +32,9 @@ static __always_inline int parse_hex(__u8 *dst, const char *src, int n)
 }
 
 /* parse_traceparent fills trace id, parent id (the caller's span) and flags
- * from tp[0:len]; 0 when valid. Versions other than 00 are read as 00 when
- * they are long enough, as the specification asks; ff is invalid. */
+ * from a header of len bytes whose first TRACEPARENT_LEN (and one more when
+ * it is longer) are in tp; 0 when valid. Versions other than 00 are read as
+ * 00 when they are long enough, as the specification asks; ff is invalid. */
 static __always_inline int parse_traceparent(struct span_ctx *sc, const char *tp, __s64 len)
 {
 	if (len < TRACEPARENT_LEN || (len > TRACEPARENT_LEN && tp[0] == '0' && tp[1] == '0'))
@@ -54,6 +55,19 @@ static __always_inline int parse_traceparent(struct span_ctx *sc, const char *tp
 	 * outside. */
 	sc->flags = (hi << 4 | lo) & ~FLAG_LINK_PENDING;
 	return 0;
+}
+
+/* read_traceparent reads the header value s from user memory and parses it;
+ * 0 when valid. A longer one (a later version may append fields) is read one
+ * byte further: the '-' that must follow the fields of version 00. */
+static __always_inline int read_traceparent(struct span_ctx *sc, struct go_string s)
+{
+	char tp[TRACEPARENT_LEN + 1];
+	__u32 n = s.len > TRACEPARENT_LEN ? sizeof(tp) : TRACEPARENT_LEN;
+
+	if (s.len < TRACEPARENT_LEN || bpf_probe_read_user(tp, n, (void *)s.ptr))
+		return -1;
+	return parse_traceparent(sc, tp, s.len);
 }
 
 #define TRACEPARENT_HEADER_LEN 70 /* "traceparent: " + 55 + CRLF */
