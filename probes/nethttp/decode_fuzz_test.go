@@ -43,7 +43,9 @@ func checkCut(t *testing.T, s *spans.Span) {
 }
 
 // FuzzURLParts: the string helpers never panic, and url.full never carries a
-// query value (keys stay, as semantic conventions say).
+// query value (keys stay, as semantic conventions say): a value changes
+// nothing in it. (Checking that the value is not in it was wrong where the
+// parts around '?' spell the value; testdata holds such an input.)
 func FuzzURLParts(f *testing.F) {
 	f.Add("http", "svc:80", "/a", "token", "secret", true)
 	f.Add("", "[::1", "", "=&", "", false)
@@ -52,9 +54,8 @@ func FuzzURLParts(f *testing.F) {
 		hostPort(host, 80)
 		procNetAddr(host)
 		out := string(fullURL(nil, scheme, host, path, "x=1&"+key+"="+value, user))
-		if len(value) > 2 && !strings.ContainsAny(value, "&=") && !strings.Contains(scheme+host+path+key+"REDACTED:REDACTED@://?x=1&=REDACTED", value) &&
-			strings.Contains(out, value) {
-			t.Fatalf("query value %q survived: %q", value, out)
+		if other := string(fullURL(nil, scheme, host, path, "x=1&"+key+"=v", user)); !strings.Contains(value, "&") && out != other {
+			t.Fatalf("query value %q shows: %q, with another value %q", value, out, other)
 		}
 	})
 }
