@@ -85,16 +85,7 @@ func TestCrashLoopThenTraced(t *testing.T) {
 		cmd.Wait()
 	}
 
-	apps := make([]*app, 10)
-	for i := range apps {
-		apps[i] = startExe(t, exe)
-	}
-	for i, a := range apps {
-		waitTraced(t, recv, a)
-		path := fmt.Sprintf("/users/after-churn-%d", i)
-		get(t, a.url(path))
-		recv.WaitSpans(t, 10*time.Second, spanWithPath(a, path), 1)
-	}
+	apps, _ := startTraced(t, recv, exe, 10, "/users/after-churn-")
 	for _, a := range apps {
 		a.stop()
 	}
@@ -135,6 +126,25 @@ func waitHookFDs(t *testing.T, ag *agentProc, n int) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// startTraced starts n processes of exe at once, then checks that each is
+// traced: the span of a request to prefix<i> arrives. It returns them and
+// those spans.
+func startTraced(t *testing.T, recv *otlptest.Receiver, exe string, n int, prefix string) ([]*app, []otlptest.Got) {
+	t.Helper()
+	apps := make([]*app, n)
+	for i := range apps {
+		apps[i] = startExe(t, exe)
+	}
+	got := make([]otlptest.Got, n)
+	for i, a := range apps {
+		waitTraced(t, recv, a)
+		path := fmt.Sprintf("%s%d", prefix, i)
+		get(t, a.url(path))
+		got[i] = recv.WaitSpans(t, 10*time.Second, spanWithPath(a, path), 1)[0]
+	}
+	return apps, got
 }
 
 // countFDs counts the open fds of pid.

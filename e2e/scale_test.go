@@ -63,15 +63,8 @@ func TestChurnAndScale(t *testing.T) {
 	}
 
 	// 100 at once: each traced, its own resource.
-	apps := make([]*app, 100)
-	for i := range apps {
-		apps[i] = startExe(t, exe)
-	}
-	for i, a := range apps {
-		waitTraced(t, recv, a)
-		path := fmt.Sprintf("/users/many-%d", i)
-		get(t, a.url(path))
-		g := recv.WaitSpans(t, 10*time.Second, spanWithPath(a, path), 1)[0]
+	apps, got := startTraced(t, recv, exe, 100, "/users/many-")
+	for i, g := range got {
 		if g.Resource["process.executable.name"] != "scaled" {
 			t.Errorf("target %d: resource %v", i, g.Resource)
 		}
