@@ -27,7 +27,7 @@ func resourceAttrs(cfg ResourceConfig, p *spans.Process) []spans.Attr {
 	if p == nil {
 		p = &spans.Process{}
 	}
-	attrs := make([]spans.Attr, 0, 10+len(cfg.Attrs)+len(p.ResourceAttrs))
+	attrs := make([]spans.Attr, 0, 10+len(p.Detected)+len(cfg.Attrs)+len(p.ResourceAttrs))
 	if p.PID != 0 {
 		attrs = append(attrs, spans.Int("process.pid", int64(p.PID)))
 	}
@@ -41,6 +41,7 @@ func resourceAttrs(cfg ResourceConfig, p *spans.Process) []spans.Attr {
 			attrs = append(attrs, a)
 		}
 	}
+	attrs = append(attrs, p.Detected...)
 	attrs = append(attrs,
 		spans.String("telemetry.sdk.name", "tracewire"),
 		spans.String("telemetry.sdk.language", "go"),

@@ -23,6 +23,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 
+	"github.com/tracewire/tracewire/internal/k8sresource"
 	"github.com/tracewire/tracewire/probes"
 )
 
@@ -38,7 +39,7 @@ type Target struct {
 	Exe     string
 	ExeName string // basename of the executable
 	File    probes.FileID
-	// Env holds the target's OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES when set.
+	// Env holds the target's variables of envKeys that are set.
 	Env map[string]string
 }
 
@@ -346,7 +347,7 @@ func Matches(names []string, comm, exeName string) bool {
 }
 
 // envKeys are the target's own variables the resource is built from.
-var envKeys = []string{"OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"}
+var envKeys = append([]string{"OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"}, k8sresource.EnvKeys...)
 
 // readEnv reads the target's OTEL_* settings. Right after exec the environ
 // file can read empty for a moment, so an empty read is retried briefly.

@@ -38,6 +38,9 @@ type Process struct {
 	ServiceName    string // target's OTEL_SERVICE_NAME, else ExeName
 	RuntimeName    string // "go"
 	RuntimeVersion string // "go1.22.12"
+	// Detected are attributes the agent found (Kubernetes, container);
+	// any OTEL_RESOURCE_ATTRIBUTES overrides them.
+	Detected []Attr
 	// ResourceAttrs are the target's own OTEL_RESOURCE_ATTRIBUTES.
 	ResourceAttrs []Attr
 }

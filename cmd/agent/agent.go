@@ -12,6 +12,7 @@ import (
 
 	"github.com/tracewire/tracewire/export"
 	"github.com/tracewire/tracewire/internal/gobin"
+	"github.com/tracewire/tracewire/internal/k8sresource"
 	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/procscan"
 	"github.com/tracewire/tracewire/spans"
@@ -95,6 +96,7 @@ func (a *agent) Appeared(t procscan.Target) {
 		ServiceName:    t.ExeName,
 		RuntimeName:    "go",
 		RuntimeVersion: bin.GoVersion,
+		Detected:       k8sresource.Attrs(t.PID, t.Env),
 	}
 	// As the target's own SDK would: OTEL_SERVICE_NAME, else service.name
 	// from OTEL_RESOURCE_ATTRIBUTES, else the executable name.
