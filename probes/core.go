@@ -96,10 +96,15 @@ func (c *Core) Remove(pid int, file FileID) {
 
 // Run turns ring-buffer records into spans with decode until done is closed
 // and every record already submitted is read. decode returns nil for a
-// record it cannot use (counted). Spans of unsampled traces are dropped.
+// record it cannot use (counted). Every span is shown to the observer (see
+// Observe), then spans of unsampled traces are dropped.
 func (c *Core) Run(done <-chan struct{}, decode func(raw []byte) *spans.Span, emit func(*spans.Span)) {
 	ReadRing(c.rd, 100*time.Millisecond, done, func(raw []byte) {
-		switch s := decode(raw); {
+		s := decode(raw)
+		if s != nil {
+			observe(s)
+		}
+		switch {
 		case s == nil:
 			CountUndecodable()
 		case s.TraceFlags&1 == 0:

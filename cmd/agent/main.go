@@ -120,6 +120,11 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "agent: %v\n", err)
 		return 1
 	}
+	rec, err := startMetrics(log)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "agent: %v\n", err)
+		return 1
+	}
 	batcher := export.NewBatcher(sink, opts, log)
 
 	link := grpc.NewLinker(batcher.Add)
@@ -137,6 +142,7 @@ func run(args []string) int {
 		return 1
 	}
 	a.scan = scanner
+	startSelfMetrics(rec, a, batcher)
 	log.Info("tracewire started", "targets", cfg.targets, "exporter", cfg.exporter)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -165,6 +171,7 @@ func run(args []string) int {
 	if err := batcher.Shutdown(flushCtx); err != nil {
 		log.Error("flush on shutdown incomplete", "err", err)
 	}
+	stopMetrics(flushCtx, rec, log)
 	a.logCounters(slog.LevelInfo, batcher)
 	closeProbes(ps)
 	return 0

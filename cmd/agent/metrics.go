@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/tracewire/tracewire/export"
+	"github.com/tracewire/tracewire/internal/metrics"
+	"github.com/tracewire/tracewire/probes"
+)
+
+// startMetrics starts the request metrics and their exporters
+// (OTEL_METRICS_EXPORTER) and shows them every span the probes decode. It
+// returns nil when no metrics exporter is configured.
+func startMetrics(log *slog.Logger) (*metrics.Recorder, error) {
+	cfg, err := metrics.ConfigFromEnv(os.Getenv)
+	if err != nil || !cfg.Enabled() {
+		return nil, err
+	}
+	res, err := export.ResourceConfigFromEnv(version)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := metrics.New(context.Background(), cfg, res, log)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	probes.Observe(rec.Observe)
+	return rec, nil
+}
+
+// startSelfMetrics exports the agent's own counters next to the request
+// metrics.
+func startSelfMetrics(rec *metrics.Recorder, a *agent, b *export.Batcher) {
+	if rec == nil {
+		return
+	}
+	if err := rec.RegisterSelf(func() metrics.SelfStats { return a.selfStats(b) }); err != nil {
+		a.log.Warn("the agent's own metrics are not exported", "err", err)
+	}
+}
+
+// stopMetrics flushes the metrics within ctx.
+func stopMetrics(ctx context.Context, rec *metrics.Recorder, log *slog.Logger) {
+	if rec == nil {
+		return
+	}
+	if err := rec.Shutdown(ctx); err != nil {
+		log.Error("metrics flush on shutdown incomplete", "err", err)
+	}
+}

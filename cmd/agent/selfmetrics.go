@@ -1,0 +1,47 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/tracewire/tracewire/export"
+	"github.com/tracewire/tracewire/internal/metrics"
+	"github.com/tracewire/tracewire/probes"
+)
+
+// selfStats gathers the counters logCounters logs, for the agent's own
+// metrics: drops by reason, summed over the probes.
+func (a *agent) selfStats(b *export.Batcher) metrics.SelfStats {
+	st := b.Stats()
+	s := metrics.SelfStats{
+		Exported:  st.Exported,
+		Unsampled: probes.Unsampled(),
+		Queued:    st.Queued,
+		Dropped: map[string]uint64{
+			"queue_full":  st.DroppedQueueFull,
+			"rejected":    st.DroppedRejected,
+			"shutdown":    st.DroppedShutdown,
+			"undecodable": probes.Undecodable(),
+		},
+	}
+	for _, p := range a.probes {
+		kc, err := p.Counters()
+		if err != nil {
+			a.log.Debug("cannot read kernel counters", "probe", p.name, "err", err)
+			continue
+		}
+		for k, v := range kc {
+			switch {
+			case k == "ringbuf_full":
+				s.Dropped["ring_full"] += v
+			case k == "map_full":
+				s.Dropped["map_full"] += v
+			case strings.HasPrefix(k, "evicted_"):
+				s.Dropped["evicted"] += v
+			}
+		}
+	}
+	a.mu.Lock()
+	s.Targets = len(a.procs)
+	a.mu.Unlock()
+	return s
+}

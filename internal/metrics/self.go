@@ -1,0 +1,78 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/tracewire/tracewire/spans"
+)
+
+// DropReasons are the values of tracewire.spans.dropped's reason, every
+// one reported (0 included) so that a rate can be taken from the start.
+var DropReasons = []string{"queue_full", "rejected", "shutdown", "ring_full", "map_full", "evicted", "undecodable"}
+
+// SelfStats are the agent's own counters, read at each collection.
+type SelfStats struct {
+	Exported  uint64
+	Unsampled uint64            // spans of unsampled traces: not exported, not a drop
+	Dropped   map[string]uint64 // by reason (see DropReasons)
+	Queued    uint64            // spans waiting in the export queue
+	Targets   int               // processes traced now
+}
+
+// RegisterSelf exports the agent's own counters, read with read at each
+// collection, under the agent's own resource.
+func (r *Recorder) RegisterSelf(read func() SelfStats) error {
+	cfg := r.res
+	cfg.ServiceNameOverride = "" // that names the targets, not the agent
+	me := &spans.Process{PID: os.Getpid(), ExeName: "tracewire", ServiceName: "tracewire", RuntimeName: "go", RuntimeVersion: runtime.Version()}
+	t, err := r.newProvider(cfg, me)
+	if err != nil {
+		return err
+	}
+	m := t.provider.Meter(scopeName)
+	exported, err1 := m.Int64ObservableCounter("tracewire.spans.exported", metric.WithUnit("{span}"),
+		metric.WithDescription("Spans the collector accepted."))
+	dropped, err2 := m.Int64ObservableCounter("tracewire.spans.dropped", metric.WithUnit("{span}"),
+		metric.WithDescription("Spans (or kernel events) lost, by reason."))
+	unsampled, err3 := m.Int64ObservableCounter("tracewire.spans.unsampled", metric.WithUnit("{span}"),
+		metric.WithDescription("Spans of unsampled traces, not exported (counted in the request metrics)."))
+	targets, err4 := m.Int64ObservableGauge("tracewire.targets.traced", metric.WithUnit("{process}"),
+		metric.WithDescription("Processes traced now."))
+	queued, err5 := m.Int64ObservableGauge("tracewire.export.queue.size", metric.WithUnit("{span}"),
+		metric.WithDescription("Spans waiting in the export queue."))
+	for _, err := range []error{err1, err2, err3, err4, err5} {
+		if err != nil {
+			_ = t.close(context.Background())
+			return fmt.Errorf("self metrics: %w", err)
+		}
+	}
+	reasons := make([]metric.ObserveOption, len(DropReasons))
+	for i, rsn := range DropReasons {
+		reasons[i] = metric.WithAttributes(attribute.String("reason", rsn))
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		st := read()
+		o.ObserveInt64(exported, int64(st.Exported))
+		o.ObserveInt64(unsampled, int64(st.Unsampled))
+		o.ObserveInt64(queued, int64(st.Queued))
+		o.ObserveInt64(targets, int64(st.Targets))
+		for i, rsn := range DropReasons {
+			o.ObserveInt64(dropped, int64(st.Dropped[rsn]), reasons[i])
+		}
+		return nil
+	}, exported, dropped, unsampled, targets, queued)
+	if err != nil {
+		_ = t.close(context.Background())
+		return fmt.Errorf("self metrics: %w", err)
+	}
+	r.mu.Lock()
+	r.self = t
+	r.mu.Unlock()
+	return nil
+}
