@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/tracewire/tracewire/internal/otlptest"
+)
+
+// scrape reads the agent's Prometheus endpoint.
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape %s: %s", url, resp.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse %s: %v", url, err)
+	}
+	return mfs
+}
+
+func labels(m *dto.Metric) map[string]string {
+	out := map[string]string{}
+	for _, l := range m.GetLabel() {
+		out[l.GetName()] = l.GetValue()
+	}
+	return out
+}
+
+// requestCounts returns pid's http.server.request.duration counts by
+// "route status".
+func requestCounts(mfs map[string]*dto.MetricFamily, pid int) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, m := range mfs["http_server_request_duration_seconds"].GetMetric() {
+		l := labels(m)
+		if l["process_pid"] != strconv.Itoa(pid) {
+			continue
+		}
+		out[l["http_route"]+" "+l["http_response_status_code"]] += m.GetHistogram().GetSampleCount()
+	}
+	return out
+}
+
+// TestMetrics: every request a traced server handles, sampled or not, is
+// counted once in http.server.request.duration on the agent's Prometheus
+// endpoint, by route and status, never by raw path; the agent's own
+// counters are there too.
+func TestMetrics(t *testing.T) {
+	requireEBPF(t)
+	recv := otlptest.Start(t)
+	exe := copyExe(t, "hello-go126", "metricsapp")
+	promPort := freePort(t)
+	startAgent(t, recv, []string{"metricsapp"}, "OTEL_METRICS_EXPORTER=prometheus",
+		"OTEL_EXPORTER_PROMETHEUS_HOST=127.0.0.1", fmt.Sprintf("OTEL_EXPORTER_PROMETHEUS_PORT=%d", promPort))
+	a := startExe(t, exe)
+	pid := a.cmd.Process.Pid
+	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", promPort)
+	waitListening(t, promPort)
+
+	// Warm up on a route of its own until the agent traces the process.
+	deadline := time.Now().Add(30 * time.Second)
+	for requestCounts(scrape(t, metricsURL), pid)["/silent 200"] == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no request metric within 30 s")
+		}
+		get(t, a.url("/silent"))
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	const users, unsampled, failed = 20, 5, 7
+	for i := range users {
+		req, err := http.NewRequest(http.MethodGet, a.url(fmt.Sprintf("/users/%d", i)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i < unsampled {
+			// Not exported as spans, counted all the same.
+			req.Header.Set("traceparent", fmt.Sprintf("00-%032x-%016x-00", i+1, i+1))
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	for range failed {
+		if code := get(t, a.url("/status?code=503")); code != 503 {
+			t.Fatalf("/status?code=503 answered %d", code)
+		}
+	}
+
+	want := map[string]uint64{"/users/{id} 200": users, "/status 503": failed}
+	var got map[string]uint64
+	var mfs map[string]*dto.MetricFamily
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		mfs = scrape(t, metricsURL)
+		got = requestCounts(mfs, pid)
+		if got["/users/{id} 200"] >= users && got["/status 503"] >= failed || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Late duplicates would show up now.
+	time.Sleep(500 * time.Millisecond)
+	mfs = scrape(t, metricsURL)
+	got = requestCounts(mfs, pid)
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("http_server_request_duration_seconds %s: count %d, want %d (all: %v)", k, got[k], n, got)
+		}
+	}
+	for _, m := range mfs["http_server_request_duration_seconds"].GetMetric() {
+		if l := labels(m); l["http_route"] == "/status" && l["error_type"] != "503" {
+			t.Errorf("/status 503 series has error_type %q, want 503", l["error_type"])
+		}
+	}
+	for name, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if _, ok := labels(m)["url_path"]; ok {
+				t.Errorf("%s has a url_path label", name)
+			}
+		}
+	}
+	if mf := mfs["tracewire_spans_exported_total"]; len(mf.GetMetric()) == 0 {
+		t.Errorf("no tracewire_spans_exported_total")
+	}
+	var unsampledTotal float64
+	for _, m := range mfs["tracewire_spans_unsampled_total"].GetMetric() {
+		unsampledTotal += m.GetCounter().GetValue()
+	}
+	if unsampledTotal < unsampled {
+		t.Errorf("tracewire_spans_unsampled_total = %v, want >= %d", unsampledTotal, unsampled)
+	}
+}
