@@ -142,14 +142,6 @@ static __always_inline void random_bytes(__u8 *dst, int n)
 	}
 }
 
-static __always_inline void new_root_span(struct span_ctx *sc)
-{
-	random_bytes(sc->trace_id, 16);
-	random_bytes(sc->span_id, 8);
-	__builtin_memset(sc->parent_id, 0, sizeof(sc->parent_id));
-	sc->flags = 1; /* sampled */
-}
-
 /* Keeps a type in the object's BTF so bpf2go -type can generate its Go twin. */
 #define EXPORT_STRUCT(name) const struct name *__export_##name __attribute__((unused))
 

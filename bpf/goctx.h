@@ -7,6 +7,7 @@
 #define TRACEWIRE_GOCTX_H
 
 #include "common.h"
+#include "sampling.h"
 
 /* runtime.g field offsets of a target's Go version. */
 struct g_offsets {

@@ -215,13 +215,10 @@ int uprobe_Server_handleStream(struct pt_regs *ctx)
 	vctx = base ? read_ptr(base + o->stream_ctx + 8) : 0;
 	if (vctx)
 		find_w3c_headers(read_ptr(vctx + o->valuectx_val + 8), &o->maps, &h);
-	if (!read_traceparent(&c.sc, h.traceparent)) {
-		random_bytes(c.sc.span_id, 8);
+	if (server_span(&c.sc, h.traceparent))
 		c.tracestate = h.tracestate;
-	} else {
-		new_root_span(&c.sc);
+	else
 		c.sc.flags |= FLAG_LINK_PENDING;
-	}
 	if (bpf_map_update_elem(&grpc_server_calls, &sk, &c, BPF_ANY))
 		count(STAT_MAP_FULL);
 	/* Calls the handler makes are its children. */

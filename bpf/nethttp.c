@@ -250,12 +250,8 @@ int uprobe_serverHandler_ServeHTTP(struct pt_regs *ctx)
 		return 0;
 	}
 	find_w3c_headers(read_ptr(req + o->request_header), &o->maps, &h);
-	if (!read_traceparent(&v.sc, h.traceparent)) {
-		random_bytes(v.sc.span_id, 8);
+	if (server_span(&v.sc, h.traceparent))
 		v.tracestate = h.tracestate;
-	} else {
-		new_root_span(&v.sc);
-	}
 	if (bpf_map_update_elem(&go_server_spans, &k, &v, BPF_ANY))
 		count(STAT_MAP_FULL);
 	return 0;

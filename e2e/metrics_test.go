@@ -3,7 +3,11 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,7 +68,7 @@ func TestMetrics(t *testing.T) {
 	recv := otlptest.Start(t)
 	exe := copyExe(t, "hello-go126", "metricsapp")
 	promPort := freePort(t)
-	startAgent(t, recv, []string{"metricsapp"}, "OTEL_METRICS_EXPORTER=prometheus",
+	ag := startAgent(t, recv, []string{"metricsapp"}, "OTEL_METRICS_EXPORTER=prometheus,otlp", "OTEL_METRIC_EXPORT_INTERVAL=500",
 		"OTEL_EXPORTER_PROMETHEUS_HOST=127.0.0.1", fmt.Sprintf("OTEL_EXPORTER_PROMETHEUS_PORT=%d", promPort))
 	a := startExe(t, exe)
 	pid := a.cmd.Process.Pid
@@ -145,5 +149,53 @@ func TestMetrics(t *testing.T) {
 	}
 	if unsampledTotal < unsampled {
 		t.Errorf("tracewire_spans_unsampled_total = %v, want >= %d", unsampledTotal, unsampled)
+	}
+
+	// The same counts reach the collector over OTLP, the last push on
+	// SIGTERM included, with the target's resource.
+	if code := ag.terminate(t); code != 0 {
+		t.Fatalf("agent exited with %d", code)
+	}
+	var pushed uint64
+	for _, g := range recv.Metrics() {
+		if g.Metric.GetName() != "http.server.request.duration" || g.Resource["process.pid"] != int64(pid) {
+			continue
+		}
+		if g.Metric.GetUnit() != "s" {
+			t.Errorf("OTLP unit %q, want s", g.Metric.GetUnit())
+		}
+		for _, dp := range g.Metric.GetHistogram().GetDataPoints() {
+			if otlptest.Attrs(dp.GetAttributes())["http.route"] == "/users/{id}" {
+				pushed = max(pushed, dp.GetCount()) // cumulative
+			}
+		}
+	}
+	if pushed != users {
+		t.Errorf("OTLP http.server.request.duration /users/{id}: count %d, want %d", pushed, users)
+	}
+	for line := range strings.Lines(ag.stderr.String()) {
+		if strings.Contains(line, "level=ERROR") || strings.Contains(line, "level=WARN") {
+			t.Errorf("agent: %s", line)
+		}
+	}
+}
+
+// TestMetricsBadSettings: a bad metrics setting stops the agent at start
+// (exit 1) with the variable named.
+func TestMetricsBadSettings(t *testing.T) {
+	requireEBPF(t)
+	agent := filepath.Join(buildAll(t), "agent")
+	for _, env := range [][]string{
+		{"OTEL_METRICS_EXPORTER=statsd"},
+		{"OTEL_METRICS_EXPORTER=prometheus", "OTEL_EXPORTER_PROMETHEUS_PORT=metrics"},
+		{"OTEL_METRICS_EXPORTER=otlp", "OTEL_METRIC_EXPORT_INTERVAL=1m"},
+	} {
+		cmd := exec.Command(agent, "--target", "x")
+		cmd.Env = append(os.Environ(), env...)
+		out, _ := cmd.CombinedOutput()
+		name, _, _ := strings.Cut(env[len(env)-1], "=")
+		if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), name) {
+			t.Errorf("%v: exit %d, output %q; want 1 and a message naming %s", env, cmd.ProcessState.ExitCode(), out, name)
+		}
 	}
 }

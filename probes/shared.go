@@ -5,16 +5,21 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/tracewire/tracewire/internal/sampling"
 )
 
 // serverSpansMap is the map of goctx.h: server spans in flight by goroutine.
 const serverSpansMap = "go_server_spans"
 
-// Shared holds the maps the probes' programs use together. Each probe's
-// object declares them (goctx.h); loading every object with Load
-// gives them one instance, so a SQL or gRPC call finds the HTTP request its
-// goroutine serves.
+// Shared holds what the probes' programs use together: the maps each
+// probe's object declares (goctx.h), which loading every object with Load
+// gives one instance, so a SQL or gRPC call finds the HTTP request its
+// goroutine serves; and the sampler (sampling.h), which Load sets in each.
 type Shared struct {
+	// Sampler decides which traces are sampled; nil means sampling.Default.
+	Sampler *sampling.Config
+
 	mu          sync.Mutex
 	serverSpans *ebpf.Map
 }
@@ -46,8 +51,29 @@ func (s *Shared) Load(spec *ebpf.CollectionSpec, objs any) error {
 	if err != nil {
 		return err
 	}
+	if err := s.setSampler(spec); err != nil {
+		return err
+	}
 	setUprobeAttachType(spec)
 	return spec.LoadAndAssign(objs, &ebpf.CollectionOptions{MapReplacements: repl})
+}
+
+// setSampler writes the sampler into spec's read-only globals (sampling.h).
+func (s *Shared) setSampler(spec *ebpf.CollectionSpec) error {
+	c := sampling.Default
+	if s.Sampler != nil {
+		c = *s.Sampler
+	}
+	for name, v := range map[string]any{"sampling_bound": c.Bound(), "sampling_parent_based": c.ParentBased} {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("no variable %s in the BPF object", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // Close frees the shared maps; the probes hold their own references.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tracewire/tracewire/export"
+	"github.com/tracewire/tracewire/internal/sampling"
 	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/probes/dbsql"
 	"github.com/tracewire/tracewire/probes/grpc"
@@ -125,10 +126,15 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "agent: %v\n", err)
 		return 1
 	}
+	sampler, err := sampling.FromEnv(os.Getenv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "agent: %v\n", err)
+		return 1
+	}
 	batcher := export.NewBatcher(sink, opts, log)
 
 	link := grpc.NewLinker(batcher.Add)
-	ps, shared, err := loadProbes(log, link)
+	ps, shared, err := loadProbes(log, link, sampler)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agent: eBPF is not usable on this host: %v\n", err)
 		return 1
@@ -143,7 +149,7 @@ func run(args []string) int {
 	}
 	a.scan = scanner
 	startSelfMetrics(rec, a, batcher)
-	log.Info("tracewire started", "targets", cfg.targets, "exporter", cfg.exporter)
+	log.Info("tracewire started", "targets", cfg.targets, "exporter", cfg.exporter, "sampler", sampler.Name, "sampler_ratio", sampler.Ratio)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -178,9 +184,9 @@ func run(args []string) int {
 }
 
 // loadProbes loads every probe's programs, sharing the maps they use
-// together.
-func loadProbes(log *slog.Logger, link *grpc.Linker) ([]namedProbe, *probes.Shared, error) {
-	shared := &probes.Shared{}
+// together and the sampler.
+func loadProbes(log *slog.Logger, link *grpc.Linker, sampler sampling.Config) ([]namedProbe, *probes.Shared, error) {
+	shared := &probes.Shared{Sampler: &sampler}
 	var ps []namedProbe
 	fail := func(err error) ([]namedProbe, *probes.Shared, error) {
 		closeProbes(ps)

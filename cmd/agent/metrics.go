@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 
+	"go.opentelemetry.io/otel"
+
 	"github.com/tracewire/tracewire/export"
 	"github.com/tracewire/tracewire/internal/metrics"
 	"github.com/tracewire/tracewire/probes"
@@ -27,6 +29,9 @@ func startMetrics(log *slog.Logger) (*metrics.Recorder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	// The SDK reports failed exports through the global handler, by default
+	// the standard logger; keep them in the agent's log.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("metrics export", "err", err) }))
 	probes.Observe(rec.Observe)
 	return rec, nil
 }

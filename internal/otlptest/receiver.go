@@ -49,7 +49,8 @@ type Attempt struct {
 	Spans  int       // spans in the request
 }
 
-// Receiver accepts POST /v1/traces in OTLP protobuf, gzipped or not.
+// Receiver accepts POST /v1/traces (and /v1/metrics) in OTLP protobuf,
+// gzipped or not.
 type Receiver struct {
 	addr string // fixed at Start so that Restart can reuse the port
 
@@ -59,6 +60,7 @@ type Receiver struct {
 	got      []Got
 	fault    Fault
 	attempts []Attempt
+	metrics  []GotMetric
 }
 
 // SetFault changes how requests arriving from now on are answered.
@@ -142,6 +144,10 @@ func (r *Receiver) serve(ln net.Listener) {
 }
 
 func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
+	if req.Method == http.MethodPost && req.URL.Path == "/v1/metrics" {
+		r.handleMetrics(w, req)
+		return
+	}
 	if req.Method != http.MethodPost || req.URL.Path != "/v1/traces" {
 		http.Error(w, "only POST /v1/traces", http.StatusNotFound)
 		return
@@ -150,19 +156,9 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "unsupported content type "+ct, http.StatusUnsupportedMediaType)
 		return
 	}
-	body := io.Reader(req.Body)
-	if strings.EqualFold(req.Header.Get("Content-Encoding"), "gzip") {
-		zr, err := gzip.NewReader(req.Body)
-		if err != nil {
-			http.Error(w, "bad gzip: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		defer zr.Close()
-		body = zr
-	}
-	raw, err := io.ReadAll(body)
+	raw, err := readBody(req)
 	if err != nil {
-		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	var msg collectortracepb.ExportTraceServiceRequest
@@ -199,6 +195,24 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/x-protobuf")
 	_, _ = w.Write(resp) // a client gone away is the client's problem
+}
+
+// readBody returns the request's body, gunzipped when it says so.
+func readBody(req *http.Request) ([]byte, error) {
+	body := io.Reader(req.Body)
+	if strings.EqualFold(req.Header.Get("Content-Encoding"), "gzip") {
+		zr, err := gzip.NewReader(req.Body)
+		if err != nil {
+			return nil, fmt.Errorf("bad gzip: %w", err)
+		}
+		defer zr.Close()
+		body = zr
+	}
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	return raw, nil
 }
 
 func (r *Receiver) attempt(a Attempt) {

@@ -171,6 +171,8 @@ const (
 	bpfVarExportDbsqlEvent                         = "__export_dbsql_event"
 	bpfVarExportDbsqlOp                            = "__export_dbsql_op"
 	bpfVarExportTwStat                             = "__export_tw_stat"
+	bpfVarSamplingBound                            = "sampling_bound"
+	bpfVarSamplingParentBased                      = "sampling_parent_based"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -247,10 +249,12 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
-	ExportDbsqlEnd   *ebpf.VariableSpec `ebpf:"__export_dbsql_end"`
-	ExportDbsqlEvent *ebpf.VariableSpec `ebpf:"__export_dbsql_event"`
-	ExportDbsqlOp    *ebpf.VariableSpec `ebpf:"__export_dbsql_op"`
-	ExportTwStat     *ebpf.VariableSpec `ebpf:"__export_tw_stat"`
+	ExportDbsqlEnd      *ebpf.VariableSpec `ebpf:"__export_dbsql_end"`
+	ExportDbsqlEvent    *ebpf.VariableSpec `ebpf:"__export_dbsql_event"`
+	ExportDbsqlOp       *ebpf.VariableSpec `ebpf:"__export_dbsql_op"`
+	ExportTwStat        *ebpf.VariableSpec `ebpf:"__export_tw_stat"`
+	SamplingBound       *ebpf.VariableSpec `ebpf:"sampling_bound"`
+	SamplingParentBased *ebpf.VariableSpec `ebpf:"sampling_parent_based"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -298,10 +302,12 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
-	ExportDbsqlEnd   *ebpf.Variable `ebpf:"__export_dbsql_end"`
-	ExportDbsqlEvent *ebpf.Variable `ebpf:"__export_dbsql_event"`
-	ExportDbsqlOp    *ebpf.Variable `ebpf:"__export_dbsql_op"`
-	ExportTwStat     *ebpf.Variable `ebpf:"__export_tw_stat"`
+	ExportDbsqlEnd      *ebpf.Variable `ebpf:"__export_dbsql_end"`
+	ExportDbsqlEvent    *ebpf.Variable `ebpf:"__export_dbsql_event"`
+	ExportDbsqlOp       *ebpf.Variable `ebpf:"__export_dbsql_op"`
+	ExportTwStat        *ebpf.Variable `ebpf:"__export_tw_stat"`
+	SamplingBound       *ebpf.Variable `ebpf:"sampling_bound"`
+	SamplingParentBased *ebpf.Variable `ebpf:"sampling_parent_based"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

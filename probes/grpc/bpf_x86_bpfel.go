@@ -184,6 +184,8 @@ const (
 	bpfVarExportGrpcEvent                     = "__export_grpc_event"
 	bpfVarExportGrpcKind                      = "__export_grpc_kind"
 	bpfVarExportTwStat                        = "__export_tw_stat"
+	bpfVarSamplingBound                       = "sampling_bound"
+	bpfVarSamplingParentBased                 = "sampling_parent_based"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -251,9 +253,11 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
-	ExportGrpcEvent *ebpf.VariableSpec `ebpf:"__export_grpc_event"`
-	ExportGrpcKind  *ebpf.VariableSpec `ebpf:"__export_grpc_kind"`
-	ExportTwStat    *ebpf.VariableSpec `ebpf:"__export_tw_stat"`
+	ExportGrpcEvent     *ebpf.VariableSpec `ebpf:"__export_grpc_event"`
+	ExportGrpcKind      *ebpf.VariableSpec `ebpf:"__export_grpc_kind"`
+	ExportTwStat        *ebpf.VariableSpec `ebpf:"__export_tw_stat"`
+	SamplingBound       *ebpf.VariableSpec `ebpf:"sampling_bound"`
+	SamplingParentBased *ebpf.VariableSpec `ebpf:"sampling_parent_based"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -301,9 +305,11 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
-	ExportGrpcEvent *ebpf.Variable `ebpf:"__export_grpc_event"`
-	ExportGrpcKind  *ebpf.Variable `ebpf:"__export_grpc_kind"`
-	ExportTwStat    *ebpf.Variable `ebpf:"__export_tw_stat"`
+	ExportGrpcEvent     *ebpf.Variable `ebpf:"__export_grpc_event"`
+	ExportGrpcKind      *ebpf.Variable `ebpf:"__export_grpc_kind"`
+	ExportTwStat        *ebpf.Variable `ebpf:"__export_tw_stat"`
+	SamplingBound       *ebpf.Variable `ebpf:"sampling_bound"`
+	SamplingParentBased *ebpf.Variable `ebpf:"sampling_parent_based"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

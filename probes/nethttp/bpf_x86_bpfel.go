@@ -231,6 +231,8 @@ const (
 	bpfVarExportNethttpClientEvent        = "__export_nethttp_client_event"
 	bpfVarExportNethttpServerEvent        = "__export_nethttp_server_event"
 	bpfVarExportTwStat                    = "__export_tw_stat"
+	bpfVarSamplingBound                   = "sampling_bound"
+	bpfVarSamplingParentBased             = "sampling_parent_based"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -309,6 +311,8 @@ type bpfVariableSpecs struct {
 	ExportNethttpClientEvent *ebpf.VariableSpec `ebpf:"__export_nethttp_client_event"`
 	ExportNethttpServerEvent *ebpf.VariableSpec `ebpf:"__export_nethttp_server_event"`
 	ExportTwStat             *ebpf.VariableSpec `ebpf:"__export_tw_stat"`
+	SamplingBound            *ebpf.VariableSpec `ebpf:"sampling_bound"`
+	SamplingParentBased      *ebpf.VariableSpec `ebpf:"sampling_parent_based"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -366,6 +370,8 @@ type bpfVariables struct {
 	ExportNethttpClientEvent *ebpf.Variable `ebpf:"__export_nethttp_client_event"`
 	ExportNethttpServerEvent *ebpf.Variable `ebpf:"__export_nethttp_server_event"`
 	ExportTwStat             *ebpf.Variable `ebpf:"__export_tw_stat"`
+	SamplingBound            *ebpf.Variable `ebpf:"sampling_bound"`
+	SamplingParentBased      *ebpf.Variable `ebpf:"sampling_parent_based"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

@@ -1,0 +1,358 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/tracewire/tracewire/internal/otlptest"
+	"github.com/tracewire/tracewire/internal/sampling"
+)
+
+// callerID is the parent span id of every incoming traceparent sent here.
+const callerID = "00f067aa0ba902b7"
+
+// samplingRig is a private copy of hello (no other test's agent traces it)
+// whose /call requests go to an untraced raw server, which shows the
+// traceparent the agent inserted: its trace id and its sampled flag.
+type samplingRig struct {
+	cfg  sampling.Config // what the agent was given, read as the agent reads it
+	recv *otlptest.Receiver
+	raw  *rawServer
+	a    *app
+	ag   *agentProc
+	n    int
+	warm map[[16]byte]bool // trace ids of the warm-up requests
+	nw   int               // warm-up requests sent
+}
+
+// sent is a /call request and what the traceparent sent downstream says.
+type sent struct {
+	incoming string   // the traceparent sent to the app, "" for none
+	trace    [16]byte // the downstream traceparent's trace id
+	client   [8]byte  // its parent id: the app's client span
+	flag     bool     // its sampled flag
+	sampled  bool     // the sampler's decision (send checks that flag says it)
+}
+
+func startSampling(t *testing.T, name string, env ...string) *samplingRig {
+	t.Helper()
+	requireEBPF(t)
+	all := append(os.Environ(), env...)
+	cfg, err := sampling.FromEnv(func(k string) string {
+		v := ""
+		for _, e := range all {
+			if s, ok := strings.CutPrefix(e, k+"="); ok {
+				v = s // the last one wins, as for the agent
+			}
+		}
+		return v
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &samplingRig{cfg: cfg, recv: otlptest.Start(t), raw: startRawServer(t), warm: map[[16]byte]bool{}}
+	r.a = startExe(t, copyExe(t, "hello-go126", name))
+	r.ag = startAgent(t, r.recv, []string{name}, env...)
+	r.warmUp(t)
+	return r
+}
+
+// decides is the sampler's decision for a trace with an incoming
+// traceparent whose flags are parent ("" without one).
+func (r *samplingRig) decides(trace [16]byte, parent string) bool {
+	if parent != "" && r.cfg.ParentBased {
+		return parent == "01"
+	}
+	return r.cfg.Sampled(trace)
+}
+
+// warmUp repeats a request with a sampled incoming traceparent until the
+// traceparent sent downstream continues it (the server and client hooks are
+// attached) and, when the sampler keeps it, its spans are exported (the
+// hooks that end spans are attached too). Spans are no sign with every
+// sampler: always_off exports none.
+func (r *samplingRig) warmUp(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !time.Now().After(deadline) {
+		id := randomTraceID(t)
+		for r.cfg.Ratio > 0 && !r.cfg.Sampled(id) { // one kept also by a sampler that is not parent based
+			id = randomTraceID(t)
+		}
+		r.warm[id] = true
+		r.nw++
+		tp := fmt.Sprintf("00-%x-%s-01", id, callerID)
+		path := fmt.Sprintf("/warm-%d", r.nw)
+		r.get(t, path, tp)
+		if got, ok := r.downstream(t, path); !ok || got.trace != id {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if !r.decides(id, "01") || waitQuiet(r.recv, func(g otlptest.Got) bool {
+			return r.ofApp(g) && [16]byte(g.Span.TraceId) == id && g.Span.Kind == tracepb.Span_SPAN_KIND_CLIENT
+		}, time.Second) {
+			return
+		}
+	}
+	t.Fatalf("%s: the agent did not trace it within 30 s", r.a.name)
+}
+
+// send makes the app call the raw server, with an incoming traceparent
+// when tp is set, and checks that the traceparent sent downstream carries
+// the sampler's decision.
+func (r *samplingRig) send(t *testing.T, tp string) sent {
+	t.Helper()
+	r.n++
+	path := fmt.Sprintf("/s-%d", r.n)
+	r.get(t, path, tp)
+	s, ok := r.downstream(t, path)
+	if !ok {
+		t.Fatalf("%s: no traceparent sent downstream", path)
+	}
+	s.incoming = tp
+	flags := ""
+	if tp != "" {
+		flags = tp[53:]
+		if in, _ := hex.DecodeString(tp[3:35]); !bytes.Equal(in, s.trace[:]) {
+			t.Errorf("%s: downstream trace %x, want the incoming %s", path, s.trace, tp)
+		}
+	}
+	s.sampled = r.decides(s.trace, flags)
+	if s.flag != s.sampled {
+		t.Errorf("%s (incoming %q): downstream sampled flag %v, the sampler decides %v", path, tp, s.flag, s.sampled)
+	}
+	return s
+}
+
+func (r *samplingRig) get(t *testing.T, path, tp string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, r.a.url("/call?url="+url.QueryEscape(r.raw.url(path))), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp != "" {
+		req.Header.Set("traceparent", tp)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", req.URL, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d", req.URL, resp.StatusCode)
+	}
+}
+
+// downstream parses the one traceparent the raw server got with path;
+// false when it got none.
+func (r *samplingRig) downstream(t *testing.T, path string) (sent, bool) {
+	t.Helper()
+	for _, req := range r.raw.requests() {
+		if !bytes.HasPrefix(req.raw, []byte("GET "+path+" ")) {
+			continue
+		}
+		tps := req.header.Values("Traceparent")
+		if len(tps) == 0 {
+			return sent{}, false
+		}
+		var s sent
+		f := strings.Split(tps[0], "-")
+		if len(tps) != 1 || len(f) != 4 || f[0] != "00" || !unhex(s.trace[:], f[1]) || !unhex(s.client[:], f[2]) || f[3] != "00" && f[3] != "01" {
+			t.Fatalf("%s: traceparent %q", path, tps)
+		}
+		s.flag = f[3] == "01"
+		return s, true
+	}
+	t.Fatalf("raw server got no request %s", path)
+	return sent{}, false
+}
+
+// unhex decodes s into dst, which it must fill exactly.
+func unhex(dst []byte, s string) bool {
+	if len(s) != 2*len(dst) {
+		return false
+	}
+	_, err := hex.Decode(dst, []byte(s))
+	return err == nil
+}
+
+func (r *samplingRig) ofApp(g otlptest.Got) bool {
+	return g.Resource["process.pid"] == int64(r.a.cmd.Process.Pid)
+}
+
+// check stops the agent (every span is flushed) and checks that what it
+// exported of the requests sent is exactly the server and client span of
+// each the sampler kept, and that the others were counted as unsampled.
+func (r *samplingRig) check(t *testing.T, reqs []sent) {
+	t.Helper()
+	byTrace := map[[16]byte]sent{}
+	kept := 0
+	for _, s := range reqs {
+		byTrace[s.trace] = s
+		if s.sampled {
+			kept++
+		}
+	}
+	r.recv.WaitSpans(t, 20*time.Second, func(g otlptest.Got) bool {
+		return r.ofApp(g) && byTrace[[16]byte(g.Span.TraceId)].sampled
+	}, 2*kept)
+	if code := r.ag.terminate(t); code != 0 {
+		t.Fatalf("agent exited with %d", code)
+	}
+	servers, clients := map[[16]byte]int{}, map[[16]byte]int{}
+	for _, g := range r.recv.Spans() {
+		if !r.ofApp(g) {
+			continue
+		}
+		id := [16]byte(g.Span.TraceId)
+		at := otlptest.Attrs(g.Span.Attributes)
+		s, ours := byTrace[id]
+		switch {
+		case r.warm[id] || !ours && strings.Contains(fmt.Sprint(at["url.full"]), "/warm-"):
+			continue // warm-up, perhaps before every hook was attached
+		case !ours:
+			t.Errorf("span %s %v of no request sent: trace %x", g.Span.Name, g.Span.Kind, id)
+		case !s.sampled:
+			t.Errorf("span %s %v of a trace the sampler dropped: %x (incoming %q)", g.Span.Name, g.Span.Kind, id, s.incoming)
+		case g.Span.Flags&1 == 0:
+			t.Errorf("exported span %s without the sampled flag: %#x", g.Span.Name, g.Span.Flags)
+		case g.Span.Kind == tracepb.Span_SPAN_KIND_SERVER:
+			servers[id]++
+			parent := ""
+			if s.incoming != "" {
+				parent = callerID
+			}
+			if at["url.path"] != "/call" || hex.EncodeToString(g.Span.ParentSpanId) != parent {
+				t.Errorf("server span of %x: url.path %v, parent %x, want /call and %q", id, at["url.path"], g.Span.ParentSpanId, parent)
+			}
+		case g.Span.Kind == tracepb.Span_SPAN_KIND_CLIENT:
+			clients[id]++
+			if !bytes.Equal(g.Span.SpanId, s.client[:]) {
+				t.Errorf("client span %x of %x, but the downstream traceparent names %x", g.Span.SpanId, id, s.client)
+			}
+		}
+	}
+	for id, s := range byTrace {
+		if s.sampled && (servers[id] != 1 || clients[id] != 1) {
+			t.Errorf("trace %x (incoming %q): %d server and %d client spans exported, want 1 and 1", id, s.incoming, servers[id], clients[id])
+		}
+	}
+	// Every dropped request's two spans reached user space and were counted
+	// there; warm-up requests may add theirs.
+	dropped := int64(2 * (len(reqs) - kept))
+	if got := agentCounters(t, r.ag)["unsampled_spans"]; got < dropped || got > dropped+int64(2*r.nw) {
+		t.Errorf("unsampled_spans = %d, want %d (+ at most %d of the warm-up)", got, dropped, 2*r.nw)
+	}
+}
+
+func randomTraceID(t *testing.T) [16]byte {
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// incoming is a traceparent with a new trace id and the given flags.
+func incoming(t *testing.T, flags string) string {
+	return fmt.Sprintf("00-%x-%s-%s", randomTraceID(t), callerID, flags)
+}
+
+// TestSamplingTraceIDRatio: parentbased_traceidratio 0.25 on requests that
+// start their trace: the exported ones are exactly those whose trace id the
+// rule selects (recomputed from the traceparent sent downstream, which
+// carries the same decision), about a quarter.
+func TestSamplingTraceIDRatio(t *testing.T) {
+	r := startSampling(t, "samp-ratio", "OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.25")
+	const n = 300
+	var reqs []sent
+	kept := 0
+	for range n {
+		s := r.send(t, "")
+		if s.sampled {
+			kept++
+		}
+		reqs = append(reqs, s)
+	}
+	t.Logf("%d of %d traces sampled", kept, n)
+	if kept < n*15/100 || kept > n*35/100 { // 25 % +- 4 standard deviations
+		t.Errorf("%d of %d traces sampled, want about a quarter", kept, n)
+	}
+	r.check(t, reqs)
+}
+
+// TestSamplingParentFlag: with the default sampler (parentbased_always_on)
+// an incoming traceparent's flag decides, and is sent on; a request
+// without one is sampled.
+func TestSamplingParentFlag(t *testing.T) {
+	r := startSampling(t, "samp-parent")
+	if r.cfg != sampling.Default {
+		t.Fatalf("sampler %+v: the test's environment sets one", r.cfg)
+	}
+	reqs := []sent{r.send(t, incoming(t, "00")), r.send(t, incoming(t, "01")), r.send(t, "")}
+	if reqs[0].flag || !reqs[1].flag || !reqs[2].flag {
+		t.Errorf("sampled flags sent downstream: %v %v %v, want false true true", reqs[0].flag, reqs[1].flag, reqs[2].flag)
+	}
+	r.check(t, reqs)
+}
+
+// TestSamplingAlwaysOff: nothing is exported, whatever the parent says.
+func TestSamplingAlwaysOff(t *testing.T) {
+	r := startSampling(t, "samp-off", "OTEL_TRACES_SAMPLER=always_off")
+	r.check(t, []sent{r.send(t, ""), r.send(t, incoming(t, "01")), r.send(t, incoming(t, "00"))})
+	if n := count(r.recv, r.ofApp); n != 0 {
+		t.Errorf("%d spans exported", n)
+	}
+}
+
+// TestSamplingIgnoresParent: traceidratio is not parent based: the rule
+// decides on the incoming trace id whatever its flag says.
+func TestSamplingIgnoresParent(t *testing.T) {
+	t.Run("ratio 1", func(t *testing.T) {
+		r := startSampling(t, "samp-all", "OTEL_TRACES_SAMPLER=traceidratio", "OTEL_TRACES_SAMPLER_ARG=1.0")
+		r.check(t, []sent{r.send(t, incoming(t, "00"))})
+	})
+	t.Run("ratio 0.5", func(t *testing.T) {
+		r := startSampling(t, "samp-half", "OTEL_TRACES_SAMPLER=traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.5")
+		// The rule keeps trace ids whose 9th byte is below 0x80.
+		kept := fmt.Sprintf("00-%s00%s-%s-00", strings.Repeat("ab", 8), strings.Repeat("cd", 7), callerID)
+		dropped := fmt.Sprintf("00-%s80%s-%s-01", strings.Repeat("ab", 8), strings.Repeat("cd", 7), callerID)
+		reqs := []sent{r.send(t, kept), r.send(t, dropped)}
+		if !reqs[0].flag || reqs[1].flag {
+			t.Errorf("sampled flags sent downstream: %v %v, want true false", reqs[0].flag, reqs[1].flag)
+		}
+		r.check(t, reqs)
+	})
+}
+
+// TestSamplingBadSettings: a sampler the agent does not know, or a bad
+// ratio, stops it at start (exit 1) with the variable named.
+func TestSamplingBadSettings(t *testing.T) {
+	requireEBPF(t)
+	agent := filepath.Join(buildAll(t), "agent")
+	for _, env := range [][]string{
+		{"OTEL_TRACES_SAMPLER=sometimes"},
+		{"OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=quarter"},
+		{"OTEL_TRACES_SAMPLER=traceidratio", "OTEL_TRACES_SAMPLER_ARG=1.5"},
+	} {
+		cmd := exec.Command(agent, "--target", "x")
+		cmd.Env = append(os.Environ(), env...)
+		out, _ := cmd.CombinedOutput()
+		name, _, _ := strings.Cut(env[len(env)-1], "=")
+		if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), name+"=") {
+			t.Errorf("%v: exit %d, output %q; want 1 and a message naming %s", env, cmd.ProcessState.ExitCode(), out, name)
+		}
+	}
+}
