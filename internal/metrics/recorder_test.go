@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -251,5 +252,34 @@ func TestObserveAllocs(t *testing.T) {
 	r.Observe(s)
 	if n := testing.AllocsPerRun(100, func() { r.Observe(s) }); n > 0 {
 		t.Errorf("Observe allocates %v times per span once warm", n)
+	}
+}
+
+// TestRecorderIdleTarget: the provider of a process that made no span for
+// idleTTL (it exited) is dropped; a later span of it makes a new one.
+func TestRecorderIdleTarget(t *testing.T) {
+	r, readers := manualRecorder(t)
+	now := time.Unix(1e9, 0)
+	r.now = func() time.Time { return now }
+	a := &spans.Process{PID: 1}
+	b := &spans.Process{PID: 2}
+	get := func(p *spans.Process) *spans.Span {
+		return span(p, spans.KindServer, 1, false, spans.String("http.request.method", "GET"))
+	}
+	r.Observe(get(a))
+	now = now.Add(idleTTL / 2)
+	r.Observe(get(b))
+	now = now.Add(idleTTL/2 + time.Second)
+	r.Observe(get(b))
+	r.mu.RLock()
+	_, hasA := r.targets[a]
+	_, hasB := r.targets[b]
+	r.mu.RUnlock()
+	if hasA || !hasB {
+		t.Errorf("after %v: a kept %v, b kept %v; want only b", idleTTL, hasA, hasB)
+	}
+	r.Observe(get(a))
+	if n := len(readers()); n != 3 {
+		t.Errorf("%d providers made, want 3 (a again)", n)
 	}
 }
