@@ -356,3 +356,119 @@ func TestSamplingBadSettings(t *testing.T) {
 		}
 	}
 }
+
+// startCopy runs a private copy of the build from, named name, with args,
+// and waits until port listens.
+func startCopy(t *testing.T, from, name string, port int, args ...string) *app {
+	t.Helper()
+	a := &app{name: name, port: port}
+	a.cmd = exec.Command(copyExe(t, from, name), args...)
+	if err := a.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(a.stop)
+	waitListening(t, port)
+	return a
+}
+
+// TestSamplingGRPCJoin: a gRPC call carries no traceparent, so the kernel
+// starts the server span in a provisional trace with a decision of its own;
+// joined to its client's trace (both processes traced here), it takes the
+// client's decision: a sampled trace has its server part, an unsampled one
+// exports nothing, and no server part is exported alone.
+func TestSamplingGRPCJoin(t *testing.T) {
+	requireEBPF(t)
+	cfg := sampling.Config{Ratio: 0.5}
+	recv := otlptest.Start(t)
+	grpcPort, httpPort := freePort(t), freePort(t)
+	grpcAddr := fmt.Sprintf("127.0.0.1:%d", grpcPort)
+	b := startCopy(t, "grpcapp", "samp-grpc-b", grpcPort, "-grpc", grpcAddr)
+	a := startCopy(t, "grpcapp", "samp-grpc-a", httpPort, "-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "-upstream", grpcAddr)
+	// Not parent based: the test picks each trace id, so it knows the
+	// decision; the incoming flag plays no part.
+	ag := startAgent(t, recv, []string{a.name, b.name}, "OTEL_TRACES_SAMPLER=traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.5")
+	pids := map[any]bool{int64(a.cmd.Process.Pid): true, int64(b.cmd.Process.Pid): true}
+	send := func(id [16]byte) {
+		req, _ := http.NewRequest(http.MethodGet, a.url("/check?service=x"), nil)
+		req.Header.Set("traceparent", fmt.Sprintf("00-%x-%s-01", id, callerID))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET /check: %d", resp.StatusCode)
+		}
+	}
+
+	// Warm up until the server span of a sampled trace is joined into it.
+	deadline := time.Now().Add(30 * time.Second)
+	warmups := 0
+	for {
+		id := randomTraceID(t)
+		for !cfg.Sampled(id) {
+			id = randomTraceID(t)
+		}
+		send(id)
+		warmups++
+		if waitQuiet(recv, func(g otlptest.Got) bool {
+			return [16]byte(g.Span.TraceId) == id && g.Resource["process.pid"] == int64(b.cmd.Process.Pid)
+		}, time.Second) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no joined gRPC trace within 30 s")
+		}
+	}
+
+	start := uint64(time.Now().UnixNano())
+	const n = 40
+	sent := map[[16]byte]bool{} // trace id -> sampled
+	kept := 0
+	for range n {
+		id := randomTraceID(t)
+		sent[id] = cfg.Sampled(id)
+		if sent[id] {
+			kept++
+		}
+		send(id)
+	}
+	recv.WaitSpans(t, 20*time.Second, func(g otlptest.Got) bool { return pids[g.Resource["process.pid"]] && sent[[16]byte(g.Span.TraceId)] }, 3*kept)
+	if code := ag.terminate(t); code != 0 { // releases whatever the Linker still holds
+		t.Fatalf("agent exited with %d", code)
+	}
+	byTrace := map[[16]byte][]otlptest.Got{}
+	for _, g := range recv.Spans() {
+		if pids[g.Resource["process.pid"]] && g.Span.StartTimeUnixNano >= start {
+			byTrace[[16]byte(g.Span.TraceId)] = append(byTrace[[16]byte(g.Span.TraceId)], g)
+		}
+	}
+	for id, sampled := range sent {
+		got := byTrace[id]
+		delete(byTrace, id)
+		if !sampled {
+			if len(got) != 0 {
+				t.Errorf("trace %x not sampled: %d spans exported", id, len(got))
+			}
+			continue
+		}
+		if len(got) != 3 {
+			t.Errorf("trace %x: %d spans exported, want A's server and client spans and B's server span", id, len(got))
+			continue
+		}
+		one(t, pick(got, a, tracepb.Span_SPAN_KIND_SERVER), "A server")
+		cl := one(t, pick(got, a, tracepb.Span_SPAN_KIND_CLIENT), "A client")
+		sv := one(t, pick(got, b, tracepb.Span_SPAN_KIND_SERVER), "B server")
+		if !bytes.Equal(sv.ParentSpanId, cl.SpanId) {
+			t.Errorf("trace %x: B's server span has parent %x, want A's client span %x", id, sv.ParentSpanId, cl.SpanId)
+		}
+	}
+	for id, got := range byTrace {
+		t.Errorf("trace %x of no request sent: %d spans, the first %s of pid %v", id, len(got), got[0].Span.Name, got[0].Resource["process.pid"])
+	}
+	// Each unsampled trace's 3 spans reached user space and were counted
+	// there; warm-up requests may add theirs (a server side not yet joined).
+	if got, want := agentCounters(t, ag)["unsampled_spans"], int64(3*(n-kept)); got < want || got > want+int64(3*warmups) {
+		t.Errorf("unsampled_spans = %d, want %d (+ at most %d of the warm-up)", got, want, 3*warmups)
+	}
+}

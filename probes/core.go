@@ -97,23 +97,32 @@ func (c *Core) Remove(pid int, file FileID) {
 // Run turns ring-buffer records into spans with decode until done is closed
 // and every record already submitted is read. decode returns nil for a
 // record it cannot use (counted). Every span is shown to the observer (see
-// Observe), then spans of unsampled traces are dropped.
+// Observe), then passed to emit, sampled or not: see DropUnsampled.
 func (c *Core) Run(done <-chan struct{}, decode func(raw []byte) *spans.Span, emit func(*spans.Span)) {
 	ReadRing(c.rd, 100*time.Millisecond, done, func(raw []byte) {
 		s := decode(raw)
-		if s != nil {
-			observe(s)
-		}
-		switch {
-		case s == nil:
+		if s == nil {
 			CountUndecodable()
-		case s.TraceFlags&1 == 0:
+			return
+		}
+		observe(s)
+		emit(s)
+	})
+}
+
+// DropUnsampled passes the spans of sampled traces to next and counts and
+// recycles the others. It must come after the grpc.Linker: a gRPC server
+// span joined to its client's trace takes that trace's sampled flag instead
+// of the one the kernel chose for its provisional trace.
+func DropUnsampled(next func(*spans.Span)) func(*spans.Span) {
+	return func(s *spans.Span) {
+		if s.TraceFlags&1 == 0 {
 			CountUnsampled()
 			s.Release()
-		default:
-			emit(s)
+			return
 		}
-	})
+		next(s)
+	}
 }
 
 // Counters returns the kernel-side drop and error counters and the

@@ -133,7 +133,7 @@ func run(args []string) int {
 	}
 	batcher := export.NewBatcher(sink, opts, log)
 
-	link := grpc.NewLinker(batcher.Add)
+	link := grpc.NewLinker(probes.DropUnsampled(batcher.Add))
 	ps, shared, err := loadProbes(log, link, sampler)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agent: eBPF is not usable on this host: %v\n", err)

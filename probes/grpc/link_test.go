@@ -81,6 +81,24 @@ func TestLinkerReleasesUnjoined(t *testing.T) {
 	}
 }
 
+// A joined server side takes the client's sampled flag, whatever the kernel
+// chose for its provisional trace.
+func TestLinkerJoinTakesClientDecision(t *testing.T) {
+	for _, flags := range []struct{ server, client byte }{{flagLinkPending, 1}, {1 | flagLinkPending, 0}} {
+		var c collector
+		l := NewLinker(c.add)
+		server, child := span(9, 1, 0, flags.server), span(9, 2, 1, flags.server)
+		l.Add(child)
+		l.call(server, call{key: key, server: true})
+		l.call(span(7, 5, 4, flags.client), call{key: key})
+		l.Flush()
+		if c.n() != 3 || server.TraceFlags != flags.client || child.TraceFlags != flags.client {
+			t.Errorf("provisional flags %#x, client's %#x: released %d, server flags %#x, child %#x",
+				flags.server, flags.client, c.n(), server.TraceFlags, child.TraceFlags)
+		}
+	}
+}
+
 // A handler of a provisional trace calls gRPC in turn: A -> B -> C. Each
 // join moves its spans into the client's trace, which joins A's in the end,
 // whatever arrives late.
