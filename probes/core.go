@@ -3,6 +3,7 @@ package probes
 import (
 	"errors"
 	"fmt"
+	"github.com/tracewire/tracewire/internal/kernel"
 	"log/slog"
 	"slices"
 	"sync"
@@ -76,7 +77,7 @@ func NewCore(spec *ebpf.CollectionSpec, m CoreMaps, log *slog.Logger) (*Core, er
 // Add stores pid's offsets and attaches hooks to its executable (once per
 // file). Hooks whose function the executable lacks are skipped; it fails
 // when none applies.
-func (c *Core) Add(pid int, file FileID, exe string, bin *gobin.Binary, offsets any, hooks []Uprobe) error {
+func (c *Core) Add(pid int, file kernel.FileID, exe string, bin *gobin.Binary, offsets any, hooks []Uprobe) error {
 	if err := c.procs.Put(uint32(pid), offsets); err != nil {
 		return fmt.Errorf("store offsets of pid %d: %w", pid, err)
 	}
@@ -88,7 +89,7 @@ func (c *Core) Add(pid int, file FileID, exe string, bin *gobin.Binary, offsets 
 }
 
 // Remove stops tracing pid; the uprobes go with the file's last process.
-func (c *Core) Remove(pid int, file FileID) {
+func (c *Core) Remove(pid int, file kernel.FileID) {
 	if err := c.procs.Delete(uint32(pid)); err == nil {
 		c.Att.Release(file)
 	}
@@ -99,7 +100,7 @@ func (c *Core) Remove(pid int, file FileID) {
 // record it cannot use (counted). Every span is shown to the observer (see
 // Observe), then passed to emit, sampled or not: see DropUnsampled.
 func (c *Core) Run(done <-chan struct{}, decode func(raw []byte) *spans.Span, emit func(*spans.Span)) {
-	ReadRing(c.rd, 100*time.Millisecond, done, func(raw []byte) {
+	kernel.ReadRing(c.rd, 100*time.Millisecond, done, func(raw []byte) {
 		s := decode(raw)
 		if s == nil {
 			CountUndecodable()

@@ -1,6 +1,7 @@
 // Package probes holds what every probe shares: uprobes attached once per
-// executable file and released with its last process, the ring-buffer read
-// loop, the kernel clock, and counters.
+// executable file and released with its last process, the per-process
+// offsets, counters and eviction of stale state (Core). Reading rings, C
+// strings and the kernel clock are in internal/kernel.
 package probes
 
 import (
@@ -8,37 +9,21 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/tracewire/tracewire/internal/kernel"
 	"log/slog"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
 	"github.com/tracewire/tracewire/internal/gobin"
 )
-
-// FileID identifies an executable file: uprobes bind to its inode, so all
-// processes running one file share one set of links.
-type FileID struct{ Dev, Ino uint64 }
-
-// StatFile returns the FileID of path (following symlinks such as /proc/PID/exe).
-func StatFile(path string) (FileID, error) {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		return FileID{}, fmt.Errorf("stat %s: %w", path, err)
-	}
-	return FileID{Dev: st.Dev, Ino: st.Ino}, nil
-}
 
 // Uprobe is one hook: a Go function and the program to run at its first
 // emulated prologue instruction.
@@ -51,7 +36,7 @@ type Uprobe struct {
 // the target processes that use them.
 type Attachments struct {
 	mu    sync.Mutex
-	files map[FileID]*attached
+	files map[kernel.FileID]*attached
 }
 
 type attached struct {
@@ -63,7 +48,7 @@ type attached struct {
 // they are attached already, and counts one more user. A hook whose function
 // the executable lacks is skipped (the linker drops what a program does not
 // use: a pure server has no HTTP client); it fails when none can be attached.
-func (a *Attachments) Acquire(id FileID, path string, bin *gobin.Binary, hooks []Uprobe) error {
+func (a *Attachments) Acquire(id kernel.FileID, path string, bin *gobin.Binary, hooks []Uprobe) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if at, ok := a.files[id]; ok {
@@ -103,14 +88,14 @@ func (a *Attachments) Acquire(id FileID, path string, bin *gobin.Binary, hooks [
 		slog.Debug("some hooks do not apply to this executable", "exe", path, "skipped", errors.Join(skipped...))
 	}
 	if a.files == nil {
-		a.files = map[FileID]*attached{}
+		a.files = map[kernel.FileID]*attached{}
 	}
 	a.files[id] = at
 	return nil
 }
 
 // Release drops one user of id and detaches its uprobes with the last one.
-func (a *Attachments) Release(id FileID) {
+func (a *Attachments) Release(id kernel.FileID) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	at, ok := a.files[id]
@@ -139,82 +124,6 @@ func closeLinks(ls []link.Link) {
 	for _, l := range ls {
 		l.Close()
 	}
-}
-
-// ReadRing calls handle for every record of rd until done is closed and the
-// ring is empty, or rd is closed. Probes submit without waking the reader, so
-// it also polls every interval; raw is only valid during the call.
-func ReadRing(rd *ringbuf.Reader, interval time.Duration, done <-chan struct{}, handle func(raw []byte)) {
-	var rec ringbuf.Record
-	rd.SetDeadline(time.Now().Add(interval))
-	for {
-		err := rd.ReadInto(&rec)
-		switch {
-		case err == nil:
-			handle(rec.RawSample)
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			// The reader returns this only once the ring is empty.
-			select {
-			case <-done:
-				return
-			default:
-			}
-			rd.SetDeadline(time.Now().Add(interval))
-		case errors.Is(err, ringbuf.ErrClosed):
-			return
-		default:
-			slog.Warn("ring buffer read failed", "err", err)
-			time.Sleep(interval)
-		}
-	}
-}
-
-// Clock converts bpf_ktime_get_ns (CLOCK_MONOTONIC) to wall-clock Unix ns.
-type Clock struct{ offset int64 }
-
-// NewClock measures the monotonic-to-wall offset once.
-func NewClock() Clock {
-	var ts unix.Timespec
-	// The tightest bracket of the two reads over a few tries.
-	best := int64(1 << 62)
-	var offset int64
-	for range 5 {
-		w0 := time.Now().UnixNano()
-		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-		w1 := time.Now().UnixNano()
-		if w1-w0 < best {
-			best = w1 - w0
-			offset = (w0+w1)/2 - ts.Nano()
-		}
-	}
-	return Clock{offset: offset}
-}
-
-// Wall converts a kernel monotonic timestamp.
-func (c Clock) Wall(mono uint64) int64 { return int64(mono) + c.offset }
-
-// CString returns the text of a NUL-terminated C char array.
-func CString(b []int8) string { return string(Bytes(b)) }
-
-// Text views the C char array b holding the start of a Go string whose full
-// length was n (the kernel cut it at the array's size; n < 0: unreadable).
-func Text(b []int8, n int64) []byte {
-	if n <= 0 {
-		return nil
-	}
-	return Bytes(b[:min(n, int64(len(b)))])
-}
-
-// Bytes views a C char array up to its first NUL as bytes, without copying.
-func Bytes(b []int8) []byte {
-	n := 0
-	for n < len(b) && b[n] != 0 {
-		n++
-	}
-	if n == 0 {
-		return nil
-	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(&b[0])), n)
 }
 
 // undecodable counts ring-buffer records no probe could decode.
@@ -298,19 +207,6 @@ func EvictStale(m *ebpf.Map, maxAge time.Duration) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// MountTracefs mounts tracefs where the tracepoint API looks for it, unless
-// it is there already: some hosts boot without it.
-func MountTracefs() error {
-	const dir = "/sys/kernel/tracing"
-	if _, err := os.Stat(dir + "/events"); err == nil {
-		return nil
-	}
-	if err := unix.Mount("tracefs", dir, "tracefs", 0, ""); err != nil {
-		return fmt.Errorf("tracefs is not mounted at %s and mounting it failed: %w", dir, err)
-	}
-	return nil
 }
 
 // RemoteAddr is the peer address of a sock_tuple (sock.h): IPv4 in the

@@ -1,6 +1,7 @@
 package probes_test
 
 import (
+	"github.com/tracewire/tracewire/internal/kernel"
 	"io"
 	"log/slog"
 	"testing"
@@ -24,7 +25,7 @@ func TestVerifierAcceptsEveryProgram(t *testing.T) {
 		t.Fatal(err)
 	}
 	// As the agent does: tracepoints need tracefs.
-	if err := probes.MountTracefs(); err != nil {
+	if err := kernel.MountTracefs(); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))

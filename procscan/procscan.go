@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tracewire/tracewire/internal/kernel"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -24,7 +25,6 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/tracewire/tracewire/internal/k8sresource"
-	"github.com/tracewire/tracewire/probes"
 )
 
 // commLen is the kernel's TASK_COMM_LEN minus the NUL: longer names are cut.
@@ -38,7 +38,7 @@ type Target struct {
 	// exited or the file was replaced on disk meanwhile.
 	Exe     string
 	ExeName string // basename of the executable
-	File    probes.FileID
+	File    kernel.FileID
 	// Env holds the target's variables of envKeys that are set.
 	Env map[string]string
 }
@@ -134,7 +134,7 @@ func (s *Scanner) Run(ctx context.Context, h Handler) {
 		s.mu.Unlock()
 	}
 	go s.sweepLoop(ctx, h)
-	probes.ReadRing(s.rd, 200*time.Millisecond, ctx.Done(), func(raw []byte) {
+	kernel.ReadRing(s.rd, 200*time.Millisecond, ctx.Done(), func(raw []byte) {
 		ev, ok := decodeEvent(raw)
 		if !ok {
 			s.log.Warn("procscan: short ring buffer record", "len", len(raw))
@@ -170,14 +170,14 @@ type event struct {
 // decodeEvent reads one ring-buffer record; ok is false when it is too
 // short (or misaligned) to be one.
 func decodeEvent(raw []byte) (ev event, ok bool) {
-	e := probes.Record[bpfProcscanEvent](raw)
+	e := kernel.Record[bpfProcscanEvent](raw)
 	if e == nil {
 		return event{}, false
 	}
 	ev = event{kind: e.Kind, pid: int(e.Pid)}
 	if ev.kind == eventExec {
-		ev.comm = probes.CString(e.Comm[:])
-		if name := probes.CString(e.Filename[:]); name != "" {
+		ev.comm = kernel.CString(e.Comm[:])
+		if name := kernel.CString(e.Filename[:]); name != "" {
 			ev.base = filepath.Base(name)
 		}
 	}
@@ -319,16 +319,16 @@ func startTime(pid int) (uint64, error) {
 }
 
 // fileID identifies the open executable f (uprobes bind to its inode).
-func fileID(f *os.File) (probes.FileID, error) {
+func fileID(f *os.File) (kernel.FileID, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return probes.FileID{}, err
+		return kernel.FileID{}, err
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return probes.FileID{}, errors.New("no stat_t")
+		return kernel.FileID{}, errors.New("no stat_t")
 	}
-	return probes.FileID{Dev: st.Dev, Ino: st.Ino}, nil
+	return kernel.FileID{Dev: st.Dev, Ino: st.Ino}, nil
 }
 
 func (s *Scanner) untrack(pid int) {

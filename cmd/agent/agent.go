@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tracewire/tracewire/internal/kernel"
 	"log/slog"
 	"runtime/debug"
 	"sync"
@@ -24,8 +25,8 @@ const exitedGrace = 30 * time.Second
 
 // probe is one library's instrumentation (probes/nethttp, probes/dbsql).
 type probe interface {
-	Add(pid int, file probes.FileID, exe string, bin *gobin.Binary) error
-	Remove(pid int, file probes.FileID)
+	Add(pid int, file kernel.FileID, exe string, bin *gobin.Binary) error
+	Remove(pid int, file kernel.FileID)
 	Run(done <-chan struct{}, process func(pid int) *spans.Process, emit func(*spans.Span))
 	Detach()
 	Close()
@@ -47,12 +48,12 @@ type agent struct {
 	mu      sync.Mutex
 	procs   map[int]*target
 	exited  map[int]*target
-	skipped map[probes.FileID]string // executables that cannot be instrumented, with why
+	skipped map[kernel.FileID]string // executables that cannot be instrumented, with why
 }
 
 type target struct {
 	proc   *spans.Process
-	file   probes.FileID
+	file   kernel.FileID
 	probes []namedProbe // those that instrument it
 	gone   time.Time
 }
@@ -63,7 +64,7 @@ func newAgent(ps []namedProbe, log *slog.Logger) *agent {
 		log:     log,
 		procs:   map[int]*target{},
 		exited:  map[int]*target{},
-		skipped: map[probes.FileID]string{},
+		skipped: map[kernel.FileID]string{},
 	}
 }
 
@@ -143,7 +144,7 @@ func (a *agent) failed(t procscan.Target, err error) {
 
 // sameProcess tells whether t's process still runs the file it was found with.
 func sameProcess(t procscan.Target) bool {
-	id, err := probes.StatFile(fmt.Sprintf("/proc/%d/exe", t.PID))
+	id, err := kernel.StatFile(fmt.Sprintf("/proc/%d/exe", t.PID))
 	return err == nil && id == t.File
 }
 

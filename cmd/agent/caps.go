@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/tracewire/tracewire/internal/kernel"
 	"log/slog"
 	"strings"
 
@@ -96,7 +97,7 @@ func checkCaps(eff uint64, cs []capability) error {
 	return fmt.Errorf("missing capabilities %s; run as root or grant them", strings.Join(missing, ", "))
 }
 
-const tracefsDir = "/sys/kernel/tracing" // where probes.MountTracefs mounts it
+const tracefsDir = "/sys/kernel/tracing" // where kernel.MountTracefs mounts it
 
 // ensureTracefs mounts tracefs only when it is not mounted yet, so that a
 // host (or a pod) providing it does not need the agent to mount anything.
@@ -106,7 +107,7 @@ func ensureTracefs() error {
 	if err := unix.Statfs(tracefsDir, &st); err == nil && st.Type == unix.TRACEFS_MAGIC {
 		return nil
 	}
-	err := probes.MountTracefs()
+	err := kernel.MountTracefs()
 	if errors.Is(err, unix.EPERM) {
 		return fmt.Errorf("missing capability CAP_SYS_ADMIN (needed to mount tracefs, which is not mounted at %s); run as root or grant it", tracefsDir)
 	}

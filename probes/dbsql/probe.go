@@ -6,6 +6,7 @@ package dbsql
 
 import (
 	"fmt"
+	"github.com/tracewire/tracewire/internal/kernel"
 	"log/slog"
 	"strings"
 	"sync"
@@ -25,7 +26,7 @@ const Scope = "github.com/tracewire/tracewire/probes/dbsql"
 type Probe struct {
 	*probes.Core
 	objs  bpfObjects
-	clock probes.Clock
+	clock kernel.Clock
 	log   *slog.Logger
 
 	mu    sync.Mutex
@@ -35,7 +36,7 @@ type Probe struct {
 
 // Load loads the programs and maps (the server spans map from shared).
 func Load(log *slog.Logger, shared *probes.Shared) (*Probe, error) {
-	p := &Probe{clock: probes.NewClock(), log: log, procs: map[uint32]*process{}}
+	p := &Probe{clock: kernel.NewClock(), log: log, procs: map[uint32]*process{}}
 	spec, err := loadBpf()
 	if err != nil {
 		return nil, fmt.Errorf("read dbsql BPF objects: %w", err)
@@ -58,7 +59,7 @@ func Load(log *slog.Logger, shared *probes.Shared) (*Probe, error) {
 
 // Add starts tracing database/sql calls of process pid. It fails when the
 // executable does not use database/sql.
-func (p *Probe) Add(pid int, file probes.FileID, exe string, bin *gobin.Binary) error {
+func (p *Probe) Add(pid int, file kernel.FileID, exe string, bin *gobin.Binary) error {
 	if !bin.HasFunc("database/sql.(*DB).queryDC") && !bin.HasFunc("database/sql.(*DB).execDC") {
 		return fmt.Errorf("database/sql: %w", probes.ErrNotUsed)
 	}
@@ -121,7 +122,7 @@ func (p *Probe) attachWrite() error {
 }
 
 // Remove stops tracing pid.
-func (p *Probe) Remove(pid int, file probes.FileID) {
+func (p *Probe) Remove(pid int, file kernel.FileID) {
 	p.Core.Remove(pid, file)
 	var k bpfErrtypeKey
 	var v bpfErrtype

@@ -1,6 +1,7 @@
 package dbsql
 
 import (
+	"github.com/tracewire/tracewire/internal/kernel"
 	"unsafe"
 
 	"github.com/tracewire/tracewire/internal/sqltext"
@@ -10,7 +11,7 @@ import (
 
 // decoder turns events into spans; it belongs to the one goroutine of Run.
 type decoder struct {
-	clock   probes.Clock
+	clock   kernel.Clock
 	procs   func(pid uint32) *process
 	text    []byte // sanitized query
 	scratch []byte
@@ -25,7 +26,7 @@ var opNames = [...]string{
 // decode turns one ring-buffer record into a span, or nil when the record
 // is not one it knows or its process is unknown.
 func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *spans.Span {
-	e := probes.Record[bpfDbsqlEvent](raw)
+	e := kernel.Record[bpfDbsqlEvent](raw)
 	if e == nil || e.Op < uint32(bpfDbsqlOpDB_QUERY) || e.Op > uint32(bpfDbsqlOpDB_ROLLBACK) {
 		return nil
 	}
@@ -54,7 +55,7 @@ func (d *decoder) span(e *bpfDbsqlEvent, proc *spans.Process, pi *process) *span
 	s.Attrs = append(s.Attrs, spans.String("db.system", system))
 	var query []byte
 	if op := bpfDbsqlOp(e.Op); op == bpfDbsqlOpDB_QUERY || op == bpfDbsqlOpDB_EXEC {
-		query = probes.Text(e.Query[:], e.QueryLen)
+		query = kernel.Text(e.Query[:], e.QueryLen)
 		var sum sqltext.Summary
 		sum, d.text = sqltext.Summarize(d.text[:0], unsafe.String(unsafe.SliceData(query), len(query)), e.QueryLen > int64(len(e.Query)))
 		d.scratch = sqltext.SpanName(d.scratch[:0], sum, system)
@@ -87,7 +88,7 @@ func (d *decoder) span(e *bpfDbsqlEvent, proc *spans.Process, pi *process) *span
 			s.Attrs = append(s.Attrs, spans.String("error.type", typ))
 		}
 		if e.ErrLen > 0 {
-			msg := probes.Text(e.Err[:], e.ErrLen)
+			msg := kernel.Text(e.Err[:], e.ErrLen)
 			d.scratch = sqltext.Redact(d.scratch[:0], unsafe.String(unsafe.SliceData(msg), len(msg)), unsafe.String(unsafe.SliceData(query), len(query)))
 			s.StatusMsg = s.Str(d.scratch)
 		} else {

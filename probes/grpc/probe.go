@@ -8,6 +8,7 @@ package grpc
 import (
 	"errors"
 	"fmt"
+	"github.com/tracewire/tracewire/internal/kernel"
 	"log/slog"
 
 	"github.com/cilium/ebpf"
@@ -26,14 +27,14 @@ const module = "google.golang.org/grpc"
 type Probe struct {
 	*probes.Core
 	objs  bpfObjects
-	clock probes.Clock
+	clock kernel.Clock
 	link  *Linker
 }
 
 // Load loads the programs and maps (the server spans map from shared);
 // link receives the spans.
 func Load(log *slog.Logger, shared *probes.Shared, link *Linker) (*Probe, error) {
-	p := &Probe{clock: probes.NewClock(), link: link}
+	p := &Probe{clock: kernel.NewClock(), link: link}
 	spec, err := loadBpf()
 	if err != nil {
 		return nil, fmt.Errorf("read grpc BPF objects: %w", err)
@@ -56,7 +57,7 @@ func Load(log *slog.Logger, shared *probes.Shared, link *Linker) (*Probe, error)
 
 // Add starts tracing the gRPC calls of process pid. It fails when the
 // executable does not use google.golang.org/grpc.
-func (p *Probe) Add(pid int, file probes.FileID, exe string, bin *gobin.Binary) error {
+func (p *Probe) Add(pid int, file kernel.FileID, exe string, bin *gobin.Binary) error {
 	version, ok := bin.Modules[module]
 	if !ok {
 		return fmt.Errorf("%s: %w", module, probes.ErrNotUsed)

@@ -1,6 +1,7 @@
 package grpc
 
 import (
+	"github.com/tracewire/tracewire/internal/kernel"
 	"net/netip"
 	"strings"
 	"unsafe"
@@ -27,7 +28,7 @@ type call struct {
 
 // decoder turns events into spans; it belongs to the one goroutine of Run.
 type decoder struct {
-	clock   probes.Clock
+	clock   kernel.Clock
 	scratch []byte
 	call    call // of the last span decoded
 }
@@ -38,7 +39,7 @@ var serverErrors = map[int64]bool{2: true, 4: true, 12: true, 13: true, 14: true
 // decode turns one ring-buffer record into a span, or nil when the record
 // is not one it knows or its process is unknown.
 func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *spans.Span {
-	e := probes.Record[bpfGrpcEvent](raw)
+	e := kernel.Record[bpfGrpcEvent](raw)
 	if e == nil {
 		return nil
 	}
@@ -55,7 +56,7 @@ func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *span
 	s.TraceID, s.SpanID, s.ParentID, s.TraceFlags = e.Sc.TraceId, e.Sc.SpanId, e.Sc.ParentId, e.Sc.Flags
 	s.StartNs, s.EndNs = d.clock.Wall(e.StartNs), d.clock.Wall(e.EndNs)
 
-	method := probes.Text(e.Method[:], e.MethodLen)
+	method := kernel.Text(e.Method[:], e.MethodLen)
 	full := strings.TrimPrefix(unsafe.String(unsafe.SliceData(method), len(method)), "/")
 	s.Name = s.Str([]byte(full))
 	service, name, _ := strings.Cut(s.Name, "/")
@@ -70,7 +71,7 @@ func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *span
 	server := remote // of a client span
 	if kind == bpfGrpcKindGRPC_SERVER {
 		s.Kind = spans.KindServer
-		s.TraceState = s.Str(probes.Text(e.Tracestate[:], e.TracestateLen))
+		s.TraceState = s.Str(kernel.Text(e.Tracestate[:], e.TracestateLen))
 		s.Error = serverErrors[code]
 		server = local
 		if remote.IsValid() {
@@ -85,7 +86,7 @@ func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *span
 	}
 	if s.Error {
 		// The status message, else the code's name.
-		if s.StatusMsg = s.Str(probes.Text(e.Message[:], e.MessageLen)); s.StatusMsg == "" {
+		if s.StatusMsg = s.Str(kernel.Text(e.Message[:], e.MessageLen)); s.StatusMsg == "" {
 			s.StatusMsg = codeNames[code]
 		}
 	}

@@ -8,6 +8,7 @@ package nethttp
 import (
 	"errors"
 	"fmt"
+	"github.com/tracewire/tracewire/internal/kernel"
 	"io/fs"
 	"log/slog"
 
@@ -27,7 +28,7 @@ type Probe struct {
 	*probes.Core
 	objs  bpfObjects
 	prop  *propagation
-	clock probes.Clock
+	clock kernel.Clock
 	log   *slog.Logger
 }
 
@@ -36,7 +37,7 @@ type Probe struct {
 // cgroup-v2 root, sk_msg on the socket map). Without cgroup v2 the spans
 // still work; only outgoing propagation is off, as the log says.
 func Load(log *slog.Logger, shared *probes.Shared) (*Probe, error) {
-	p := &Probe{clock: probes.NewClock(), log: log}
+	p := &Probe{clock: kernel.NewClock(), log: log}
 	spec, err := loadBpf()
 	if err != nil {
 		return nil, fmt.Errorf("read nethttp BPF objects: %w", err)
@@ -66,7 +67,7 @@ func Load(log *slog.Logger, shared *probes.Shared) (*Probe, error) {
 }
 
 // Add starts tracing process pid running executable exe (file id file).
-func (p *Probe) Add(pid int, file probes.FileID, exe string, bin *gobin.Binary) error {
+func (p *Probe) Add(pid int, file kernel.FileID, exe string, bin *gobin.Binary) error {
 	off, err := offsets(bin)
 	if err != nil {
 		return err
@@ -132,19 +133,19 @@ func (p *Probe) Run(done <-chan struct{}, process func(pid int) *spans.Process, 
 // decode turns one ring-buffer record into a span, or nil when the record is
 // not one it knows or its process is unknown.
 func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *spans.Span {
-	kind := probes.Record[bpfEventKind](raw)
+	kind := kernel.Record[bpfEventKind](raw)
 	if kind == nil {
 		return nil
 	}
 	switch *kind {
 	case bpfEventKindEVENT_SERVER:
-		if e := probes.Record[bpfNethttpServerEvent](raw); e != nil {
+		if e := kernel.Record[bpfNethttpServerEvent](raw); e != nil {
 			if proc := process(int(e.Pid)); proc != nil {
 				return d.server(e, proc)
 			}
 		}
 	case bpfEventKindEVENT_CLIENT:
-		if e := probes.Record[bpfNethttpClientEvent](raw); e != nil {
+		if e := kernel.Record[bpfNethttpClientEvent](raw); e != nil {
 			if proc := process(int(e.Pid)); proc != nil {
 				return d.client(e, proc)
 			}
@@ -174,7 +175,7 @@ func (p *Probe) Close() {
 
 // decoder turns events into spans; it belongs to the one goroutine of Run.
 type decoder struct {
-	clock   probes.Clock
+	clock   kernel.Clock
 	scratch []byte
 }
 
@@ -190,5 +191,5 @@ func (d *decoder) span(proc *spans.Process, kind spans.Kind, sc *bpfSpanCtx, sta
 // text is the string of a C char array whose Go string had length n (the
 // array may hold less: it was cut), stored in s.
 func text(s *spans.Span, b []int8, n int64) string {
-	return s.Str(probes.Text(b, n))
+	return s.Str(kernel.Text(b, n))
 }
