@@ -35,7 +35,8 @@ enum tw_stat {
 	STAT_NOT_INJECTED = 6,  /* pending traceparent dropped: not a request / no room */
 	STAT_HTTP2_SKIPPED = 7, /* HTTP/2 call or request served, not traced */
 	STAT_LEFT_ALONE = 8,    /* connection not put under sk_msg: it would change FIONREAD */
-	STAT_MAX = 9,
+	STAT_RATE_LIMITED = 9,  /* root kept by the sampler, refused by the rate limit */
+	STAT_MAX = 10,
 };
 
 struct {

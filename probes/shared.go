@@ -9,38 +9,48 @@ import (
 	"github.com/tracewire/tracewire/internal/sampling"
 )
 
-// serverSpansMap is the map of goctx.h: server spans in flight by goroutine.
-const serverSpansMap = "go_server_spans"
+// sharedMaps are the maps each probe's object declares that must be one for
+// them all: go_server_spans (goctx.h), the server spans in flight by
+// goroutine, so a SQL or gRPC call finds the HTTP request its goroutine
+// serves; sampling_window (sampling.h), the rate limit's budget, which is
+// the node's.
+var sharedMaps = []string{"go_server_spans", "sampling_window"}
 
-// Shared holds what the probes' programs use together: the maps each
-// probe's object declares (goctx.h), which loading every object with Load
-// gives one instance, so a SQL or gRPC call finds the HTTP request its
-// goroutine serves; and the sampler (sampling.h), which Load sets in each.
+// Shared holds what the probes' programs use together: the shared maps,
+// which loading every object with Load gives one instance; and the sampler
+// (sampling.h), which Load sets in each.
 type Shared struct {
 	// Sampler decides which traces are sampled; nil means sampling.Default.
 	Sampler *sampling.Config
 
-	mu          sync.Mutex
-	serverSpans *ebpf.Map
+	mu   sync.Mutex
+	maps map[string]*ebpf.Map
 }
 
-// replacements returns the shared maps for loading spec, creating them from
-// the first spec's definitions.
+// replacements returns the shared maps for loading spec, creating those
+// not made yet from spec's definitions.
 func (s *Shared) replacements(spec *ebpf.CollectionSpec) (map[string]*ebpf.Map, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ms, ok := spec.Maps[serverSpansMap]
-	if !ok {
-		return nil, nil
-	}
-	if s.serverSpans == nil {
-		m, err := ebpf.NewMap(ms)
-		if err != nil {
-			return nil, fmt.Errorf("create shared map %s: %w", serverSpansMap, err)
+	repl := map[string]*ebpf.Map{}
+	for _, name := range sharedMaps {
+		ms, ok := spec.Maps[name]
+		if !ok {
+			continue
 		}
-		s.serverSpans = m
+		if s.maps[name] == nil {
+			m, err := ebpf.NewMap(ms)
+			if err != nil {
+				return nil, fmt.Errorf("create shared map %s: %w", name, err)
+			}
+			if s.maps == nil {
+				s.maps = map[string]*ebpf.Map{}
+			}
+			s.maps[name] = m
+		}
+		repl[name] = s.maps[name]
 	}
-	return map[string]*ebpf.Map{serverSpansMap: s.serverSpans}, nil
+	return repl, nil
 }
 
 // Load loads spec into the kernel and assigns its programs and maps to objs
@@ -64,7 +74,9 @@ func (s *Shared) setSampler(spec *ebpf.CollectionSpec) error {
 	if s.Sampler != nil {
 		c = *s.Sampler
 	}
-	for name, v := range map[string]any{"sampling_bound": c.Bound(), "sampling_parent_based": c.ParentBased} {
+	for name, v := range map[string]any{
+		"sampling_bound": c.Bound(), "sampling_parent_based": c.ParentBased, "sampling_rate_limit": c.RateLimit,
+	} {
 		vs, ok := spec.Variables[name]
 		if !ok {
 			return fmt.Errorf("no variable %s in the BPF object", name)
@@ -80,8 +92,8 @@ func (s *Shared) setSampler(spec *ebpf.CollectionSpec) error {
 func (s *Shared) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.serverSpans != nil {
-		s.serverSpans.Close()
-		s.serverSpans = nil
+	for _, m := range s.maps {
+		m.Close()
 	}
+	s.maps = nil
 }

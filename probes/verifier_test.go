@@ -8,6 +8,7 @@ import (
 
 	"github.com/cilium/ebpf/rlimit"
 
+	"github.com/tracewire/tracewire/internal/sampling"
 	"github.com/tracewire/tracewire/internal/testenv"
 	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/probes/dbsql"
@@ -39,8 +40,8 @@ func TestVerifierAcceptsEveryProgram(t *testing.T) {
 		t.Error("sock_ops/sk_msg propagation did not attach")
 	}
 	c, err := h.Counters()
-	if err != nil || len(c) != 9 {
-		t.Errorf("nethttp counters %v, %v: want 9 named counters", c, err)
+	if err != nil || len(c) != 10 {
+		t.Errorf("nethttp counters %v, %v: want 10 named counters", c, err)
 	}
 	h.Close()
 	d, err := dbsql.Load(log, shared)
@@ -53,6 +54,22 @@ func TestVerifierAcceptsEveryProgram(t *testing.T) {
 		t.Fatalf("grpc: %v", err)
 	}
 	g.Close()
+	// The rate limit's code, dead without one, must pass the verifier too.
+	limited := &probes.Shared{Sampler: &sampling.Config{Ratio: 1, RateLimit: 5}}
+	defer limited.Close()
+	for name, load := range map[string]func() (interface{ Close() }, error){
+		"nethttp": func() (interface{ Close() }, error) { return nethttp.Load(log, limited) },
+		"dbsql":   func() (interface{ Close() }, error) { return dbsql.Load(log, limited) },
+		"grpc": func() (interface{ Close() }, error) {
+			return grpc.Load(log, limited, grpc.NewLinker(func(*spans.Span) {}))
+		},
+	} {
+		p, err := load()
+		if err != nil {
+			t.Fatalf("%s with a rate limit: %v", name, err)
+		}
+		p.Close()
+	}
 	s, err := procscan.New([]string{"x"}, log)
 	if err != nil {
 		t.Fatalf("procscan: %v", err)

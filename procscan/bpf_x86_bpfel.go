@@ -33,7 +33,8 @@ const (
 	bpfTwStatSTAT_NOT_INJECTED bpfTwStat = 6
 	bpfTwStatSTAT_HTTP2SKIPPED bpfTwStat = 7
 	bpfTwStatSTAT_LEFT_ALONE   bpfTwStat = 8
-	bpfTwStatSTAT_MAX          bpfTwStat = 9
+	bpfTwStatSTAT_RATE_LIMITED bpfTwStat = 9
+	bpfTwStatSTAT_MAX          bpfTwStat = 10
 )
 
 // Names of all BPF objects in the ELF.

@@ -23,6 +23,7 @@ import (
 	"github.com/tracewire/tracewire/probes/grpc"
 	"github.com/tracewire/tracewire/probes/nethttp"
 	"github.com/tracewire/tracewire/procscan"
+	"github.com/tracewire/tracewire/spans"
 )
 
 // version is the agent's version, reported as telemetry.sdk.version.
@@ -133,7 +134,8 @@ func run(args []string) int {
 	}
 	batcher := export.NewBatcher(sink, opts, log)
 
-	link := grpc.NewLinker(probes.DropUnsampled(batcher.Add))
+	drop, flushHeld := dropUnsampled(sampler, batcher.Add)
+	link := grpc.NewLinker(drop)
 	ps, shared, err := loadProbes(log, link, sampler)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agent: eBPF is not usable on this host: %v\n", err)
@@ -149,7 +151,8 @@ func run(args []string) int {
 	}
 	a.scan = scanner
 	startSelfMetrics(rec, a, batcher)
-	log.Info("tracewire started", "targets", cfg.targets, "exporter", cfg.exporter, "sampler", sampler.Name, "sampler_ratio", sampler.Ratio)
+	log.Info("tracewire started", "targets", cfg.targets, "exporter", cfg.exporter, "sampler", sampler.Name, "sampler_ratio", sampler.Ratio,
+		"sampler_rate_limit", sampler.RateLimit, "sampler_keep_errors", sampler.KeepErrors)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -172,6 +175,7 @@ func run(args []string) int {
 	<-scanDone
 	probesDone.Wait()
 	link.Flush()
+	flushHeld()
 	flushCtx, cancel := context.WithTimeout(context.Background(), shutdownBudget)
 	defer cancel()
 	if err := batcher.Shutdown(flushCtx); err != nil {
@@ -181,6 +185,17 @@ func run(args []string) int {
 	a.logCounters(slog.LevelInfo, batcher)
 	closeProbes(ps)
 	return 0
+}
+
+// dropUnsampled returns the last stage before export, which drops the spans
+// of unsampled traces (keeping those with an error when the sampler says
+// so), and what drops the spans it still holds at shutdown.
+func dropUnsampled(sampler sampling.Config, export func(*spans.Span)) (func(*spans.Span), func()) {
+	if !sampler.KeepErrors {
+		return probes.DropUnsampled(export), func() {}
+	}
+	k := probes.NewKeepErrors(export, probes.KeepErrorsHold, probes.KeepErrorsMax)
+	return k.Add, k.Flush
 }
 
 // loadProbes loads every probe's programs, sharing the maps they use

@@ -1,5 +1,6 @@
 // Package sampling reads the trace sampler from the standard OpenTelemetry
-// variables (OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG). The kernel
+// variables (OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG) and the agent's
+// own (TRACEWIRE_SAMPLER_RATE_LIMIT, TRACEWIRE_SAMPLER_KEEP_ERRORS). The kernel
 // applies it where a trace starts (bpf/sampling.h), so that the traceparent
 // sent to the next hop carries the decision; Sampled is the same rule in Go.
 package sampling
@@ -20,6 +21,12 @@ type Config struct {
 	ParentBased bool
 	// Ratio is the fraction of trace ids sampled, from 0 to 1.
 	Ratio float64
+	// RateLimit is the most traces started here sampled per second on the
+	// node (the kernel's budget, bpf/sampling.h); 0: no limit.
+	RateLimit uint32
+	// KeepErrors: the spans of an unsampled trace are exported when one of
+	// them ends in error (probes.KeepErrors).
+	KeepErrors bool
 }
 
 // Default is the OpenTelemetry SDKs' default sampler.
@@ -31,6 +38,30 @@ var Default = Config{Name: "parentbased_always_on", ParentBased: true, Ratio: 1}
 // falls back to a default, this returns an error: the agent refuses bad
 // settings at start.
 func FromEnv(getenv func(string) string) (Config, error) {
+	c, err := samplerFromEnv(getenv)
+	if err != nil {
+		return Config{}, err
+	}
+	if v := strings.TrimSpace(getenv("TRACEWIRE_SAMPLER_RATE_LIMIT")); v != "" {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return Config{}, fmt.Errorf("TRACEWIRE_SAMPLER_RATE_LIMIT=%q: want a number of traces per second, "+
+				"from 0 (no limit) to %d", v, uint32(math.MaxUint32))
+		}
+		c.RateLimit = uint32(n)
+	}
+	if v := strings.TrimSpace(getenv("TRACEWIRE_SAMPLER_KEEP_ERRORS")); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return Config{}, fmt.Errorf("TRACEWIRE_SAMPLER_KEEP_ERRORS=%q: want true or false", v)
+		}
+		c.KeepErrors = b
+	}
+	return c, nil
+}
+
+// samplerFromEnv reads OTEL_TRACES_SAMPLER and its argument.
+func samplerFromEnv(getenv func(string) string) (Config, error) {
 	name := strings.ToLower(strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER")))
 	if name == "" {
 		return Default, nil

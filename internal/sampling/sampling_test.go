@@ -49,6 +49,44 @@ func TestFromEnvRefuses(t *testing.T) {
 	}
 }
 
+func TestFromEnvExtensions(t *testing.T) {
+	for _, tc := range []struct {
+		limit, keep string
+		want        Config
+	}{
+		{"", "", Default},
+		{"0", "false", Default},
+		{" 5 ", "", Config{Name: Default.Name, ParentBased: true, Ratio: 1, RateLimit: 5}},
+		{"4294967295", "TRUE", Config{Name: Default.Name, ParentBased: true, Ratio: 1, RateLimit: 1<<32 - 1, KeepErrors: true}},
+		{"", "1", Config{Name: Default.Name, ParentBased: true, Ratio: 1, KeepErrors: true}},
+	} {
+		got, err := FromEnv(env(map[string]string{"TRACEWIRE_SAMPLER_RATE_LIMIT": tc.limit, "TRACEWIRE_SAMPLER_KEEP_ERRORS": tc.keep}))
+		if err != nil || got != tc.want {
+			t.Errorf("%q %q: %+v, %v; want %+v", tc.limit, tc.keep, got, err, tc.want)
+		}
+	}
+	for _, m := range []map[string]string{
+		{"TRACEWIRE_SAMPLER_RATE_LIMIT": "-1"},
+		{"TRACEWIRE_SAMPLER_RATE_LIMIT": "1.5"},
+		{"TRACEWIRE_SAMPLER_RATE_LIMIT": "4294967296"},
+		{"TRACEWIRE_SAMPLER_RATE_LIMIT": "many"},
+		{"TRACEWIRE_SAMPLER_KEEP_ERRORS": "yes"},
+		{"OTEL_TRACES_SAMPLER": "sometimes", "TRACEWIRE_SAMPLER_RATE_LIMIT": "5"},
+	} {
+		var name string
+		for k := range m {
+			name = k // the one variable whose value is bad: the sampler's when set
+		}
+		if _, ok := m["OTEL_TRACES_SAMPLER"]; ok {
+			name = "OTEL_TRACES_SAMPLER"
+		}
+		_, err := FromEnv(env(m))
+		if err == nil || !strings.Contains(err.Error(), name+"=") {
+			t.Errorf("%v: error %v, want one naming %s", m, err, name)
+		}
+	}
+}
+
 // id is a trace id whose last 8 bytes are low.
 func id(low uint64) [16]byte {
 	var b [16]byte

@@ -140,7 +140,8 @@ const (
 	bpfTwStatSTAT_NOT_INJECTED bpfTwStat = 6
 	bpfTwStatSTAT_HTTP2SKIPPED bpfTwStat = 7
 	bpfTwStatSTAT_LEFT_ALONE   bpfTwStat = 8
-	bpfTwStatSTAT_MAX          bpfTwStat = 9
+	bpfTwStatSTAT_RATE_LIMITED bpfTwStat = 9
+	bpfTwStatSTAT_MAX          bpfTwStat = 10
 )
 
 // Names of all BPF objects in the ELF.
@@ -153,6 +154,7 @@ const (
 	bpfMapDbsqlProcs                               = "dbsql_procs"
 	bpfMapDbsqlScratch                             = "dbsql_scratch"
 	bpfMapGoServerSpans                            = "go_server_spans"
+	bpfMapSamplingWindow                           = "sampling_window"
 	bpfMapStats                                    = "stats"
 	bpfProgTracepointSysEnterWrite                 = "tracepoint_sys_enter_write"
 	bpfProgUprobeConnClosemuRUnlockCondReleaseConn = "uprobe_Conn_closemuRUnlockCondReleaseConn"
@@ -173,6 +175,7 @@ const (
 	bpfVarExportTwStat                             = "__export_tw_stat"
 	bpfVarSamplingBound                            = "sampling_bound"
 	bpfVarSamplingParentBased                      = "sampling_parent_based"
+	bpfVarSamplingRateLimit                        = "sampling_rate_limit"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -236,13 +239,14 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	DbsqlCalls    *ebpf.MapSpec `ebpf:"dbsql_calls"`
-	DbsqlErrtypes *ebpf.MapSpec `ebpf:"dbsql_errtypes"`
-	DbsqlEvents   *ebpf.MapSpec `ebpf:"dbsql_events"`
-	DbsqlProcs    *ebpf.MapSpec `ebpf:"dbsql_procs"`
-	DbsqlScratch  *ebpf.MapSpec `ebpf:"dbsql_scratch"`
-	GoServerSpans *ebpf.MapSpec `ebpf:"go_server_spans"`
-	Stats         *ebpf.MapSpec `ebpf:"stats"`
+	DbsqlCalls     *ebpf.MapSpec `ebpf:"dbsql_calls"`
+	DbsqlErrtypes  *ebpf.MapSpec `ebpf:"dbsql_errtypes"`
+	DbsqlEvents    *ebpf.MapSpec `ebpf:"dbsql_events"`
+	DbsqlProcs     *ebpf.MapSpec `ebpf:"dbsql_procs"`
+	DbsqlScratch   *ebpf.MapSpec `ebpf:"dbsql_scratch"`
+	GoServerSpans  *ebpf.MapSpec `ebpf:"go_server_spans"`
+	SamplingWindow *ebpf.MapSpec `ebpf:"sampling_window"`
+	Stats          *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -255,6 +259,7 @@ type bpfVariableSpecs struct {
 	ExportTwStat        *ebpf.VariableSpec `ebpf:"__export_tw_stat"`
 	SamplingBound       *ebpf.VariableSpec `ebpf:"sampling_bound"`
 	SamplingParentBased *ebpf.VariableSpec `ebpf:"sampling_parent_based"`
+	SamplingRateLimit   *ebpf.VariableSpec `ebpf:"sampling_rate_limit"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -277,13 +282,14 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	DbsqlCalls    *ebpf.Map `ebpf:"dbsql_calls"`
-	DbsqlErrtypes *ebpf.Map `ebpf:"dbsql_errtypes"`
-	DbsqlEvents   *ebpf.Map `ebpf:"dbsql_events"`
-	DbsqlProcs    *ebpf.Map `ebpf:"dbsql_procs"`
-	DbsqlScratch  *ebpf.Map `ebpf:"dbsql_scratch"`
-	GoServerSpans *ebpf.Map `ebpf:"go_server_spans"`
-	Stats         *ebpf.Map `ebpf:"stats"`
+	DbsqlCalls     *ebpf.Map `ebpf:"dbsql_calls"`
+	DbsqlErrtypes  *ebpf.Map `ebpf:"dbsql_errtypes"`
+	DbsqlEvents    *ebpf.Map `ebpf:"dbsql_events"`
+	DbsqlProcs     *ebpf.Map `ebpf:"dbsql_procs"`
+	DbsqlScratch   *ebpf.Map `ebpf:"dbsql_scratch"`
+	GoServerSpans  *ebpf.Map `ebpf:"go_server_spans"`
+	SamplingWindow *ebpf.Map `ebpf:"sampling_window"`
+	Stats          *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -294,6 +300,7 @@ func (m *bpfMaps) Close() error {
 		m.DbsqlProcs,
 		m.DbsqlScratch,
 		m.GoServerSpans,
+		m.SamplingWindow,
 		m.Stats,
 	)
 }
@@ -308,6 +315,7 @@ type bpfVariables struct {
 	ExportTwStat        *ebpf.Variable `ebpf:"__export_tw_stat"`
 	SamplingBound       *ebpf.Variable `ebpf:"sampling_bound"`
 	SamplingParentBased *ebpf.Variable `ebpf:"sampling_parent_based"`
+	SamplingRateLimit   *ebpf.Variable `ebpf:"sampling_rate_limit"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

@@ -47,7 +47,7 @@ func Load(log *slog.Logger, shared *probes.Shared) (*Probe, error) {
 	m := &p.objs.bpfMaps
 	p.Core, err = probes.NewCore(spec, probes.CoreMaps{
 		Procs: m.DbsqlProcs, Stats: m.Stats, Events: m.DbsqlEvents,
-		Counters: []string{"ringbuf_full", "read_failed", "map_full"},
+		Counters: []string{"ringbuf_full", "read_failed", "map_full", "rate_limited"},
 		Stale:    map[string]*ebpf.Map{"calls": m.DbsqlCalls},
 	}, log)
 	if err != nil {

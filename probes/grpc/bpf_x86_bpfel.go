@@ -163,7 +163,8 @@ const (
 	bpfTwStatSTAT_NOT_INJECTED bpfTwStat = 6
 	bpfTwStatSTAT_HTTP2SKIPPED bpfTwStat = 7
 	bpfTwStatSTAT_LEFT_ALONE   bpfTwStat = 8
-	bpfTwStatSTAT_MAX          bpfTwStat = 9
+	bpfTwStatSTAT_RATE_LIMITED bpfTwStat = 9
+	bpfTwStatSTAT_MAX          bpfTwStat = 10
 )
 
 // Names of all BPF objects in the ELF.
@@ -176,6 +177,7 @@ const (
 	bpfMapGrpcEvents                          = "grpc_events"
 	bpfMapGrpcProcs                           = "grpc_procs"
 	bpfMapGrpcServerCalls                     = "grpc_server_calls"
+	bpfMapSamplingWindow                      = "sampling_window"
 	bpfMapStats                               = "stats"
 	bpfProgUprobeServerHandleStream           = "uprobe_Server_handleStream"
 	bpfProgUprobeClientStreamNewAttemptLocked = "uprobe_clientStream_newAttemptLocked"
@@ -186,6 +188,7 @@ const (
 	bpfVarExportTwStat                        = "__export_tw_stat"
 	bpfVarSamplingBound                       = "sampling_bound"
 	bpfVarSamplingParentBased                 = "sampling_parent_based"
+	bpfVarSamplingRateLimit                   = "sampling_rate_limit"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -246,6 +249,7 @@ type bpfMapSpecs struct {
 	GrpcEvents      *ebpf.MapSpec `ebpf:"grpc_events"`
 	GrpcProcs       *ebpf.MapSpec `ebpf:"grpc_procs"`
 	GrpcServerCalls *ebpf.MapSpec `ebpf:"grpc_server_calls"`
+	SamplingWindow  *ebpf.MapSpec `ebpf:"sampling_window"`
 	Stats           *ebpf.MapSpec `ebpf:"stats"`
 }
 
@@ -258,6 +262,7 @@ type bpfVariableSpecs struct {
 	ExportTwStat        *ebpf.VariableSpec `ebpf:"__export_tw_stat"`
 	SamplingBound       *ebpf.VariableSpec `ebpf:"sampling_bound"`
 	SamplingParentBased *ebpf.VariableSpec `ebpf:"sampling_parent_based"`
+	SamplingRateLimit   *ebpf.VariableSpec `ebpf:"sampling_rate_limit"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -286,6 +291,7 @@ type bpfMaps struct {
 	GrpcEvents      *ebpf.Map `ebpf:"grpc_events"`
 	GrpcProcs       *ebpf.Map `ebpf:"grpc_procs"`
 	GrpcServerCalls *ebpf.Map `ebpf:"grpc_server_calls"`
+	SamplingWindow  *ebpf.Map `ebpf:"sampling_window"`
 	Stats           *ebpf.Map `ebpf:"stats"`
 }
 
@@ -297,6 +303,7 @@ func (m *bpfMaps) Close() error {
 		m.GrpcEvents,
 		m.GrpcProcs,
 		m.GrpcServerCalls,
+		m.SamplingWindow,
 		m.Stats,
 	)
 }
@@ -310,6 +317,7 @@ type bpfVariables struct {
 	ExportTwStat        *ebpf.Variable `ebpf:"__export_tw_stat"`
 	SamplingBound       *ebpf.Variable `ebpf:"sampling_bound"`
 	SamplingParentBased *ebpf.Variable `ebpf:"sampling_parent_based"`
+	SamplingRateLimit   *ebpf.Variable `ebpf:"sampling_rate_limit"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

@@ -45,7 +45,7 @@ func Load(log *slog.Logger, shared *probes.Shared, link *Linker) (*Probe, error)
 	m := &p.objs.bpfMaps
 	p.Core, err = probes.NewCore(spec, probes.CoreMaps{
 		Procs: m.GrpcProcs, Stats: m.Stats, Events: m.GrpcEvents,
-		Counters: []string{"ringbuf_full", "read_failed", "map_full"},
+		Counters: []string{"ringbuf_full", "read_failed", "map_full", "rate_limited"},
 		Stale:    map[string]*ebpf.Map{"server_calls": m.GrpcServerCalls, "client_calls": m.GrpcClientCalls},
 	}, log)
 	if err != nil {

@@ -202,7 +202,8 @@ const (
 	bpfTwStatSTAT_NOT_INJECTED bpfTwStat = 6
 	bpfTwStatSTAT_HTTP2SKIPPED bpfTwStat = 7
 	bpfTwStatSTAT_LEFT_ALONE   bpfTwStat = 8
-	bpfTwStatSTAT_MAX          bpfTwStat = 9
+	bpfTwStatSTAT_RATE_LIMITED bpfTwStat = 9
+	bpfTwStatSTAT_MAX          bpfTwStat = 10
 )
 
 // Names of all BPF objects in the ELF.
@@ -218,6 +219,7 @@ const (
 	bpfMapNethttpPending                  = "nethttp_pending"
 	bpfMapNethttpProcs                    = "nethttp_procs"
 	bpfMapNethttpSockets                  = "nethttp_sockets"
+	bpfMapSamplingWindow                  = "sampling_window"
 	bpfMapStats                           = "stats"
 	bpfProgSkMsgTraceparent               = "sk_msg_traceparent"
 	bpfProgSockopsTrackConnect            = "sockops_track_connect"
@@ -233,6 +235,7 @@ const (
 	bpfVarExportTwStat                    = "__export_tw_stat"
 	bpfVarSamplingBound                   = "sampling_bound"
 	bpfVarSamplingParentBased             = "sampling_parent_based"
+	bpfVarSamplingRateLimit               = "sampling_rate_limit"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -300,6 +303,7 @@ type bpfMapSpecs struct {
 	NethttpPending        *ebpf.MapSpec `ebpf:"nethttp_pending"`
 	NethttpProcs          *ebpf.MapSpec `ebpf:"nethttp_procs"`
 	NethttpSockets        *ebpf.MapSpec `ebpf:"nethttp_sockets"`
+	SamplingWindow        *ebpf.MapSpec `ebpf:"sampling_window"`
 	Stats                 *ebpf.MapSpec `ebpf:"stats"`
 }
 
@@ -313,6 +317,7 @@ type bpfVariableSpecs struct {
 	ExportTwStat             *ebpf.VariableSpec `ebpf:"__export_tw_stat"`
 	SamplingBound            *ebpf.VariableSpec `ebpf:"sampling_bound"`
 	SamplingParentBased      *ebpf.VariableSpec `ebpf:"sampling_parent_based"`
+	SamplingRateLimit        *ebpf.VariableSpec `ebpf:"sampling_rate_limit"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -344,6 +349,7 @@ type bpfMaps struct {
 	NethttpPending        *ebpf.Map `ebpf:"nethttp_pending"`
 	NethttpProcs          *ebpf.Map `ebpf:"nethttp_procs"`
 	NethttpSockets        *ebpf.Map `ebpf:"nethttp_sockets"`
+	SamplingWindow        *ebpf.Map `ebpf:"sampling_window"`
 	Stats                 *ebpf.Map `ebpf:"stats"`
 }
 
@@ -358,6 +364,7 @@ func (m *bpfMaps) Close() error {
 		m.NethttpPending,
 		m.NethttpProcs,
 		m.NethttpSockets,
+		m.SamplingWindow,
 		m.Stats,
 	)
 }
@@ -372,6 +379,7 @@ type bpfVariables struct {
 	ExportTwStat             *ebpf.Variable `ebpf:"__export_tw_stat"`
 	SamplingBound            *ebpf.Variable `ebpf:"sampling_bound"`
 	SamplingParentBased      *ebpf.Variable `ebpf:"sampling_parent_based"`
+	SamplingRateLimit        *ebpf.Variable `ebpf:"sampling_rate_limit"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

@@ -48,7 +48,7 @@ func Load(log *slog.Logger, shared *probes.Shared) (*Probe, error) {
 	m := &p.objs.bpfMaps
 	p.Core, err = probes.NewCore(spec, probes.CoreMaps{
 		Procs: m.NethttpProcs, Stats: m.Stats, Events: m.NethttpEvents,
-		Counters: []string{"ringbuf_full", "read_failed", "map_full", "no_start", "socket_busy", "injected", "not_injected", "http2_skipped", "left_alone"},
+		Counters: []string{"ringbuf_full", "read_failed", "map_full", "no_start", "socket_busy", "injected", "not_injected", "http2_skipped", "left_alone", "rate_limited"},
 		Stale: map[string]*ebpf.Map{
 			"server_spans": m.GoServerSpans, "client_inflight": m.NethttpClientInflight,
 			"client_requests": m.NethttpClientRequests, "pending": m.NethttpPending, "connecting": m.NethttpConnecting,
