@@ -15,6 +15,7 @@ import (
 	"time"
 
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"golang.org/x/sys/unix"
 
 	"github.com/tracewire/tracewire/internal/otlptest"
 	"github.com/tracewire/tracewire/internal/sampling"
@@ -338,7 +339,8 @@ func TestSamplingIgnoresParent(t *testing.T) {
 }
 
 // TestSamplingBadSettings: a sampler the agent does not know, or a bad
-// ratio, stops it at start (exit 1) with the variable named.
+// ratio, rate limit or keep-errors value, stops it at start (exit 1) with
+// the variable named.
 func TestSamplingBadSettings(t *testing.T) {
 	requireEBPF(t)
 	agent := filepath.Join(buildAll(t), "agent")
@@ -346,6 +348,8 @@ func TestSamplingBadSettings(t *testing.T) {
 		{"OTEL_TRACES_SAMPLER=sometimes"},
 		{"OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=quarter"},
 		{"OTEL_TRACES_SAMPLER=traceidratio", "OTEL_TRACES_SAMPLER_ARG=1.5"},
+		{"TRACEWIRE_SAMPLER_RATE_LIMIT=-5"},
+		{"TRACEWIRE_SAMPLER_KEEP_ERRORS=sometimes"},
 	} {
 		cmd := exec.Command(agent, "--target", "x")
 		cmd.Env = append(os.Environ(), env...)
@@ -470,5 +474,121 @@ func TestSamplingGRPCJoin(t *testing.T) {
 	// there; warm-up requests may add theirs (a server side not yet joined).
 	if got, want := agentCounters(t, ag)["unsampled_spans"], int64(3*(n-kept)); got < want || got > want+int64(3*warmups) {
 		t.Errorf("unsampled_spans = %d, want %d (+ at most %d of the warm-up)", got, want, 3*warmups)
+	}
+}
+
+// monoSecond is the second of CLOCK_MONOTONIC, the kernel's ktime: the
+// rate limit's window.
+func monoSecond(t *testing.T) int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		t.Fatal(err)
+	}
+	return ts.Sec
+}
+
+// TestSamplingRateLimit: always_on with TRACEWIRE_SAMPLER_RATE_LIMIT=5 and
+// 40 requests starting their trace within 2 s: in each second of the
+// kernel's clock the first 5 roots are sampled and the others refused
+// (counted), so the requests sent in the 2 or 3 seconds touched get at most
+// 5 each; what is exported is exactly what the downstream flags say.
+func TestSamplingRateLimit(t *testing.T) {
+	const limit, n = 5, 40
+	r := startSampling(t, "samp-rate", "OTEL_TRACES_SAMPLER=always_on", fmt.Sprintf("TRACEWIRE_SAMPLER_RATE_LIMIT=%d", limit))
+	var reqs []sent
+	sure := map[int64][2]int{} // by second: requests sent within it, sampled of them
+	seconds := map[int64]bool{}
+	first := monoSecond(t)
+	tick := time.NewTicker(2 * time.Second / n)
+	defer tick.Stop()
+	for i := range n {
+		<-tick.C
+		r.n++
+		path := fmt.Sprintf("/s-%d", r.n)
+		before := monoSecond(t)
+		r.get(t, path, "")
+		after := monoSecond(t)
+		s, ok := r.downstream(t, path)
+		if !ok {
+			t.Fatalf("%s: no traceparent sent downstream", path)
+		}
+		s.sampled = s.flag // check compares the export with it
+		reqs = append(reqs, s)
+		seconds[before], seconds[after] = true, true
+		if before == after {
+			c := sure[before]
+			c[0]++
+			if s.flag {
+				c[1]++
+			}
+			sure[before] = c
+		}
+		if i < limit && !s.flag {
+			t.Errorf("request %d of %d not sampled: the first %d of a fresh budget are", i, n, limit)
+		}
+	}
+	kept := 0
+	for _, s := range reqs {
+		if s.sampled {
+			kept++
+		}
+	}
+	t.Logf("%d of %d sampled over %d seconds, per second (sent, sampled): %v", kept, n, len(seconds), sure)
+	if kept > limit*len(seconds) {
+		t.Errorf("%d sampled in %d seconds, want at most %d", kept, len(seconds), limit*len(seconds))
+	}
+	for sec, c := range sure {
+		// Within a second after the first, the budget is all for the
+		// requests sent in it (and perhaps one sent across its start).
+		if c[1] > limit || sec > first && c[0] > limit && c[1] < limit-1 {
+			t.Errorf("second %d: %d of %d requests sampled, want %d", sec, c[1], c[0], min(c[0], limit))
+		}
+	}
+	r.check(t, reqs)
+	if got, want := agentCounters(t, r.ag)["nethttp_rate_limited"], int64(n-kept); got != want {
+		t.Errorf("nethttp_rate_limited = %d, want %d", got, want)
+	}
+}
+
+// TestSamplingKeepErrors: always_off with TRACEWIRE_SAMPLER_KEEP_ERRORS:
+// a request answered 503 (its server span in error) is exported, marked;
+// a request answered 200 is not.
+func TestSamplingKeepErrors(t *testing.T) {
+	r := startSampling(t, "samp-keep", "OTEL_TRACES_SAMPLER=always_off", "TRACEWIRE_SAMPLER_KEEP_ERRORS=true")
+	const n = 3
+	for range n {
+		for _, path := range []string{"/status?code=503", "/users/1"} {
+			resp, err := client.Get(r.a.url(path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+	}
+	path := func(g otlptest.Got) any { return otlptest.Attrs(g.Span.Attributes)["url.path"] }
+	r.recv.WaitSpans(t, 20*time.Second, func(g otlptest.Got) bool { return r.ofApp(g) && path(g) == "/status" }, n)
+	if code := r.ag.terminate(t); code != 0 {
+		t.Fatalf("agent exited with %d", code)
+	}
+	statuses := 0
+	for _, g := range r.recv.Spans() {
+		if !r.ofApp(g) || r.warm[[16]byte(g.Span.TraceId)] {
+			continue
+		}
+		at := otlptest.Attrs(g.Span.Attributes)
+		switch {
+		case path(g) != "/status":
+			t.Errorf("span %s %v exported: only the failed requests' are", g.Span.Name, at["url.path"])
+		case at["tracewire.sampling.kept_for_error"] != "true":
+			t.Errorf("span %s of a failed request without the marker: %v", g.Span.Name, at)
+		default:
+			statuses++
+		}
+	}
+	if statuses != n {
+		t.Errorf("%d spans of /status exported, want %d", statuses, n)
+	}
+	if got := agentCounters(t, r.ag)["unsampled_spans"]; got < n {
+		t.Errorf("unsampled_spans = %d, want at least the %d of /users/1", got, n)
 	}
 }

@@ -233,6 +233,7 @@ func (a *agent) logCounters(level slog.Level, b *export.Batcher) {
 		"spans_dropped_queue_full", st.DroppedQueueFull, "spans_dropped_rejected", st.DroppedRejected,
 		"spans_dropped_shutdown", st.DroppedShutdown,
 		"failed_uploads", st.FailedUploads, "undecodable_events", probes.Undecodable(), "unsampled_spans", probes.Unsampled(),
+		"unsampled_overflow_spans", probes.HeldOverflow(),
 	}
 	if a.scan != nil {
 		for k, v := range a.scan.Counters() {
