@@ -65,7 +65,9 @@ func TestCrashLoopThenTraced(t *testing.T) {
 	requireEBPF(t)
 	recv := otlptest.Start(t)
 	exe := copyExe(t, "hello-go126", "crashloop")
-	ag := startAgent(t, recv, []string{"crashloop"})
+	// Discovery's own resources are measured: no metrics exporter, whose
+	// connection would open at its first push, in the middle of the count.
+	ag := startAgent(t, recv, []string{"crashloop"}, "OTEL_METRICS_EXPORTER=none")
 	idle := idleHookFDs(t, ag)
 	// One traced process first, so the exporter's connection is open when
 	// the agent's fds are counted.

@@ -22,7 +22,9 @@ func TestChurnAndScale(t *testing.T) {
 	requireEBPF(t)
 	recv := otlptest.Start(t)
 	exe := copyExe(t, "hello-go126", "scaled")
-	ag := startAgent(t, recv, []string{"scaled"})
+	// Discovery's own resources are measured: no metrics exporter, whose
+	// connection would open at its first push, in the middle of the count.
+	ag := startAgent(t, recv, []string{"scaled"}, "OTEL_METRICS_EXPORTER=none")
 	pid := ag.cmd.Process.Pid
 	idle := idleHookFDs(t, ag)
 	first := startExe(t, exe)
