@@ -78,19 +78,39 @@ func (a *agent) Appeared(t procscan.Target) {
 		a.log.Debug("target cannot be instrumented", "pid", t.PID, "exe", t.ExeName, "reason", reason)
 		return
 	}
-	var added []namedProbe
 	bin, err := gobin.Open(t.Exe)
-	if err == nil {
-		defer bin.Close()
-		added, err = a.add(t, bin)
-		// Reading the executable (its DWARF, megabytes) left garbage; new
-		// targets are rare, so return it now rather than keep it resident.
-		defer debug.FreeOSMemory()
-	}
 	if err != nil {
 		a.failed(t, err)
 		return
 	}
+	defer bin.Close()
+	// Reading the executable (its DWARF, megabytes) left garbage; new
+	// targets are rare, so return it now rather than keep it resident.
+	defer debug.FreeOSMemory()
+	// Described before its probes attach: the first events may be decoded
+	// while the other probes are still being added.
+	p := a.describe(t, bin)
+	a.mu.Lock()
+	a.procs[t.PID] = &target{proc: p, file: t.File}
+	delete(a.exited, t.PID)
+	a.mu.Unlock()
+	added, err := a.add(t, bin)
+	a.mu.Lock()
+	if err != nil {
+		delete(a.procs, t.PID)
+	} else {
+		a.procs[t.PID].probes = added
+	}
+	a.mu.Unlock()
+	if err != nil {
+		a.failed(t, err)
+		return
+	}
+	a.log.Info("tracing target", "pid", t.PID, "exe", t.ExeName, "service", p.ServiceName, "go", bin.GoVersion)
+}
+
+// describe builds the target's description, its spans' resource.
+func (a *agent) describe(t procscan.Target, bin *gobin.Binary) *spans.Process {
 	p := &spans.Process{
 		PID:            t.PID,
 		ExeName:        t.ExeName,
@@ -102,6 +122,7 @@ func (a *agent) Appeared(t procscan.Target) {
 	// As the target's own SDK would: OTEL_SERVICE_NAME, else service.name
 	// from OTEL_RESOURCE_ATTRIBUTES, else the executable name.
 	if v := t.Env["OTEL_RESOURCE_ATTRIBUTES"]; v != "" {
+		var err error
 		if p.ResourceAttrs, err = export.ParseResourceAttrs(v); err != nil {
 			a.log.Warn("ignoring the target's OTEL_RESOURCE_ATTRIBUTES", "pid", t.PID, "err", err)
 		}
@@ -114,11 +135,7 @@ func (a *agent) Appeared(t procscan.Target) {
 	if v := t.Env["OTEL_SERVICE_NAME"]; v != "" {
 		p.ServiceName = v
 	}
-	a.mu.Lock()
-	a.procs[t.PID] = &target{proc: p, file: t.File, probes: added}
-	delete(a.exited, t.PID)
-	a.mu.Unlock()
-	a.log.Info("tracing target", "pid", t.PID, "exe", t.ExeName, "service", p.ServiceName, "go", bin.GoVersion)
+	return p
 }
 
 // failed reports a target that could not be instrumented. A failure that
