@@ -90,21 +90,24 @@ func check(peer, file string) (*Result, error) {
 
 // look asks the kernel about fd once the peer's bytes are all there.
 func look(fd int, res *Result) error {
+	// Wait until every byte is there (MSG_PEEK), then ask FIONREAD: asked
+	// first, it could see fewer bytes than the peek after it.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		var err error
-		if res.FIONREAD, err = unix.IoctlGetInt(fd, unix.SIOCINQ); err != nil {
-			return fmt.Errorf("FIONREAD: %w", err)
-		}
 		p := make([]byte, 2*waiting)
-		res.Peek, _, err = unix.Recvfrom(fd, p, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		n, _, err := unix.Recvfrom(fd, p, unix.MSG_PEEK|unix.MSG_DONTWAIT)
 		if err != nil && err != unix.EAGAIN {
 			return fmt.Errorf("MSG_PEEK: %w", err)
 		}
-		if res.Peek >= waiting || time.Now().After(deadline) {
+		res.Peek = n
+		if n >= waiting || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	var err error
+	if res.FIONREAD, err = unix.IoctlGetInt(fd, unix.SIOCINQ); err != nil {
+		return fmt.Errorf("FIONREAD: %w", err)
 	}
 	res.PollIn = readable(fd)
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)

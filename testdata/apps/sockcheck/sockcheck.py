@@ -26,9 +26,10 @@ def check(peer, path):
     s = socket.create_connection((host, int(port)))
     try:
         res = {}
+        # Wait until every byte is there (MSG_PEEK), then ask FIONREAD:
+        # asked first, it could see fewer bytes than the peek after it.
         deadline = time.time() + 5
         while True:
-            res["fionread"] = struct.unpack("i", fcntl.ioctl(s, termios.FIONREAD, b"\0" * 4))[0]
             try:
                 res["peek"] = len(s.recv(2 * WAITING, socket.MSG_PEEK | socket.MSG_DONTWAIT))
             except BlockingIOError:
@@ -36,6 +37,7 @@ def check(peer, path):
             if res["peek"] >= WAITING or time.time() > deadline:
                 break
             time.sleep(0.01)
+        res["fionread"] = struct.unpack("i", fcntl.ioctl(s, termios.FIONREAD, b"\0" * 4))[0]
         res["poll_in"] = readable(s)
         ep = select.epoll()
         ep.register(s.fileno(), select.EPOLLIN)
