@@ -199,3 +199,115 @@ func TestMetricsBadSettings(t *testing.T) {
 		}
 	}
 }
+
+// graphCounts returns the agent's traces_service_graph_request_total (or
+// name's) values by "client>server".
+func graphCounts(mfs map[string]*dto.MetricFamily, name string) map[string]float64 {
+	out := map[string]float64{}
+	for _, m := range mfs[name].GetMetric() {
+		l := labels(m)
+		v := m.GetCounter().GetValue()
+		if h := m.GetHistogram(); h != nil {
+			v = float64(h.GetSampleCount())
+		}
+		out[l["client"]+">"+l["server"]] += v
+	}
+	return out
+}
+
+// TestServiceGraph: a call from one traced service to another is one edge
+// client>server, counted once from its two spans; a call to an untraced
+// server is an edge to its address once the wait for a server span is
+// over; a call from outside any trace comes from "user"; failed calls are
+// counted apart.
+func TestServiceGraph(t *testing.T) {
+	requireEBPF(t)
+	recv := otlptest.Start(t)
+	front := copyExe(t, "hello-go126", "sg-front")
+	back := copyExe(t, "hello-go126", "sg-back")
+	promPort := freePort(t)
+	startAgent(t, recv, []string{"sg-front", "sg-back"}, "OTEL_METRICS_EXPORTER=prometheus",
+		"OTEL_EXPORTER_PROMETHEUS_HOST=127.0.0.1", fmt.Sprintf("OTEL_EXPORTER_PROMETHEUS_PORT=%d", promPort))
+	a, b := startExe(t, front), startExe(t, back)
+	raw := startRawServer(t)
+	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", promPort)
+	waitListening(t, promPort)
+
+	// Until both are traced, a call could find only one side: warm up
+	// with calls that make no edge between them.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mfs := scrape(t, metricsURL)
+		if requestCounts(mfs, a.cmd.Process.Pid)["/silent 200"] > 0 && requestCounts(mfs, b.cmd.Process.Pid)["/silent 200"] > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("targets not traced within 30 s")
+		}
+		get(t, a.url("/silent"))
+		get(t, b.url("/silent"))
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // the last warm-up spans
+	before := graphCounts(scrape(t, metricsURL), "traces_service_graph_request_total")
+
+	const calls, failed, external = 12, 3, 5
+	call := func(url string, want int) {
+		if code := get(t, a.url("/call?url="+url)); code != want {
+			t.Fatalf("/call?url=%s answered %d, want %d", url, code, want)
+		}
+	}
+	for range calls {
+		call(b.url("/users/1"), 200)
+	}
+	for range failed {
+		call(b.url("/status?code=503"), 503)
+	}
+	for range external {
+		call(raw.url("/x"), 200)
+	}
+
+	// The calls to the raw server are counted once their wait is over.
+	const toBack, toRaw, fromUser = "sg-front>sg-back", "sg-front>127.0.0.1", "user>sg-front"
+	// The warm-up made only edges from user; the others start at 0.
+	totals := func(mfs map[string]*dto.MetricFamily) map[string]float64 {
+		got := graphCounts(mfs, "traces_service_graph_request_total")
+		for k, v := range before {
+			got[k] -= v
+		}
+		return got
+	}
+	var mfs map[string]*dto.MetricFamily
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		mfs = scrape(t, metricsURL)
+		if totals(mfs)[toRaw] >= external || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // late duplicates would show up now
+	mfs = scrape(t, metricsURL)
+	total := totals(mfs)
+	for k, want := range map[string]float64{toBack: calls + failed, toRaw: external, fromUser: calls + failed + external, "user>sg-back": 0} {
+		if total[k] != want {
+			t.Errorf("traces_service_graph_request_total %s = %v, want %v (all: %v)", k, total[k], want, total)
+		}
+	}
+	if got := graphCounts(mfs, "traces_service_graph_request_failed_total"); got[toBack] != failed || got[toRaw] != 0 {
+		t.Errorf("traces_service_graph_request_failed_total %v, want %s %d and none to %s", got, toBack, failed, toRaw)
+	}
+	for _, name := range []string{"traces_service_graph_request_server_seconds", "traces_service_graph_request_client_seconds"} {
+		if got := graphCounts(mfs, name); got[toBack] != calls+failed || got[toRaw] != external {
+			t.Errorf("%s counts %v, want %s %d and %s %d", name, got, toBack, calls+failed, toRaw, external)
+		}
+	}
+	// Tempo's connection_type: none between two traced services.
+	want := map[string]string{toBack: "", toRaw: "virtual_node", fromUser: "virtual_node"}
+	for _, m := range mfs["traces_service_graph_request_total"].GetMetric() {
+		l := labels(m)
+		if w, ok := want[l["client"]+">"+l["server"]]; ok && l["connection_type"] != w {
+			t.Errorf("%s>%s: connection_type %q, want %q", l["client"], l["server"], l["connection_type"], w)
+		}
+	}
+}

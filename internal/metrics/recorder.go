@@ -43,7 +43,8 @@ type Recorder struct {
 
 	mu        sync.RWMutex
 	targets   map[*spans.Process]*target
-	self      *target
+	self      *target               // the agent's own provider: its counters, the service graph
+	graph     atomic.Pointer[graph] // nil in tests of the other metrics
 	lastSweep time.Time
 	failWarn  time.Time
 }
@@ -54,6 +55,7 @@ type target struct {
 	release  func()
 	hists    [numInstruments]metric.Float64Histogram
 	used     atomic.Int64 // unix ns of the last span
+	service  string       // service.name, the target's node in the service graph
 
 	mu   sync.Mutex
 	opts map[key][]metric.RecordOption // per distinct attributes, made once
@@ -68,7 +70,27 @@ func New(ctx context.Context, cfg Config, res export.ResourceConfig, log *slog.L
 	}
 	r := newRecorder(res, s.readers, log)
 	r.sink = s
+	if err := r.startGraph(); err != nil {
+		_ = r.Shutdown(ctx)
+		return nil, err
+	}
 	return r, nil
+}
+
+// startGraph records the service graph on the agent's own provider: its
+// edges are the node's, not one target's.
+func (r *Recorder) startGraph() error {
+	t, err := r.selfTarget()
+	if err != nil {
+		return fmt.Errorf("service graph: %w", err)
+	}
+	g, err := newGraph(t.provider.Meter(scopeName))
+	if err != nil {
+		return fmt.Errorf("service graph: %w", err)
+	}
+	g.run(r.now)
+	r.graph.Store(g)
+	return nil
 }
 
 // newRecorder is New with the readers of each provider made by readers.
@@ -91,6 +113,9 @@ func (r *Recorder) Observe(s *spans.Span) {
 	t.used.Store(now.UnixNano())
 	secs := max(0, float64(s.EndNs-s.StartNs)/1e9)
 	t.hists[k.inst].Record(context.Background(), secs, t.options(k)...)
+	if g := r.graph.Load(); g != nil {
+		g.observe(s, t.service, k.inst, now)
+	}
 	r.sweep(now)
 }
 
@@ -133,8 +158,9 @@ func (r *Recorder) newProvider(cfg export.ResourceConfig, p *spans.Process) (*ta
 	if err != nil {
 		return nil, err
 	}
+	res := resourceOf(cfg, p)
 	opts := []sdkmetric.Option{
-		sdkmetric.WithResource(resourceOf(cfg, p)),
+		sdkmetric.WithResource(res),
 		sdkmetric.WithCardinalityLimit(CardinalityLimit),
 	}
 	for _, rd := range rs {
@@ -142,6 +168,9 @@ func (r *Recorder) newProvider(cfg export.ResourceConfig, p *spans.Process) (*ta
 	}
 	t := &target{provider: sdkmetric.NewMeterProvider(opts...), release: release, opts: map[key][]metric.RecordOption{}}
 	t.used.Store(r.now().UnixNano())
+	if v, ok := res.Set().Value("service.name"); ok {
+		t.service = v.AsString()
+	}
 	return t, nil
 }
 
@@ -235,6 +264,9 @@ func (r *Recorder) sweep(now time.Time) {
 
 // Shutdown flushes every provider and stops the exporters.
 func (r *Recorder) Shutdown(ctx context.Context) error {
+	if g := r.graph.Swap(nil); g != nil {
+		g.close()
+	}
 	r.mu.Lock()
 	all := make([]*target, 0, len(r.targets)+1)
 	for _, t := range r.targets {

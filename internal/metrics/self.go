@@ -28,10 +28,7 @@ type SelfStats struct {
 // RegisterSelf exports the agent's own counters, read with read at each
 // collection, under the agent's own resource.
 func (r *Recorder) RegisterSelf(read func() SelfStats) error {
-	cfg := r.res
-	cfg.ServiceNameOverride = "" // that names the targets, not the agent
-	me := &spans.Process{PID: os.Getpid(), ExeName: "tracewire", ServiceName: "tracewire", RuntimeName: "go", RuntimeVersion: runtime.Version()}
-	t, err := r.newProvider(cfg, me)
+	t, err := r.selfTarget()
 	if err != nil {
 		return err
 	}
@@ -46,9 +43,9 @@ func (r *Recorder) RegisterSelf(read func() SelfStats) error {
 		metric.WithDescription("Processes traced now."))
 	queued, err5 := m.Int64ObservableGauge("tracewire.export.queue.size", metric.WithUnit("{span}"),
 		metric.WithDescription("Spans waiting in the export queue."))
+	// On error the provider stays: Shutdown closes it.
 	for _, err := range []error{err1, err2, err3, err4, err5} {
 		if err != nil {
-			_ = t.close(context.Background())
 			return fmt.Errorf("self metrics: %w", err)
 		}
 	}
@@ -68,11 +65,27 @@ func (r *Recorder) RegisterSelf(read func() SelfStats) error {
 		return nil
 	}, exported, dropped, unsampled, targets, queued)
 	if err != nil {
-		_ = t.close(context.Background())
 		return fmt.Errorf("self metrics: %w", err)
 	}
-	r.mu.Lock()
-	r.self = t
-	r.mu.Unlock()
 	return nil
+}
+
+// selfTarget returns the provider with the agent's own resource, making it
+// on first use. There is one: two with the same resource would give the
+// Prometheus endpoint the same target_info twice.
+func (r *Recorder) selfTarget() (*target, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.self != nil {
+		return r.self, nil
+	}
+	cfg := r.res
+	cfg.ServiceNameOverride = "" // that names the targets, not the agent
+	me := &spans.Process{PID: os.Getpid(), ExeName: "tracewire", ServiceName: "tracewire", RuntimeName: "go", RuntimeVersion: runtime.Version()}
+	t, err := r.newProvider(cfg, me)
+	if err != nil {
+		return nil, err
+	}
+	r.self = t
+	return t, nil
 }
