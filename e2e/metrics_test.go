@@ -143,6 +143,16 @@ func TestMetrics(t *testing.T) {
 	if mf := mfs["tracewire_spans_exported_total"]; len(mf.GetMetric()) == 0 {
 		t.Errorf("no tracewire_spans_exported_total")
 	}
+	// Every counter the agent logs is a metric too: the HTTP probe's.
+	sources := map[string]bool{}
+	for _, m := range mfs["tracewire_events_total"].GetMetric() {
+		sources[labels(m)["source"]] = true
+	}
+	for _, src := range []string{"nethttp", "procscan", "sampler"} {
+		if !sources[src] {
+			t.Errorf("tracewire_events_total has no source %q (sources %v)", src, sources)
+		}
+	}
 	var unsampledTotal float64
 	for _, m := range mfs["tracewire_spans_unsampled_total"].GetMetric() {
 		unsampledTotal += m.GetCounter().GetValue()

@@ -22,6 +22,14 @@ func (a *agent) selfStats(b *export.Batcher) metrics.SelfStats {
 			"shutdown":    st.DroppedShutdown,
 			"undecodable": probes.Undecodable(),
 		},
+		Events: map[metrics.EventKey]uint64{
+			{Source: "sampler", Event: "unsampled_overflow"}: probes.HeldOverflow(),
+		},
+	}
+	if a.scan != nil {
+		for k, v := range a.scan.Counters() {
+			s.Events[metrics.EventKey{Source: "procscan", Event: k}] = v
+		}
 	}
 	for _, p := range a.probes {
 		kc, err := p.Counters()
@@ -30,6 +38,7 @@ func (a *agent) selfStats(b *export.Batcher) metrics.SelfStats {
 			continue
 		}
 		for k, v := range kc {
+			s.Events[metrics.EventKey{Source: p.name, Event: k}] = v
 			switch {
 			case k == "ringbuf_full":
 				s.Dropped["ring_full"] += v

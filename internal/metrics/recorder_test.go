@@ -206,7 +206,8 @@ func TestRecorderCardinalityLimit(t *testing.T) {
 func TestRecorderSelf(t *testing.T) {
 	r, readers := manualRecorder(t)
 	err := r.RegisterSelf(func() SelfStats {
-		return SelfStats{Exported: 7, Unsampled: 3, Queued: 2, Targets: 1, Dropped: map[string]uint64{"queue_full": 5}}
+		return SelfStats{Exported: 7, Unsampled: 3, Queued: 2, Targets: 1, Dropped: map[string]uint64{"queue_full": 5},
+			Events: map[EventKey]uint64{{"nethttp", "injected"}: 9}}
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -227,8 +228,10 @@ func TestRecorderSelf(t *testing.T) {
 			}
 			for _, dp := range dps {
 				name := m.Name
-				if v, ok := dp.Attributes.Value("reason"); ok {
-					name += "/" + v.AsString()
+				for _, k := range []attribute.Key{"reason", "source", "event"} {
+					if v, ok := dp.Attributes.Value(k); ok {
+						name += "/" + v.AsString()
+					}
 				}
 				got[name] = dp.Value
 			}
@@ -237,6 +240,7 @@ func TestRecorderSelf(t *testing.T) {
 	for name, v := range map[string]int64{
 		"tracewire.spans.exported": 7, "tracewire.spans.unsampled": 3, "tracewire.export.queue.size": 2,
 		"tracewire.targets.traced": 1, "tracewire.spans.dropped/queue_full": 5, "tracewire.spans.dropped/evicted": 0,
+		"tracewire.events/nethttp/injected": 9,
 	} {
 		if g, ok := got[name]; !ok || g != v {
 			t.Errorf("%s = %d (present %v), want %d", name, g, ok, v)

@@ -23,7 +23,14 @@ type SelfStats struct {
 	Dropped   map[string]uint64 // by reason (see DropReasons)
 	Queued    uint64            // spans waiting in the export queue
 	Targets   int               // processes traced now
+	// Events are every other counter, by source (a probe, procscan, the
+	// sampler) and event (injected, left_alone, rate_limited, ...): the
+	// numbers --log-level debug logs.
+	Events map[EventKey]uint64
 }
+
+// EventKey names one counter of SelfStats.Events.
+type EventKey struct{ Source, Event string }
 
 // RegisterSelf exports the agent's own counters, read with read at each
 // collection, under the agent's own resource.
@@ -43,8 +50,10 @@ func (r *Recorder) RegisterSelf(read func() SelfStats) error {
 		metric.WithDescription("Processes traced now."))
 	queued, err5 := m.Int64ObservableGauge("tracewire.export.queue.size", metric.WithUnit("{span}"),
 		metric.WithDescription("Spans waiting in the export queue."))
+	events, err6 := m.Int64ObservableCounter("tracewire.events", metric.WithUnit("{event}"),
+		metric.WithDescription("Everything else the agent counts, by source and event."))
 	// On error the provider stays: Shutdown closes it.
-	for _, err := range []error{err1, err2, err3, err4, err5} {
+	for _, err := range []error{err1, err2, err3, err4, err5, err6} {
 		if err != nil {
 			return fmt.Errorf("self metrics: %w", err)
 		}
@@ -62,8 +71,11 @@ func (r *Recorder) RegisterSelf(read func() SelfStats) error {
 		for i, rsn := range DropReasons {
 			o.ObserveInt64(dropped, int64(st.Dropped[rsn]), reasons[i])
 		}
+		for k, v := range st.Events {
+			o.ObserveInt64(events, int64(v), metric.WithAttributes(attribute.String("source", k.Source), attribute.String("event", k.Event)))
+		}
 		return nil
-	}, exported, dropped, unsampled, targets, queued)
+	}, exported, dropped, unsampled, targets, queued, events)
 	if err != nil {
 		return fmt.Errorf("self metrics: %w", err)
 	}
