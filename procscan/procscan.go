@@ -17,7 +17,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -270,7 +269,7 @@ func (s *Scanner) consider(ctx context.Context, pid int, comm, base string, h Ha
 		return
 	}
 	t := Target{PID: pid, Exe: fmt.Sprintf("/proc/self/fd/%d", f.Fd()), ExeName: exeName}
-	if t.File, err = fileID(f); err != nil {
+	if t.File, err = kernel.StatFile(t.Exe); err != nil {
 		s.log.Warn("cannot stat target executable", "pid", pid, "exe", exe, "err", err)
 		return
 	}
@@ -316,19 +315,6 @@ func startTime(pid int) (uint64, error) {
 		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
 	}
 	return strconv.ParseUint(f[19], 10, 64)
-}
-
-// fileID identifies the open executable f (uprobes bind to its inode).
-func fileID(f *os.File) (kernel.FileID, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return kernel.FileID{}, err
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return kernel.FileID{}, errors.New("no stat_t")
-	}
-	return kernel.FileID{Dev: st.Dev, Ino: st.Ino}, nil
 }
 
 func (s *Scanner) untrack(pid int) {
