@@ -3,7 +3,6 @@ package probes
 import (
 	"errors"
 	"fmt"
-	"github.com/tracewire/tracewire/internal/kernel"
 	"log/slog"
 	"slices"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/tracewire/tracewire/internal/gobin"
+	"github.com/tracewire/tracewire/internal/kernel"
 	"github.com/tracewire/tracewire/spans"
 )
 

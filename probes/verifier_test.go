@@ -1,13 +1,13 @@
 package probes_test
 
 import (
-	"github.com/tracewire/tracewire/internal/kernel"
 	"io"
 	"log/slog"
 	"testing"
 
 	"github.com/cilium/ebpf/rlimit"
 
+	"github.com/tracewire/tracewire/internal/kernel"
 	"github.com/tracewire/tracewire/internal/sampling"
 	"github.com/tracewire/tracewire/internal/testenv"
 	"github.com/tracewire/tracewire/probes"

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/tracewire/tracewire/internal/kernel"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -24,6 +23,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/tracewire/tracewire/internal/k8sresource"
+	"github.com/tracewire/tracewire/internal/kernel"
 )
 
 // commLen is the kernel's TASK_COMM_LEN minus the NUL: longer names are cut.

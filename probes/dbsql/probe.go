@@ -6,7 +6,6 @@ package dbsql
 
 import (
 	"fmt"
-	"github.com/tracewire/tracewire/internal/kernel"
 	"log/slog"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/tracewire/tracewire/internal/gobin"
+	"github.com/tracewire/tracewire/internal/kernel"
 	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/spans"
 )

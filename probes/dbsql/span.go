@@ -1,9 +1,9 @@
 package dbsql
 
 import (
-	"github.com/tracewire/tracewire/internal/kernel"
 	"unsafe"
 
+	"github.com/tracewire/tracewire/internal/kernel"
 	"github.com/tracewire/tracewire/internal/sqltext"
 	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/spans"

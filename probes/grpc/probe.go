@@ -8,12 +8,12 @@ package grpc
 import (
 	"errors"
 	"fmt"
-	"github.com/tracewire/tracewire/internal/kernel"
 	"log/slog"
 
 	"github.com/cilium/ebpf"
 
 	"github.com/tracewire/tracewire/internal/gobin"
+	"github.com/tracewire/tracewire/internal/kernel"
 	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/spans"
 )

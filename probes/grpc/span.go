@@ -1,13 +1,13 @@
 package grpc
 
 import (
-	"github.com/tracewire/tracewire/internal/kernel"
 	"net/netip"
 	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tracewire/tracewire/internal/kernel"
 	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/spans"
 )

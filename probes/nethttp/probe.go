@@ -8,7 +8,6 @@ package nethttp
 import (
 	"errors"
 	"fmt"
-	"github.com/tracewire/tracewire/internal/kernel"
 	"io/fs"
 	"log/slog"
 
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tracewire/tracewire/internal/gobin"
+	"github.com/tracewire/tracewire/internal/kernel"
 	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/spans"
 )
