@@ -132,7 +132,7 @@ struct span_ctx {
  * id is provisional. A gRPC server span whose client may be traced by this
  * agent too gets it (user space then joins the two and rewrites the server
  * side's trace id), and children inherit it with the trace id. */
-#define FLAG_LINK_PENDING 0x80
+enum tw_flag { FLAG_LINK_PENDING = 0x80 };
 
 static __always_inline void random_bytes(__u8 *dst, int n)
 {
@@ -147,6 +147,7 @@ static __always_inline void random_bytes(__u8 *dst, int n)
 #define EXPORT_STRUCT(name) const struct name *__export_##name __attribute__((unused))
 
 const enum tw_stat *__export_tw_stat __attribute__((unused));
+const enum tw_flag *__export_tw_flag __attribute__((unused));
 
 char LICENSE[] SEC("license") = "GPL";
 

@@ -70,7 +70,8 @@ struct nethttp_offsets {
 	__u64 left_alone;
 };
 
-#define BUFIO_WORDS 8
+enum nethttp_const { BUFIO_WORDS = 8 };
+const enum nethttp_const *__export_nethttp_const __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

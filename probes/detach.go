@@ -34,7 +34,7 @@ func RunDetacher() {
 // (~80 ms on the VMs measured), so an agent with a few targets would need
 // seconds to exit. A child process takes the links over and closes them; the
 // agent's own references then close at once. Until the child is done the
-// programs run but find no process of theirs (Core.Detach cleared them).
+// programs run but find no process of theirs (Probe.Detach cleared them).
 func detachElsewhere(ls []link.Link) {
 	var files []*os.File
 	for _, l := range ls {

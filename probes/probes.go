@@ -1,7 +1,8 @@
-// Package probes holds what every probe shares: uprobes attached once per
-// executable file and released with its last process, the per-process
-// offsets, counters and eviction of stale state (Core). Reading rings, C
-// strings and the kernel clock are in internal/kernel.
+// Package probes loads the probes' declarations (Decl) and does for all of
+// them what they share: uprobes attached once per executable file and
+// released with its last process, the per-process offsets, the ring read,
+// counters and eviction of stale state. Reading rings, C strings and the
+// kernel clock are in internal/kernel.
 package probes
 
 import (
@@ -13,7 +14,6 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -23,14 +23,8 @@ import (
 
 	"github.com/tracewire/tracewire/internal/gobin"
 	"github.com/tracewire/tracewire/internal/kernel"
+	"github.com/tracewire/tracewire/spans"
 )
-
-// Uprobe is one hook: a Go function and the program to run at its first
-// emulated prologue instruction.
-type Uprobe struct {
-	Symbol string
-	Prog   *ebpf.Program
-}
 
 // Attachments keeps the uprobe links of each executable file with a count of
 // the target processes that use them.
@@ -48,7 +42,7 @@ type attached struct {
 // they are attached already, and counts one more user. A hook whose function
 // the executable lacks is skipped (the linker drops what a program does not
 // use: a pure server has no HTTP client); it fails when none can be attached.
-func (a *Attachments) Acquire(id kernel.FileID, path string, bin *gobin.Binary, hooks []Uprobe) error {
+func (a *Attachments) Acquire(id kernel.FileID, path string, bin *gobin.Binary, hooks []attachHook) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if at, ok := a.files[id]; ok {
@@ -63,7 +57,7 @@ func (a *Attachments) Acquire(id kernel.FileID, path string, bin *gobin.Binary, 
 	var skipped []error
 	missing := 0
 	for _, h := range hooks {
-		off, err := bin.HookOffset(h.Symbol)
+		sym, off, err := hookOffset(bin, h.symbols)
 		if err != nil {
 			if errors.Is(err, gobin.ErrNoFunc) {
 				missing++
@@ -71,10 +65,10 @@ func (a *Attachments) Acquire(id kernel.FileID, path string, bin *gobin.Binary, 
 			skipped = append(skipped, err)
 			continue
 		}
-		l, err := attachUprobe(ex, h, off)
+		l, err := attachUprobe(ex, sym, h.prog, off)
 		if err != nil {
 			closeLinks(at.links)
-			return fmt.Errorf("attach uprobe %s at file offset %#x: %w", h.Symbol, off, err)
+			return fmt.Errorf("attach uprobe %s at file offset %#x: %w", sym, off, err)
 		}
 		at.links = append(at.links, l)
 	}
@@ -92,6 +86,23 @@ func (a *Attachments) Acquire(id kernel.FileID, path string, bin *gobin.Binary, 
 	}
 	a.files[id] = at
 	return nil
+}
+
+// hookOffset returns the first of symbols bin has, with the file offset of
+// its hook.
+func hookOffset(bin *gobin.Binary, symbols []string) (string, uint64, error) {
+	var errs []error
+	for _, sym := range symbols {
+		off, err := bin.HookOffset(sym)
+		if err == nil {
+			return sym, off, nil
+		}
+		if !errors.Is(err, gobin.ErrNoFunc) {
+			return "", 0, err
+		}
+		errs = append(errs, err)
+	}
+	return "", 0, errors.Join(errs...)
 }
 
 // Release drops one user of id and detaches its uprobes with the last one.
@@ -125,24 +136,6 @@ func closeLinks(ls []link.Link) {
 		l.Close()
 	}
 }
-
-// undecodable counts ring-buffer records no probe could decode.
-var undecodable atomic.Uint64
-
-// unsampled counts spans dropped because their trace is not sampled.
-var unsampled atomic.Uint64
-
-// CountUnsampled counts one span of an unsampled trace.
-func CountUnsampled() { unsampled.Add(1) }
-
-// Unsampled returns how many spans were not exported for sampling.
-func Unsampled() uint64 { return unsampled.Load() }
-
-// CountUndecodable counts one record that could not be decoded.
-func CountUndecodable() { undecodable.Add(1) }
-
-// Undecodable returns how many records could not be decoded.
-func Undecodable() uint64 { return undecodable.Load() }
 
 // CounterNames reads the names of the kernel counters (enum tw_stat in
 // bpf/common.h) from the object's BTF, so Go never repeats the C list.
@@ -216,4 +209,13 @@ func RemoteAddr(family uint16, remote [16]byte) netip.Addr {
 		return netip.AddrFrom4([4]byte(remote[:4]))
 	}
 	return netip.AddrFrom16(remote).Unmap()
+}
+
+// SetContext fills s's ids and trace flags from a span_ctx (common.h). Its
+// flags byte also carries the agent's own pending bit (FLAG_LINK_PENDING,
+// given by the probe from its generated code), which becomes
+// s.LinkPending and is never exported.
+func SetContext(s *spans.Span, trace [16]byte, span, parent [8]byte, flags, pending uint8) {
+	s.TraceID, s.SpanID, s.ParentID = trace, span, parent
+	s.TraceFlags, s.LinkPending = flags&^pending, flags&pending != 0
 }

@@ -53,19 +53,19 @@ func (s *Shared) replacements(spec *ebpf.CollectionSpec) (map[string]*ebpf.Map, 
 	return repl, nil
 }
 
-// Load loads spec into the kernel and assigns its programs and maps to objs
-// (a bpf2go struct), with the shared maps and the uprobe programs prepared
-// for the kind of attachment this kernel gets (UprobeMulti).
-func (s *Shared) Load(spec *ebpf.CollectionSpec, objs any) error {
+// Load loads spec into the kernel with the shared maps and the uprobe
+// programs prepared for the kind of attachment this kernel gets
+// (UprobeMulti).
+func (s *Shared) Load(spec *ebpf.CollectionSpec) (*ebpf.Collection, error) {
 	repl, err := s.replacements(spec)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := s.setSampler(spec); err != nil {
-		return err
+		return nil, err
 	}
 	setUprobeAttachType(spec)
-	return spec.LoadAndAssign(objs, &ebpf.CollectionOptions{MapReplacements: repl})
+	return ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
 }
 
 // setSampler writes the sampler into spec's read-only globals (sampling.h).

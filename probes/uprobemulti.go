@@ -44,17 +44,17 @@ func setUprobeAttachType(spec *ebpf.CollectionSpec) {
 
 // attachUprobe puts h's program at file offset off of ex: one link per hook,
 // so that each can be handed over (detachElsewhere) and closed on its own.
-func attachUprobe(ex *link.Executable, h Uprobe, off uint64) (link.Link, error) {
+func attachUprobe(ex *link.Executable, sym string, prog *ebpf.Program, off uint64) (link.Link, error) {
 	if UprobeMulti() {
 		// Addresses, like UprobeOptions.Address, are file offsets taken as
 		// they are; Offsets would be added to a symbol's address, and the
 		// symbol name is not needed.
-		l, err := ex.UprobeMulti(nil, h.Prog, &link.UprobeMultiOptions{Addresses: []uint64{off}})
+		l, err := ex.UprobeMulti(nil, prog, &link.UprobeMultiOptions{Addresses: []uint64{off}})
 		if err != nil {
 			return nil, fmt.Errorf("uprobe_multi link: %w", err)
 		}
 		return l, nil
 	}
 	// The symbol name is only a label here.
-	return ex.Uprobe(h.Symbol, h.Prog, &link.UprobeOptions{Address: off})
+	return ex.Uprobe(sym, prog, &link.UprobeOptions{Address: off})
 }

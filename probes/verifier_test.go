@@ -15,7 +15,6 @@ import (
 	"github.com/tracewire/tracewire/probes/grpc"
 	"github.com/tracewire/tracewire/probes/nethttp"
 	"github.com/tracewire/tracewire/procscan"
-	"github.com/tracewire/tracewire/spans"
 )
 
 // TestVerifierAcceptsEveryProgram loads every BPF program of the agent into
@@ -30,45 +29,27 @@ func TestVerifierAcceptsEveryProgram(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	shared := &probes.Shared{}
+	def := sampling.Default
+	shared := &probes.Shared{Sampler: &def}
 	defer shared.Close()
-	h, err := nethttp.Load(log, shared)
-	if err != nil {
-		t.Fatalf("nethttp: %v", err)
-	}
-	if !h.Propagating() {
-		t.Error("sock_ops/sk_msg propagation did not attach")
-	}
-	c, err := h.Counters()
-	if err != nil || len(c) != 10 {
-		t.Errorf("nethttp counters %v, %v: want 10 named counters", c, err)
-	}
-	h.Close()
-	d, err := dbsql.Load(log, shared)
-	if err != nil {
-		t.Fatalf("dbsql: %v", err)
-	}
-	d.Close()
-	g, err := grpc.Load(log, shared, grpc.NewLinker(func(*spans.Span) {}))
-	if err != nil {
-		t.Fatalf("grpc: %v", err)
-	}
-	g.Close()
 	// The rate limit's code, dead without one, must pass the verifier too.
 	limited := &probes.Shared{Sampler: &sampling.Config{Ratio: 1, RateLimit: 5}}
 	defer limited.Close()
-	for name, load := range map[string]func() (interface{ Close() }, error){
-		"nethttp": func() (interface{ Close() }, error) { return nethttp.Load(log, limited) },
-		"dbsql":   func() (interface{ Close() }, error) { return dbsql.Load(log, limited) },
-		"grpc": func() (interface{ Close() }, error) {
-			return grpc.Load(log, limited, grpc.NewLinker(func(*spans.Span) {}))
-		},
-	} {
-		p, err := load()
-		if err != nil {
-			t.Fatalf("%s with a rate limit: %v", name, err)
+	for _, sh := range []*probes.Shared{shared, limited} {
+		for _, d := range []probes.Decl{nethttp.Decl, dbsql.Decl, grpc.Decl} {
+			p, err := probes.Load(d, sh, log)
+			if err != nil {
+				t.Fatalf("%s (rate limit %d): %v", d.Name, sh.Sampler.RateLimit, err)
+			}
+			c, err := p.Counters()
+			if err != nil || len(c) != len(d.Counters)+1 {
+				t.Errorf("%s counters %v, %v: want %d named counters and undecodable", d.Name, c, err, len(d.Counters))
+			}
+			if d.Name == "nethttp" && !nethttp.Propagating(p) {
+				t.Error("sock_ops/sk_msg propagation did not attach")
+			}
+			p.Close()
 		}
-		p.Close()
 	}
 	s, err := procscan.New([]string{"x"}, log)
 	if err != nil {

@@ -47,6 +47,7 @@ const (
 	bpfProgTpSchedProcessExec = "tp_sched_process_exec"
 	bpfProgTpSchedProcessExit = "tp_sched_process_exit"
 	bpfVarExportProcscanEvent = "__export_procscan_event"
+	bpfVarExportTwFlag        = "__export_tw_flag"
 	bpfVarExportTwStat        = "__export_tw_stat"
 )
 
@@ -110,6 +111,7 @@ type bpfMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
 	ExportProcscanEvent *ebpf.VariableSpec `ebpf:"__export_procscan_event"`
+	ExportTwFlag        *ebpf.VariableSpec `ebpf:"__export_tw_flag"`
 	ExportTwStat        *ebpf.VariableSpec `ebpf:"__export_tw_stat"`
 }
 
@@ -151,6 +153,7 @@ func (m *bpfMaps) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
 	ExportProcscanEvent *ebpf.Variable `ebpf:"__export_procscan_event"`
+	ExportTwFlag        *ebpf.Variable `ebpf:"__export_tw_flag"`
 	ExportTwStat        *ebpf.Variable `ebpf:"__export_tw_stat"`
 }
 

@@ -3,6 +3,7 @@
 package spans
 
 import (
+	"net/netip"
 	"sync"
 	"unsafe"
 )
@@ -62,8 +63,23 @@ type Span struct {
 	Error      bool // status Error; StatusMsg says why
 	StatusMsg  string
 	Attrs      []Attr
+	// LinkPending says the trace id is provisional: a server span whose
+	// call carried no traceparent, or a child of one, waiting for the
+	// pipeline to join it with its client's span (see Call).
+	LinkPending bool
+	// Call is the call on the wire, zero when unknown: what the pipeline
+	// joins a client and a server span of one node by.
+	Call Call
 
 	arena []byte // backing store of strings made by Str
+}
+
+// Call identifies one call on the wire: the client's and the server's ends
+// of its connection and, where a connection carries several calls at once,
+// its stream (the HTTP/2 stream id). Both sides of the call see the same.
+type Call struct {
+	Client, Server netip.AddrPort
+	Stream         uint32
 }
 
 // Spans are recycled: the probes' hot path takes one with New, fills it, and

@@ -14,6 +14,7 @@ import (
 	"github.com/tracewire/tracewire/internal/gobin"
 	"github.com/tracewire/tracewire/internal/k8sresource"
 	"github.com/tracewire/tracewire/internal/kernel"
+	"github.com/tracewire/tracewire/internal/pipeline"
 	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/procscan"
 	"github.com/tracewire/tracewire/spans"
@@ -23,25 +24,10 @@ import (
 // events it produced just before it died.
 const exitedGrace = 30 * time.Second
 
-// probe is one library's instrumentation (probes/nethttp, probes/dbsql).
-type probe interface {
-	Add(pid int, file kernel.FileID, exe string, bin *gobin.Binary) error
-	Remove(pid int, file kernel.FileID)
-	Run(done <-chan struct{}, process func(pid int) *spans.Process, emit func(*spans.Span))
-	Detach()
-	Close()
-	Counters() (map[string]uint64, error)
-}
-
-// namedProbe is a probe with the name its counters are logged under.
-type namedProbe struct {
-	name string
-	probe
-}
-
 // agent connects discovery to the probes and keeps each target's description.
 type agent struct {
-	probes []namedProbe
+	probes []*probes.Probe
+	pipe   *pipeline.Pipeline
 	scan   *procscan.Scanner // set once discovery runs, for its counters
 	log    *slog.Logger
 
@@ -54,13 +40,14 @@ type agent struct {
 type target struct {
 	proc   *spans.Process
 	file   kernel.FileID
-	probes []namedProbe // those that instrument it
+	probes []*probes.Probe // those that instrument it
 	gone   time.Time
 }
 
-func newAgent(ps []namedProbe, log *slog.Logger) *agent {
+func newAgent(ps []*probes.Probe, pipe *pipeline.Pipeline, log *slog.Logger) *agent {
 	return &agent{
 		probes:  ps,
+		pipe:    pipe,
 		log:     log,
 		procs:   map[int]*target{},
 		exited:  map[int]*target{},
@@ -167,8 +154,8 @@ func sameProcess(t procscan.Target) bool {
 
 // add gives the target to every probe; it is instrumented when at least one
 // applies (a program without database/sql still gets its HTTP spans).
-func (a *agent) add(t procscan.Target, bin *gobin.Binary) ([]namedProbe, error) {
-	var added []namedProbe
+func (a *agent) add(t procscan.Target, bin *gobin.Binary) ([]*probes.Probe, error) {
+	var added []*probes.Probe
 	var errs []error
 	for _, p := range a.probes {
 		err := p.Add(t.PID, t.File, t.Exe, bin)
@@ -176,9 +163,9 @@ func (a *agent) add(t procscan.Target, bin *gobin.Binary) ([]namedProbe, error) 
 		case err == nil:
 			added = append(added, p)
 		case errors.Is(err, probes.ErrNotUsed):
-			a.log.Debug("probe does not apply", "pid", t.PID, "exe", t.ExeName, "probe", p.name, "reason", err)
+			a.log.Debug("probe does not apply", "pid", t.PID, "exe", t.ExeName, "probe", p.Name(), "reason", err)
 		default:
-			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
+			errs = append(errs, fmt.Errorf("%s: %w", p.Name(), err))
 		}
 	}
 	if len(added) == 0 {
@@ -249,8 +236,8 @@ func (a *agent) logCounters(level slog.Level, b *export.Batcher) {
 		"spans_exported", st.Exported, "spans_dropped", st.Dropped, "spans_queued", st.Queued,
 		"spans_dropped_queue_full", st.DroppedQueueFull, "spans_dropped_rejected", st.DroppedRejected,
 		"spans_dropped_shutdown", st.DroppedShutdown,
-		"failed_uploads", st.FailedUploads, "undecodable_events", probes.Undecodable(), "unsampled_spans", probes.Unsampled(),
-		"unsampled_overflow_spans", probes.HeldOverflow(),
+		"failed_uploads", st.FailedUploads, "unsampled_spans", a.pipe.Counts().Unsampled.Load(),
+		"unsampled_overflow_spans", a.pipe.Counts().HeldOverflow.Load(),
 	}
 	if a.scan != nil {
 		for k, v := range a.scan.Counters() {
@@ -260,10 +247,10 @@ func (a *agent) logCounters(level slog.Level, b *export.Batcher) {
 	for _, p := range a.probes {
 		kc, err := p.Counters()
 		if err != nil {
-			a.log.Warn("cannot read kernel counters", "probe", p.name, "err", err)
+			a.log.Warn("cannot read kernel counters", "probe", p.Name(), "err", err)
 		}
 		for k, v := range kc {
-			attrs = append(attrs, p.name+"_"+k, v)
+			attrs = append(attrs, p.Name()+"_"+k, v)
 		}
 	}
 	a.log.Log(context.Background(), level, "counters", attrs...)

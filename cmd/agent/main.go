@@ -17,13 +17,13 @@ import (
 	"time"
 
 	"github.com/tracewire/tracewire/export"
+	"github.com/tracewire/tracewire/internal/pipeline"
 	"github.com/tracewire/tracewire/internal/sampling"
 	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/probes/dbsql"
 	"github.com/tracewire/tracewire/probes/grpc"
 	"github.com/tracewire/tracewire/probes/nethttp"
 	"github.com/tracewire/tracewire/procscan"
-	"github.com/tracewire/tracewire/spans"
 )
 
 // version is the agent's version, reported as telemetry.sdk.version.
@@ -133,16 +133,18 @@ func run(args []string) int {
 		return 1
 	}
 	batcher := export.NewBatcher(sink, opts, log)
-
-	drop, flushHeld := dropUnsampled(sampler, batcher.Add)
-	link := grpc.NewLinker(drop)
-	ps, shared, err := loadProbes(log, link, sampler)
+	pcfg := pipeline.Config{Sampler: sampler, Export: batcher.Add}
+	if rec != nil {
+		pcfg.Observe = rec.Observe
+	}
+	pipe := pipeline.New(pcfg)
+	ps, shared, err := loadProbes(log, sampler)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agent: eBPF is not usable on this host: %v\n", err)
 		return 1
 	}
 	defer shared.Close()
-	a := newAgent(ps, log)
+	a := newAgent(ps, pipe, log)
 	scanner, err := procscan.New(cfg.targets, log)
 	if err != nil {
 		closeProbes(ps)
@@ -160,7 +162,7 @@ func run(args []string) int {
 	go func() { scanner.Run(ctx, a); close(scanDone) }()
 	var probesDone sync.WaitGroup
 	for _, p := range ps {
-		probesDone.Go(func() { p.Run(ctx.Done(), a.process, link.Add) })
+		probesDone.Go(func() { p.Run(ctx.Done(), a.process, pipe.Add) })
 	}
 	go a.reportCounters(ctx, batcher)
 
@@ -174,8 +176,7 @@ func run(args []string) int {
 	scanner.Close()
 	<-scanDone
 	probesDone.Wait()
-	link.Flush()
-	flushHeld()
+	pipe.Flush()
 	flushCtx, cancel := context.WithTimeout(context.Background(), shutdownBudget)
 	defer cancel()
 	if err := batcher.Shutdown(flushCtx); err != nil {
@@ -187,45 +188,27 @@ func run(args []string) int {
 	return 0
 }
 
-// dropUnsampled returns the last stage before export, which drops the spans
-// of unsampled traces (keeping those with an error when the sampler says
-// so), and what drops the spans it still holds at shutdown.
-func dropUnsampled(sampler sampling.Config, export func(*spans.Span)) (func(*spans.Span), func()) {
-	if !sampler.KeepErrors {
-		return probes.DropUnsampled(export), func() {}
-	}
-	k := probes.NewKeepErrors(export, probes.KeepErrorsHold, probes.KeepErrorsMax)
-	return k.Add, k.Flush
-}
+// decls are the probes the agent loads.
+var decls = []probes.Decl{nethttp.Decl, dbsql.Decl, grpc.Decl}
 
 // loadProbes loads every probe's programs, sharing the maps they use
 // together and the sampler.
-func loadProbes(log *slog.Logger, link *grpc.Linker, sampler sampling.Config) ([]namedProbe, *probes.Shared, error) {
+func loadProbes(log *slog.Logger, sampler sampling.Config) ([]*probes.Probe, *probes.Shared, error) {
 	shared := &probes.Shared{Sampler: &sampler}
-	var ps []namedProbe
-	fail := func(err error) ([]namedProbe, *probes.Shared, error) {
-		closeProbes(ps)
-		shared.Close()
-		return nil, nil, err
+	var ps []*probes.Probe
+	for _, d := range decls {
+		p, err := probes.Load(d, shared, log)
+		if err != nil {
+			closeProbes(ps)
+			shared.Close()
+			return nil, nil, err
+		}
+		ps = append(ps, p)
 	}
-	h, err := nethttp.Load(log, shared)
-	if err != nil {
-		return fail(err)
-	}
-	ps = append(ps, namedProbe{"nethttp", h})
-	d, err := dbsql.Load(log, shared)
-	if err != nil {
-		return fail(err)
-	}
-	ps = append(ps, namedProbe{"dbsql", d})
-	g, err := grpc.Load(log, shared, link)
-	if err != nil {
-		return fail(err)
-	}
-	return append(ps, namedProbe{"grpc", g}), shared, nil
+	return ps, shared, nil
 }
 
-func closeProbes(ps []namedProbe) {
+func closeProbes(ps []*probes.Probe) {
 	for _, p := range ps {
 		p.Close()
 	}

@@ -10,12 +10,11 @@ import (
 
 	"github.com/tracewire/tracewire/export"
 	"github.com/tracewire/tracewire/internal/metrics"
-	"github.com/tracewire/tracewire/probes"
 )
 
 // startMetrics starts the request metrics and their exporters
-// (OTEL_METRICS_EXPORTER) and shows them every span the probes decode. It
-// returns nil when no metrics exporter is configured.
+// (OTEL_METRICS_EXPORTER); the pipeline shows them every span. It returns
+// nil when no metrics exporter is configured.
 func startMetrics(log *slog.Logger) (*metrics.Recorder, error) {
 	cfg, err := metrics.ConfigFromEnv(os.Getenv)
 	if err != nil || !cfg.Enabled() {
@@ -32,7 +31,6 @@ func startMetrics(log *slog.Logger) (*metrics.Recorder, error) {
 	// The SDK reports failed exports through the global handler, by default
 	// the standard logger; keep them in the agent's log.
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("metrics export", "err", err) }))
-	probes.Observe(rec.Observe)
 	return rec, nil
 }
 

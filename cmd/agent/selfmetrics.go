@@ -5,7 +5,6 @@ import (
 
 	"github.com/tracewire/tracewire/export"
 	"github.com/tracewire/tracewire/internal/metrics"
-	"github.com/tracewire/tracewire/probes"
 )
 
 // selfStats gathers the counters logCounters logs, for the agent's own
@@ -14,16 +13,15 @@ func (a *agent) selfStats(b *export.Batcher) metrics.SelfStats {
 	st := b.Stats()
 	s := metrics.SelfStats{
 		Exported:  st.Exported,
-		Unsampled: probes.Unsampled(),
+		Unsampled: a.pipe.Counts().Unsampled.Load(),
 		Queued:    st.Queued,
 		Dropped: map[string]uint64{
-			"queue_full":  st.DroppedQueueFull,
-			"rejected":    st.DroppedRejected,
-			"shutdown":    st.DroppedShutdown,
-			"undecodable": probes.Undecodable(),
+			"queue_full": st.DroppedQueueFull,
+			"rejected":   st.DroppedRejected,
+			"shutdown":   st.DroppedShutdown,
 		},
 		Events: map[metrics.EventKey]uint64{
-			{Source: "sampler", Event: "unsampled_overflow"}: probes.HeldOverflow(),
+			{Source: "sampler", Event: "unsampled_overflow"}: a.pipe.Counts().HeldOverflow.Load(),
 		},
 	}
 	if a.scan != nil {
@@ -34,12 +32,14 @@ func (a *agent) selfStats(b *export.Batcher) metrics.SelfStats {
 	for _, p := range a.probes {
 		kc, err := p.Counters()
 		if err != nil {
-			a.log.Debug("cannot read kernel counters", "probe", p.name, "err", err)
+			a.log.Debug("cannot read kernel counters", "probe", p.Name(), "err", err)
 			continue
 		}
 		for k, v := range kc {
-			s.Events[metrics.EventKey{Source: p.name, Event: k}] = v
+			s.Events[metrics.EventKey{Source: p.Name(), Event: k}] = v
 			switch {
+			case k == "undecodable":
+				s.Dropped["undecodable"] += v
 			case k == "ringbuf_full":
 				s.Dropped["ring_full"] += v
 			case k == "map_full":

@@ -111,16 +111,16 @@ func (g *graph) close() {
 	}
 }
 
-// observe takes s, a span of service svc described by inst. gRPC spans are
-// left out: the hook sees them before the grpc.Linker joins a server span
-// to its client, so a linked server span still looks like a root here.
+// observe takes s, a span of service svc described by inst. It sees spans
+// after the pipeline joined them, so a gRPC server span whose call carried
+// no traceparent has its client span as parent when both are traced here.
 func (g *graph) observe(s *spans.Span, svc string, inst instrument, now time.Time) {
 	secs := max(0, float64(s.EndNs-s.StartNs)/1e9)
 	switch inst {
 	case dbClient:
 		// Tempo's database edge: no server span will come.
 		g.record(edge{svc, orDefault(attr(s, "server.address"), attr(s, "db.system")), "database"}, secs, secs, s.Error)
-	case httpServer:
+	case httpServer, rpcServer:
 		if s.ParentID == ([8]byte{}) {
 			// A call from outside any trace (a browser, curl): Tempo's
 			// "user" client, without a client duration.
@@ -128,7 +128,7 @@ func (g *graph) observe(s *spans.Span, svc string, inst instrument, now time.Tim
 			return
 		}
 		g.pair(edgeKey{s.TraceID, s.ParentID}, now, half{server: svc, serverSec: secs, failed: s.Error})
-	case httpClient:
+	case httpClient, rpcClient:
 		g.pair(edgeKey{s.TraceID, s.SpanID}, now, half{client: svc, clientSec: secs, failed: s.Error,
 			peer: attr(s, "server.address")})
 	}

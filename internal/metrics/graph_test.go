@@ -103,7 +103,7 @@ func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
 // TestGraphVirtualNodes: after the wait, a client span without its server is
 // an edge to its server.address; a server span whose client is not traced
 // here is no edge, unless it is a root: Tempo's "user" client. A database
-// call is an edge at once; gRPC spans make none.
+// call is an edge at once. gRPC spans are edges as HTTP ones are.
 func TestGraphVirtualNodes(t *testing.T) {
 	now := time.Unix(1e9, 0)
 	r, collectAll := graphRecorder(t, &now)
@@ -121,15 +121,17 @@ func TestGraphVirtualNodes(t *testing.T) {
 
 	g := r.graph.Load()
 	g.expire(now.Add(pairWait - time.Millisecond))
-	if n := len(g.pending); n != 2 {
-		t.Fatalf("%d spans pending before the wait is over, want 2", n)
+	if n := len(g.pending); n != 3 {
+		t.Fatalf("%d spans pending before the wait is over, want 3", n)
 	}
 	g.expire(now.Add(pairWait))
 	if n := len(g.pending); n != 0 {
 		t.Errorf("%d spans pending after the wait, want 0", n)
 	}
 	rm := collectAll()
-	want := map[string]int64{"front>10.0.0.9/virtual_node": 1, "user>back/virtual_node": 1, "front>db1/database": 1}
+	want := map[string]int64{
+		"front>10.0.0.9/virtual_node": 1, "user>back/virtual_node": 2, "front>db1/database": 1, "front>10.0.0.8/virtual_node": 1,
+	}
 	got, _ := edges(rm, "traces_service_graph_request_total")
 	if len(got) != len(want) {
 		t.Errorf("request_total %v, want %v", got, want)
@@ -143,7 +145,7 @@ func TestGraphVirtualNodes(t *testing.T) {
 		t.Errorf("request_failed_total %v, want user>back 1 only", got)
 	}
 	// The side not traced counts 0 s, as in Tempo.
-	if _, sum := edges(rm, "traces_service_graph_request_server_seconds"); sum["front>10.0.0.9/virtual_node"] != 0 || !near(sum["user>back/virtual_node"], 0.02) {
+	if _, sum := edges(rm, "traces_service_graph_request_server_seconds"); sum["front>10.0.0.9/virtual_node"] != 0 || !near(sum["user>back/virtual_node"], 0.025) {
 		t.Errorf("server_seconds sums %v", sum)
 	}
 	if _, sum := edges(rm, "traces_service_graph_request_client_seconds"); !near(sum["front>10.0.0.9/virtual_node"], 0.04) || sum["user>back/virtual_node"] != 0 {

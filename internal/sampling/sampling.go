@@ -25,7 +25,7 @@ type Config struct {
 	// node (the kernel's budget, bpf/sampling.h); 0: no limit.
 	RateLimit uint32
 	// KeepErrors: the spans of an unsampled trace are exported when one of
-	// them ends in error (probes.KeepErrors).
+	// them ends in error (pipeline.KeepErrors).
 	KeepErrors bool
 }
 

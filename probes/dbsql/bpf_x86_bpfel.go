@@ -128,6 +128,12 @@ type bpfSpanCtx struct {
 	Pad      [7]uint8
 }
 
+type bpfTwFlag uint32
+
+const (
+	bpfTwFlagFLAG_LINK_PENDING bpfTwFlag = 128
+)
+
 type bpfTwStat uint32
 
 const (
@@ -172,6 +178,7 @@ const (
 	bpfVarExportDbsqlEnd                           = "__export_dbsql_end"
 	bpfVarExportDbsqlEvent                         = "__export_dbsql_event"
 	bpfVarExportDbsqlOp                            = "__export_dbsql_op"
+	bpfVarExportTwFlag                             = "__export_tw_flag"
 	bpfVarExportTwStat                             = "__export_tw_stat"
 	bpfVarSamplingBound                            = "sampling_bound"
 	bpfVarSamplingParentBased                      = "sampling_parent_based"
@@ -256,6 +263,7 @@ type bpfVariableSpecs struct {
 	ExportDbsqlEnd      *ebpf.VariableSpec `ebpf:"__export_dbsql_end"`
 	ExportDbsqlEvent    *ebpf.VariableSpec `ebpf:"__export_dbsql_event"`
 	ExportDbsqlOp       *ebpf.VariableSpec `ebpf:"__export_dbsql_op"`
+	ExportTwFlag        *ebpf.VariableSpec `ebpf:"__export_tw_flag"`
 	ExportTwStat        *ebpf.VariableSpec `ebpf:"__export_tw_stat"`
 	SamplingBound       *ebpf.VariableSpec `ebpf:"sampling_bound"`
 	SamplingParentBased *ebpf.VariableSpec `ebpf:"sampling_parent_based"`
@@ -312,6 +320,7 @@ type bpfVariables struct {
 	ExportDbsqlEnd      *ebpf.Variable `ebpf:"__export_dbsql_end"`
 	ExportDbsqlEvent    *ebpf.Variable `ebpf:"__export_dbsql_event"`
 	ExportDbsqlOp       *ebpf.Variable `ebpf:"__export_dbsql_op"`
+	ExportTwFlag        *ebpf.Variable `ebpf:"__export_tw_flag"`
 	ExportTwStat        *ebpf.Variable `ebpf:"__export_tw_stat"`
 	SamplingBound       *ebpf.Variable `ebpf:"sampling_bound"`
 	SamplingParentBased *ebpf.Variable `ebpf:"sampling_parent_based"`

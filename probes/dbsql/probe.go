@@ -5,6 +5,7 @@
 package dbsql
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -16,159 +17,141 @@ import (
 	"github.com/tracewire/tracewire/internal/gobin"
 	"github.com/tracewire/tracewire/internal/kernel"
 	"github.com/tracewire/tracewire/probes"
-	"github.com/tracewire/tracewire/spans"
 )
 
 // Scope is the instrumentation scope of the spans this probe makes.
 const Scope = "github.com/tracewire/tracewire/probes/dbsql"
 
-// Probe is the loaded set of database/sql programs serving every target.
-type Probe struct {
-	*probes.Core
-	objs  bpfObjects
-	clock kernel.Clock
-	log   *slog.Logger
+// Decl declares the database/sql probe.
+var Decl = probes.Decl{
+	Name:     "dbsql",
+	Objects:  loadBpf,
+	Procs:    "dbsql_procs",
+	Events:   "dbsql_events",
+	Stale:    []string{"dbsql_calls"},
+	Counters: []string{"ringbuf_full", "read_failed", "map_full", "rate_limited"},
+	Hooks: hooks(
+		"(*DB).queryDC", "uprobe_DB_queryDC",
+		"(*DB).execDC", "uprobe_DB_execDC",
+		"(*Stmt).QueryContext", "uprobe_Stmt_QueryContext",
+		"(*Stmt).ExecContext", "uprobe_Stmt_ExecContext",
+		"(*DB).beginDC", "uprobe_DB_beginDC",
+		"(*Tx).Commit", "uprobe_Tx_Commit",
+		"(*Tx).rollback", "uprobe_Tx_rollback",
+		"(*Rows).initContextClose", "uprobe_Rows_initContextClose",
+		"(*DB).putConn", "uprobe_DB_putConn",
+		"(*Tx).closemuRUnlockRelease", "uprobe_Tx_closemuRUnlockRelease",
+		"(*Conn).closemuRUnlockCondReleaseConn", "uprobe_Conn_closemuRUnlockCondReleaseConn",
+		"(*Tx).awaitDone", "uprobe_Tx_awaitDone",
+	),
+	Offsets: func(bin *gobin.Binary) (any, error) {
+		if !bin.HasFunc("database/sql.(*DB).queryDC") && !bin.HasFunc("database/sql.(*DB).execDC") {
+			return nil, fmt.Errorf("database/sql: %w", probes.ErrNotUsed)
+		}
+		return offsets(bin)
+	},
+	Extend: func(coll *ebpf.Collection, log *slog.Logger) (probes.Extension, error) {
+		x := &extension{log: log, errtypes: coll.Maps["dbsql_errtypes"], writeProg: coll.Programs["tracepoint_sys_enter_write"], procs: map[uint32]*process{}}
+		if x.errtypes == nil || x.writeProg == nil {
+			return nil, errors.New("the object lacks dbsql_errtypes or its write tracepoint")
+		}
+		return x, nil
+	},
+	Decoder: func(clock kernel.Clock, ext probes.Extension) probes.DecodeFunc {
+		return (&decoder{clock: clock, procs: ext.(*extension).lookup}).decode
+	},
+}
+
+// hooks pairs each database/sql method with its program.
+func hooks(pairs ...string) []probes.Hook {
+	var hs []probes.Hook
+	for i := 0; i < len(pairs); i += 2 {
+		hs = append(hs, probes.Hook{Symbols: []string{"database/sql." + pairs[i]}, Program: pairs[i+1]})
+	}
+	return hs
+}
+
+// extension keeps what decoding needs of each target, tells the kernel
+// where its error types keep their message, and attaches the write(2)
+// tracepoint that finds each call's peer.
+type extension struct {
+	log       *slog.Logger
+	errtypes  *ebpf.Map
+	writeProg *ebpf.Program
 
 	mu    sync.Mutex
 	write link.Link           // the write(2) tracepoint, attached with the first target
 	procs map[uint32]*process // what decoding needs of each target
 }
 
-// Load loads the programs and maps (the server spans map from shared).
-func Load(log *slog.Logger, shared *probes.Shared) (*Probe, error) {
-	p := &Probe{clock: kernel.NewClock(), log: log, procs: map[uint32]*process{}}
-	spec, err := loadBpf()
-	if err != nil {
-		return nil, fmt.Errorf("read dbsql BPF objects: %w", err)
-	}
-	if err := shared.Load(spec, &p.objs); err != nil {
-		return nil, fmt.Errorf("load dbsql BPF objects: %w", err)
-	}
-	m := &p.objs.bpfMaps
-	p.Core, err = probes.NewCore(spec, probes.CoreMaps{
-		Procs: m.DbsqlProcs, Stats: m.Stats, Events: m.DbsqlEvents,
-		Counters: []string{"ringbuf_full", "read_failed", "map_full", "rate_limited"},
-		Stale:    map[string]*ebpf.Map{"calls": m.DbsqlCalls},
-	}, log)
-	if err != nil {
-		p.objs.Close()
-		return nil, err
-	}
-	return p, nil
-}
-
-// Add starts tracing database/sql calls of process pid. It fails when the
-// executable does not use database/sql.
-func (p *Probe) Add(pid int, file kernel.FileID, exe string, bin *gobin.Binary) error {
-	if !bin.HasFunc("database/sql.(*DB).queryDC") && !bin.HasFunc("database/sql.(*DB).execDC") {
-		return fmt.Errorf("database/sql: %w", probes.ErrNotUsed)
-	}
-	off, err := offsets(bin)
-	if err != nil {
-		return err
-	}
+func (x *extension) Add(pid int, bin *gobin.Binary, _ any) error {
 	proc, err := newProcess(pid, bin)
 	if err != nil {
 		return err
 	}
-	if err := p.attachWrite(); err != nil {
-		return err
-	}
-	o := &p.objs
-	if err := p.Core.Add(pid, file, exe, bin, off, []probes.Uprobe{
-		{Symbol: "database/sql.(*DB).queryDC", Prog: o.UprobeDB_queryDC},
-		{Symbol: "database/sql.(*DB).execDC", Prog: o.UprobeDB_execDC},
-		{Symbol: "database/sql.(*Stmt).QueryContext", Prog: o.UprobeStmtQueryContext},
-		{Symbol: "database/sql.(*Stmt).ExecContext", Prog: o.UprobeStmtExecContext},
-		{Symbol: "database/sql.(*DB).beginDC", Prog: o.UprobeDB_beginDC},
-		{Symbol: "database/sql.(*Tx).Commit", Prog: o.UprobeTxCommit},
-		{Symbol: "database/sql.(*Tx).rollback", Prog: o.UprobeTxRollback},
-		{Symbol: "database/sql.(*Rows).initContextClose", Prog: o.UprobeRowsInitContextClose},
-		{Symbol: "database/sql.(*DB).putConn", Prog: o.UprobeDB_putConn},
-		{Symbol: "database/sql.(*Tx).closemuRUnlockRelease", Prog: o.UprobeTxClosemuRUnlockRelease},
-		{Symbol: "database/sql.(*Conn).closemuRUnlockCondReleaseConn", Prog: o.UprobeConnClosemuRUnlockCondReleaseConn},
-		{Symbol: "database/sql.(*Tx).awaitDone", Prog: o.UprobeTxAwaitDone},
-	}); err != nil {
+	if err := x.attachWrite(); err != nil {
 		return err
 	}
 	for fn, et := range proc.errMessages {
 		k := bpfErrtypeKey{Fn: fn, Tgid: uint32(pid)}
-		if err := o.DbsqlErrtypes.Put(&k, &et); err != nil {
-			p.log.Warn("error messages of a type will be missing", "pid", pid, "err", err)
+		if err := x.errtypes.Put(&k, &et); err != nil {
+			x.log.Warn("error messages of a type will be missing", "pid", pid, "err", err)
 		}
 	}
 	proc.errMessages = nil
-	p.mu.Lock()
-	p.procs[uint32(pid)] = proc
-	p.mu.Unlock()
+	x.mu.Lock()
+	x.procs[uint32(pid)] = proc
+	x.mu.Unlock()
 	return nil
 }
 
-// attachWrite attaches the write(2) tracepoint that finds each call's peer,
-// once: it costs every process's writes a map lookup, so not before a
-// target uses database/sql.
-func (p *Probe) attachWrite() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.write != nil {
+// attachWrite attaches the write(2) tracepoint, once: it costs every
+// process's writes a map lookup, so not before a target uses database/sql.
+func (x *extension) attachWrite() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.write != nil {
 		return nil
 	}
-	l, err := link.Tracepoint("syscalls", "sys_enter_write", p.objs.TracepointSysEnterWrite, nil)
+	l, err := link.Tracepoint("syscalls", "sys_enter_write", x.writeProg, nil)
 	if err != nil {
 		return fmt.Errorf("attach tracepoint syscalls/sys_enter_write: %w", err)
 	}
-	p.write = l
+	x.write = l
 	return nil
 }
 
-// Remove stops tracing pid.
-func (p *Probe) Remove(pid int, file kernel.FileID) {
-	p.Core.Remove(pid, file)
+func (x *extension) Remove(pid int) {
 	var k bpfErrtypeKey
 	var v bpfErrtype
 	var stale []bpfErrtypeKey
-	for it := p.objs.DbsqlErrtypes.Iterate(); it.Next(&k, &v); {
+	for it := x.errtypes.Iterate(); it.Next(&k, &v); {
 		if k.Tgid == uint32(pid) {
 			stale = append(stale, k)
 		}
 	}
 	for _, k := range stale {
-		_ = p.objs.DbsqlErrtypes.Delete(&k)
+		_ = x.errtypes.Delete(&k)
 	}
-	p.mu.Lock()
-	delete(p.procs, uint32(pid))
-	p.mu.Unlock()
+	x.mu.Lock()
+	delete(x.procs, uint32(pid))
+	x.mu.Unlock()
 }
 
-// Run turns ring-buffer events into spans until done is closed and every
-// event already submitted is read.
-func (p *Probe) Run(done <-chan struct{}, process func(pid int) *spans.Process, emit func(*spans.Span)) {
-	d := &decoder{clock: p.clock, procs: p.lookup}
-	p.Core.Run(done, func(raw []byte) *spans.Span { return d.decode(raw, process) }, emit)
+func (x *extension) lookup(pid uint32) *process {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.procs[pid]
 }
 
-func (p *Probe) lookup(pid uint32) *process {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.procs[pid]
-}
-
-// Detach removes every hook: no new events after it returns.
-func (p *Probe) Detach() {
-	p.Core.Detach()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.write != nil {
-		p.write.Close()
-		p.write = nil
+// Detach removes the write tracepoint.
+func (x *extension) Detach() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.write != nil {
+		x.write.Close()
+		x.write = nil
 	}
-}
-
-// Close detaches, ends Run and frees the programs.
-func (p *Probe) Close() {
-	p.Detach()
-	p.Core.Close()
-	p.objs.Close()
 }
 
 // offsets collects the struct field offsets the programs read for bin.

@@ -41,7 +41,7 @@ func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *span
 func (d *decoder) span(e *bpfDbsqlEvent, proc *spans.Process, pi *process) *spans.Span {
 	s := spans.New()
 	s.Process, s.Scope, s.Kind = proc, Scope, spans.KindClient
-	s.TraceID, s.SpanID, s.ParentID, s.TraceFlags = e.Sc.TraceId, e.Sc.SpanId, e.Sc.ParentId, e.Sc.Flags
+	probes.SetContext(s, e.Sc.TraceId, e.Sc.SpanId, e.Sc.ParentId, e.Sc.Flags, uint8(bpfTwFlagFLAG_LINK_PENDING))
 	s.StartNs, s.EndNs = d.clock.Wall(e.StartNs), d.clock.Wall(e.EndNs)
 
 	system := "other_sql"

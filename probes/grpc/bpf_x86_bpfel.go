@@ -151,6 +151,12 @@ type bpfSpanCtx struct {
 	Pad      [7]uint8
 }
 
+type bpfTwFlag uint32
+
+const (
+	bpfTwFlagFLAG_LINK_PENDING bpfTwFlag = 128
+)
+
 type bpfTwStat uint32
 
 const (
@@ -185,6 +191,7 @@ const (
 	bpfProgUprobeHttp2ServerWriteStatus       = "uprobe_http2Server_writeStatus"
 	bpfVarExportGrpcEvent                     = "__export_grpc_event"
 	bpfVarExportGrpcKind                      = "__export_grpc_kind"
+	bpfVarExportTwFlag                        = "__export_tw_flag"
 	bpfVarExportTwStat                        = "__export_tw_stat"
 	bpfVarSamplingBound                       = "sampling_bound"
 	bpfVarSamplingParentBased                 = "sampling_parent_based"
@@ -259,6 +266,7 @@ type bpfMapSpecs struct {
 type bpfVariableSpecs struct {
 	ExportGrpcEvent     *ebpf.VariableSpec `ebpf:"__export_grpc_event"`
 	ExportGrpcKind      *ebpf.VariableSpec `ebpf:"__export_grpc_kind"`
+	ExportTwFlag        *ebpf.VariableSpec `ebpf:"__export_tw_flag"`
 	ExportTwStat        *ebpf.VariableSpec `ebpf:"__export_tw_stat"`
 	SamplingBound       *ebpf.VariableSpec `ebpf:"sampling_bound"`
 	SamplingParentBased *ebpf.VariableSpec `ebpf:"sampling_parent_based"`
@@ -314,6 +322,7 @@ func (m *bpfMaps) Close() error {
 type bpfVariables struct {
 	ExportGrpcEvent     *ebpf.Variable `ebpf:"__export_grpc_event"`
 	ExportGrpcKind      *ebpf.Variable `ebpf:"__export_grpc_kind"`
+	ExportTwFlag        *ebpf.Variable `ebpf:"__export_tw_flag"`
 	ExportTwStat        *ebpf.Variable `ebpf:"__export_tw_stat"`
 	SamplingBound       *ebpf.Variable `ebpf:"sampling_bound"`
 	SamplingParentBased *ebpf.Variable `ebpf:"sampling_parent_based"`

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/tracewire/tracewire/internal/pipeline"
 	"github.com/tracewire/tracewire/internal/ringtest"
 	"github.com/tracewire/tracewire/spans"
 )
@@ -29,7 +30,7 @@ func grpcEvent(kind bpfGrpcKind, trace byte, flags uint8, code int64) *bpfGrpcEv
 // FuzzDecode: any ring-buffer record, however corrupt, decodes to a span or
 // to nil (counted by the caller), never a crash.
 func FuzzDecode(f *testing.F) {
-	srv := grpcEvent(bpfGrpcKindGRPC_SERVER, 1, 1|flagLinkPending, 5)
+	srv := grpcEvent(bpfGrpcKindGRPC_SERVER, 1, 1|uint8(bpfTwFlagFLAG_LINK_PENDING), 5)
 	srv.TracestateLen = ringtest.Fill(srv.Tracestate[:], "vendor=x")
 	cl := grpcEvent(bpfGrpcKindGRPC_CLIENT, 2, 1, -1)
 	cl.Remote.IpLen = 16
@@ -38,12 +39,12 @@ func FuzzDecode(f *testing.F) {
 	ringtest.Fuzz(f, seeds, d.decode, nil)
 }
 
-// FuzzLink: a sequence of records, decoded and given to a Linker, comes out
-// exactly once each, however their trace ids, flags and calls are made up,
-// and the Linker never spins (testdata holds two calls that each join the
+// FuzzLink: a sequence of records, decoded and given to the pipeline's
+// Joiner, comes out exactly once each, however their trace ids, flags and
+// calls are made up, and the Joiner never spins (testdata holds two calls that each join the
 // other's trace, which once did).
 func FuzzLink(f *testing.F) {
-	const pending = 1 | flagLinkPending
+	const pending = 1 | uint8(bpfTwFlagFLAG_LINK_PENDING)
 	f.Add(bytes.Join([][]byte{
 		ringtest.Bytes(grpcEvent(bpfGrpcKindGRPC_SERVER, 1, pending, 0)),
 		ringtest.Bytes(grpcEvent(bpfGrpcKindGRPC_CLIENT, 2, 1, 0)),
@@ -53,13 +54,13 @@ func FuzzLink(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		var mu sync.Mutex
 		out := map[*spans.Span]int{}
-		l := NewLinker(func(s *spans.Span) { mu.Lock(); out[s]++; mu.Unlock() })
+		l := pipeline.NewJoiner(func(s *spans.Span) { mu.Lock(); out[s]++; mu.Unlock() })
 		d := &decoder{}
 		in := 0
 		for rec := range ringtest.Split(raw, int(unsafe.Sizeof(bpfGrpcEvent{}))) {
 			if s := d.decode(rec, process); s != nil {
 				in++
-				l.call(s, d.call)
+				l.Add(s)
 			}
 		}
 		l.Flush()
@@ -67,7 +68,7 @@ func FuzzLink(f *testing.F) {
 			t.Fatalf("%d spans in, %d out", in, len(out))
 		}
 		for s, n := range out {
-			if n != 1 || s.TraceFlags&flagLinkPending != 0 {
+			if n != 1 || s.LinkPending {
 				t.Fatalf("span %x released %d times, flags %#x", s.SpanID, n, s.TraceFlags)
 			}
 			s.Release()

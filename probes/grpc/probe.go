@@ -1,21 +1,17 @@
 // Package grpc traces google.golang.org/grpc: one SERVER span per stream
 // served and one CLIENT span per call attempt, unary and streaming, as
 // children of the span their goroutine serves. A server span whose call
-// carried no traceparent is joined with its client span by the Linker when
-// this agent traces both processes.
+// carried no traceparent is joined with its client span by the pipeline
+// (internal/pipeline) when this agent traces both processes.
 package grpc
 
 import (
 	"errors"
 	"fmt"
-	"log/slog"
-
-	"github.com/cilium/ebpf"
 
 	"github.com/tracewire/tracewire/internal/gobin"
 	"github.com/tracewire/tracewire/internal/kernel"
 	"github.com/tracewire/tracewire/probes"
-	"github.com/tracewire/tracewire/spans"
 )
 
 // Scope is the instrumentation scope of the spans this probe makes.
@@ -23,73 +19,35 @@ const Scope = "github.com/tracewire/tracewire/probes/grpc"
 
 const module = "google.golang.org/grpc"
 
-// Probe is the loaded set of gRPC programs serving every target.
-type Probe struct {
-	*probes.Core
-	objs  bpfObjects
-	clock kernel.Clock
-	link  *Linker
-}
-
-// Load loads the programs and maps (the server spans map from shared);
-// link receives the spans.
-func Load(log *slog.Logger, shared *probes.Shared, link *Linker) (*Probe, error) {
-	p := &Probe{clock: kernel.NewClock(), link: link}
-	spec, err := loadBpf()
-	if err != nil {
-		return nil, fmt.Errorf("read grpc BPF objects: %w", err)
-	}
-	if err := shared.Load(spec, &p.objs); err != nil {
-		return nil, fmt.Errorf("load grpc BPF objects: %w", err)
-	}
-	m := &p.objs.bpfMaps
-	p.Core, err = probes.NewCore(spec, probes.CoreMaps{
-		Procs: m.GrpcProcs, Stats: m.Stats, Events: m.GrpcEvents,
-		Counters: []string{"ringbuf_full", "read_failed", "map_full", "rate_limited"},
-		Stale:    map[string]*ebpf.Map{"server_calls": m.GrpcServerCalls, "client_calls": m.GrpcClientCalls},
-	}, log)
-	if err != nil {
-		p.objs.Close()
-		return nil, err
-	}
-	return p, nil
-}
-
-// Add starts tracing the gRPC calls of process pid. It fails when the
-// executable does not use google.golang.org/grpc.
-func (p *Probe) Add(pid int, file kernel.FileID, exe string, bin *gobin.Binary) error {
-	version, ok := bin.Modules[module]
-	if !ok {
-		return fmt.Errorf("%s: %w", module, probes.ErrNotUsed)
-	}
-	off, err := offsets(bin)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", module, version, err)
-	}
-	o := &p.objs
-	return p.Core.Add(pid, file, exe, bin, off, []probes.Uprobe{
-		{Symbol: "google.golang.org/grpc.(*Server).handleStream", Prog: o.UprobeServerHandleStream},
-		// WriteStatus until v1.68, writeStatus since: one of the two exists.
-		{Symbol: "google.golang.org/grpc/internal/transport.(*http2Server).writeStatus", Prog: o.UprobeHttp2ServerWriteStatus},
-		{Symbol: "google.golang.org/grpc/internal/transport.(*http2Server).WriteStatus", Prog: o.UprobeHttp2ServerWriteStatus},
-		{Symbol: "google.golang.org/grpc.(*clientStream).newAttemptLocked", Prog: o.UprobeClientStreamNewAttemptLocked},
-		{Symbol: "google.golang.org/grpc.(*csAttempt).finish", Prog: o.UprobeCsAttemptFinish},
-	})
-}
-
-// Run turns ring-buffer events into spans and hands them to the Linker
-// until done is closed and every event already submitted is read.
-func (p *Probe) Run(done <-chan struct{}, process func(pid int) *spans.Process, _ func(*spans.Span)) {
-	d := &decoder{clock: p.clock}
-	// emit runs right after decode, for the span decode returned.
-	p.Core.Run(done, func(raw []byte) *spans.Span { return d.decode(raw, process) },
-		func(s *spans.Span) { p.link.call(s, d.call) })
-}
-
-// Close detaches, ends Run and frees the programs.
-func (p *Probe) Close() {
-	p.Core.Close()
-	p.objs.Close()
+// Decl declares the gRPC probe.
+var Decl = probes.Decl{
+	Name:     "grpc",
+	Objects:  loadBpf,
+	Procs:    "grpc_procs",
+	Events:   "grpc_events",
+	Stale:    []string{"grpc_server_calls", "grpc_client_calls"},
+	Counters: []string{"ringbuf_full", "read_failed", "map_full", "rate_limited"},
+	Hooks: []probes.Hook{
+		{Symbols: []string{"google.golang.org/grpc.(*Server).handleStream"}, Program: "uprobe_Server_handleStream"},
+		// WriteStatus until v1.68, writeStatus since.
+		{Symbols: []string{transport + "(*http2Server).writeStatus", transport + "(*http2Server).WriteStatus"}, Program: "uprobe_http2Server_writeStatus"},
+		{Symbols: []string{"google.golang.org/grpc.(*clientStream).newAttemptLocked"}, Program: "uprobe_clientStream_newAttemptLocked"},
+		{Symbols: []string{"google.golang.org/grpc.(*csAttempt).finish"}, Program: "uprobe_csAttempt_finish"},
+	},
+	Offsets: func(bin *gobin.Binary) (any, error) {
+		version, ok := bin.Modules[module]
+		if !ok {
+			return nil, fmt.Errorf("%s: %w", module, probes.ErrNotUsed)
+		}
+		o, err := offsets(bin)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", module, version, err)
+		}
+		return o, nil
+	},
+	Decoder: func(clock kernel.Clock, _ probes.Extension) probes.DecodeFunc {
+		return (&decoder{clock: clock}).decode
+	},
 }
 
 const (

@@ -12,25 +12,10 @@ import (
 	"github.com/tracewire/tracewire/spans"
 )
 
-// callKey identifies one gRPC call on the wire: the client's and the
-// server's ends of the TCP connection and the HTTP/2 stream id. Both sides
-// see the same key.
-type callKey struct {
-	client, server netip.AddrPort
-	stream         uint32
-}
-
-// call is what the Linker needs of a decoded span besides the span.
-type call struct {
-	key    callKey
-	server bool
-}
-
 // decoder turns events into spans; it belongs to the one goroutine of Run.
 type decoder struct {
 	clock   kernel.Clock
 	scratch []byte
-	call    call // of the last span decoded
 }
 
 // Status codes that make a server span an error (semantic conventions).
@@ -53,7 +38,7 @@ func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *span
 	}
 	s := spans.New()
 	s.Process, s.Scope = proc, Scope
-	s.TraceID, s.SpanID, s.ParentID, s.TraceFlags = e.Sc.TraceId, e.Sc.SpanId, e.Sc.ParentId, e.Sc.Flags
+	probes.SetContext(s, e.Sc.TraceId, e.Sc.SpanId, e.Sc.ParentId, e.Sc.Flags, uint8(bpfTwFlagFLAG_LINK_PENDING))
 	s.StartNs, s.EndNs = d.clock.Wall(e.StartNs), d.clock.Wall(e.EndNs)
 
 	method := kernel.Text(e.Method[:], e.MethodLen)
@@ -78,11 +63,14 @@ func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *span
 			d.scratch = remote.Addr().AppendTo(d.scratch[:0])
 			s.Attrs = append(s.Attrs, spans.String("client.address", s.Str(d.scratch)), spans.Int("client.port", int64(remote.Port())))
 		}
-		d.call = call{key: callKey{client: remote, server: local, stream: e.StreamId}, server: true}
+		// The call, for the pipeline to join this span with its client's.
+		s.Call = spans.Call{Client: remote, Server: local, Stream: e.StreamId}
 	} else {
 		s.Kind = spans.KindClient
 		s.Error = code != 0
-		d.call = call{key: callKey{client: local, server: remote, stream: e.StreamId}}
+		if e.StreamId != 0 {
+			s.Call = spans.Call{Client: local, Server: remote, Stream: e.StreamId}
+		}
 	}
 	if s.Error {
 		// The status message, else the code's name.

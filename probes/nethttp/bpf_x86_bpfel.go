@@ -72,6 +72,12 @@ type bpfNethttpClientEvent struct {
 	Query     [128]int8
 }
 
+type bpfNethttpConst uint32
+
+const (
+	bpfNethttpConstBUFIO_WORDS bpfNethttpConst = 8
+)
+
 type bpfNethttpOffsets struct {
 	_    structs.HostLayout
 	Maps struct {
@@ -190,6 +196,12 @@ type bpfSpanCtx struct {
 	Pad      [7]uint8
 }
 
+type bpfTwFlag uint32
+
+const (
+	bpfTwFlagFLAG_LINK_PENDING bpfTwFlag = 128
+)
+
 type bpfTwStat uint32
 
 const (
@@ -231,7 +243,9 @@ const (
 	bpfProgUprobeServerHandlerServeHTTP   = "uprobe_serverHandler_ServeHTTP"
 	bpfVarExportEventKind                 = "__export_event_kind"
 	bpfVarExportNethttpClientEvent        = "__export_nethttp_client_event"
+	bpfVarExportNethttpConst              = "__export_nethttp_const"
 	bpfVarExportNethttpServerEvent        = "__export_nethttp_server_event"
+	bpfVarExportTwFlag                    = "__export_tw_flag"
 	bpfVarExportTwStat                    = "__export_tw_stat"
 	bpfVarSamplingBound                   = "sampling_bound"
 	bpfVarSamplingParentBased             = "sampling_parent_based"
@@ -313,7 +327,9 @@ type bpfMapSpecs struct {
 type bpfVariableSpecs struct {
 	ExportEventKind          *ebpf.VariableSpec `ebpf:"__export_event_kind"`
 	ExportNethttpClientEvent *ebpf.VariableSpec `ebpf:"__export_nethttp_client_event"`
+	ExportNethttpConst       *ebpf.VariableSpec `ebpf:"__export_nethttp_const"`
 	ExportNethttpServerEvent *ebpf.VariableSpec `ebpf:"__export_nethttp_server_event"`
+	ExportTwFlag             *ebpf.VariableSpec `ebpf:"__export_tw_flag"`
 	ExportTwStat             *ebpf.VariableSpec `ebpf:"__export_tw_stat"`
 	SamplingBound            *ebpf.VariableSpec `ebpf:"sampling_bound"`
 	SamplingParentBased      *ebpf.VariableSpec `ebpf:"sampling_parent_based"`
@@ -375,7 +391,9 @@ func (m *bpfMaps) Close() error {
 type bpfVariables struct {
 	ExportEventKind          *ebpf.Variable `ebpf:"__export_event_kind"`
 	ExportNethttpClientEvent *ebpf.Variable `ebpf:"__export_nethttp_client_event"`
+	ExportNethttpConst       *ebpf.Variable `ebpf:"__export_nethttp_const"`
 	ExportNethttpServerEvent *ebpf.Variable `ebpf:"__export_nethttp_server_event"`
+	ExportTwFlag             *ebpf.Variable `ebpf:"__export_tw_flag"`
 	ExportTwStat             *ebpf.Variable `ebpf:"__export_tw_stat"`
 	SamplingBound            *ebpf.Variable `ebpf:"sampling_bound"`
 	SamplingParentBased      *ebpf.Variable `ebpf:"sampling_parent_based"`

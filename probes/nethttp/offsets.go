@@ -7,8 +7,8 @@ import (
 	"github.com/tracewire/tracewire/probes"
 )
 
-// bufioWords is how many words of a bufio.Reader the programs copy (BUFIO_WORDS).
-const bufioWords = 8
+// bufioWords is how many words of a bufio.Reader the programs copy.
+const bufioWords = uint64(bpfNethttpConstBUFIO_WORDS)
 
 // chunkMax is how much of a struct the programs copy at once (CHUNK_MAX).
 const chunkMax = uint64(len(bpfChunk{}.B))

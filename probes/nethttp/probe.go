@@ -7,7 +7,6 @@ package nethttp
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
 
@@ -23,111 +22,95 @@ import (
 // Scope is the instrumentation scope of the spans this probe makes.
 const Scope = "github.com/tracewire/tracewire/probes/nethttp"
 
-// Probe is the loaded set of net/http programs serving every target.
-type Probe struct {
-	*probes.Core
-	objs  bpfObjects
-	prop  *propagation
-	clock kernel.Clock
-	log   *slog.Logger
+// Decl declares the net/http probe.
+var Decl = probes.Decl{
+	Name:    "nethttp",
+	Objects: loadBpf,
+	Procs:   "nethttp_procs",
+	Events:  "nethttp_events",
+	Stale: []string{
+		"go_server_spans", "nethttp_client_inflight", "nethttp_client_requests", "nethttp_pending", "nethttp_connecting",
+	},
+	Counters: []string{"ringbuf_full", "read_failed", "map_full", "no_start", "socket_busy", "injected", "not_injected", "http2_skipped", "left_alone", "rate_limited"},
+	Hooks: []probes.Hook{
+		{Symbols: []string{"net/http.serverHandler.ServeHTTP"}, Program: "uprobe_serverHandler_ServeHTTP"},
+		{Symbols: []string{"net/http.(*response).finishRequest"}, Program: "uprobe_response_finishRequest"},
+		{Symbols: []string{"net/http.(*Transport).roundTrip"}, Program: "uprobe_Transport_roundTrip"},
+		{Symbols: []string{"net/http.(*persistConn).roundTrip"}, Program: "uprobe_persistConn_roundTrip"},
+		{Symbols: []string{"net/http.ReadResponse"}, Program: "uprobe_ReadResponse"},
+		// The function every HTTP/2 client call runs: roundTrip since Go
+		// 1.23, whose RoundTrip wrapper is inlined into its callers.
+		{Symbols: []string{"net/http.(*http2ClientConn).roundTrip", "net/http.(*http2ClientConn).RoundTrip"}, Program: "uprobe_http2ClientConn_roundTrip"},
+	},
+	Offsets: func(bin *gobin.Binary) (any, error) { return offsets(bin) },
+	Extend: func(coll *ebpf.Collection, log *slog.Logger) (probes.Extension, error) {
+		objs, err := propObjectsOf(coll)
+		if err != nil {
+			return nil, err
+		}
+		x := &extension{log: log}
+		if x.prop, err = attachPropagation(objs); err != nil {
+			log.Warn("outgoing traceparent propagation is off", "reason", err)
+		} else if x.prop.fionreadChanged {
+			log.Info("this kernel answers FIONREAD from the socket map for sockets under sk_msg: targets whose code asks FIONREAD get no outgoing traceparent")
+		}
+		return x, nil
+	},
+	Decoder: func(clock kernel.Clock, _ probes.Extension) probes.DecodeFunc {
+		return (&decoder{clock: clock}).decode
+	},
 }
 
-// Load loads the programs and maps (the server spans map from shared) into
-// the kernel and attaches the propagation programs (sock_ops on the
-// cgroup-v2 root, sk_msg on the socket map). Without cgroup v2 the spans
-// still work; only outgoing propagation is off, as the log says.
-func Load(log *slog.Logger, shared *probes.Shared) (*Probe, error) {
-	p := &Probe{clock: kernel.NewClock(), log: log}
-	spec, err := loadBpf()
-	if err != nil {
-		return nil, fmt.Errorf("read nethttp BPF objects: %w", err)
-	}
-	if err := shared.Load(spec, &p.objs); err != nil {
-		return nil, fmt.Errorf("load nethttp BPF objects: %w", err)
-	}
-	m := &p.objs.bpfMaps
-	p.Core, err = probes.NewCore(spec, probes.CoreMaps{
-		Procs: m.NethttpProcs, Stats: m.Stats, Events: m.NethttpEvents,
-		Counters: []string{"ringbuf_full", "read_failed", "map_full", "no_start", "socket_busy", "injected", "not_injected", "http2_skipped", "left_alone", "rate_limited"},
-		Stale: map[string]*ebpf.Map{
-			"server_spans": m.GoServerSpans, "client_inflight": m.NethttpClientInflight,
-			"client_requests": m.NethttpClientRequests, "pending": m.NethttpPending, "connecting": m.NethttpConnecting,
-		},
-	}, log)
-	if err != nil {
-		p.objs.Close()
-		return nil, err
-	}
-	if p.prop, err = attachPropagation(&p.objs); err != nil {
-		log.Warn("outgoing traceparent propagation is off", "reason", err)
-	} else if p.prop.fionreadChanged {
-		log.Info("this kernel answers FIONREAD from the socket map for sockets under sk_msg: targets whose code asks FIONREAD get no outgoing traceparent")
-	}
-	return p, nil
+// extension is the outgoing traceparent: sock_ops on the cgroup-v2 root
+// and sk_msg on the socket map. Without cgroup v2 the spans still work;
+// only outgoing propagation is off, as the log says.
+type extension struct {
+	prop *propagation // nil when off
+	log  *slog.Logger
 }
 
-// Add starts tracing process pid running executable exe (file id file).
-func (p *Probe) Add(pid int, file kernel.FileID, exe string, bin *gobin.Binary) error {
-	off, err := offsets(bin)
-	if err != nil {
-		return err
-	}
-	off.LeftAlone = p.leaveAlone(pid, bin)
-	err = p.Core.Add(pid, file, exe, bin, off, []probes.Uprobe{
-		{Symbol: "net/http.serverHandler.ServeHTTP", Prog: p.objs.UprobeServerHandlerServeHTTP},
-		{Symbol: "net/http.(*response).finishRequest", Prog: p.objs.UprobeResponseFinishRequest},
-		{Symbol: "net/http.(*Transport).roundTrip", Prog: p.objs.UprobeTransportRoundTrip},
-		{Symbol: "net/http.(*persistConn).roundTrip", Prog: p.objs.UprobePersistConnRoundTrip},
-		{Symbol: "net/http.ReadResponse", Prog: p.objs.UprobeReadResponse},
-		{Symbol: http2RoundTrip(bin), Prog: p.objs.UprobeHttp2ClientConnRoundTrip},
-	})
-	if err != nil {
-		return err
-	}
-	if p.prop != nil && off.LeftAlone == 0 {
-		// Connections the target opened before it was traced.
+// Add keeps the target's sockets out of the socket map when they must be
+// left alone (see leaveAlone), else adopts the connections it opened
+// before it was traced.
+func (x *extension) Add(pid int, bin *gobin.Binary, offsets any) error {
+	off := offsets.(*bpfNethttpOffsets)
+	off.LeftAlone = x.leaveAlone(pid, bin)
+	if x.prop != nil && off.LeftAlone == 0 {
 		// A process that already exited has no connections to adopt.
-		if err := p.prop.adoptConnections(pid); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ESRCH) {
-			p.log.Warn("existing connections of the target carry no traceparent", "pid", pid, "err", err)
+		if err := x.prop.adoptConnections(pid); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ESRCH) {
+			x.log.Warn("existing connections of the target carry no traceparent", "pid", pid, "err", err)
 		}
 	}
 	return nil
+}
+
+// Remove has nothing to do: a process's sockets leave the map as they close.
+func (x *extension) Remove(int) {}
+
+// Detach removes the propagation programs: traffic flows unmodified.
+func (x *extension) Detach() {
+	if x.prop != nil {
+		x.prop.close()
+	}
 }
 
 // leaveAlone returns 1 when the target's connections must stay out of the
 // socket map: this kernel changes FIONREAD for sockets in it, and the
 // target's code may ask FIONREAD. Its spans are traced; only the outgoing
 // traceparent is given up, rather than change what the program sees.
-func (p *Probe) leaveAlone(pid int, bin *gobin.Binary) uint64 {
-	if p.prop == nil || !p.prop.fionreadChanged {
+func (x *extension) leaveAlone(pid int, bin *gobin.Binary) uint64 {
+	if x.prop == nil || !x.prop.fionreadChanged {
 		return 0
 	}
 	asks, err := bin.AsksFIONREAD()
 	if err != nil {
-		p.log.Warn("cannot read the target's code; its connections get no traceparent", "pid", pid, "err", err)
+		x.log.Warn("cannot read the target's code; its connections get no traceparent", "pid", pid, "err", err)
 	}
 	if !asks {
 		return 0
 	}
-	p.log.Info("outgoing traceparent is off for this target: its code asks FIONREAD, which this kernel answers wrongly for sockets under sk_msg", "pid", pid)
+	x.log.Info("outgoing traceparent is off for this target: its code asks FIONREAD, which this kernel answers wrongly for sockets under sk_msg", "pid", pid)
 	return 1
-}
-
-// http2RoundTrip is the function every HTTP/2 client call runs: roundTrip
-// since Go 1.23, whose RoundTrip wrapper is inlined into its callers.
-func http2RoundTrip(bin *gobin.Binary) string {
-	if sym := "net/http.(*http2ClientConn).roundTrip"; bin.HasFunc(sym) {
-		return sym
-	}
-	return "net/http.(*http2ClientConn).RoundTrip"
-}
-
-// Run turns ring-buffer events into spans until done is closed and every
-// event already submitted is read. process returns the target's description
-// (nil if unknown: the event is counted and dropped).
-func (p *Probe) Run(done <-chan struct{}, process func(pid int) *spans.Process, emit func(*spans.Span)) {
-	d := &decoder{clock: p.clock}
-	p.Core.Run(done, func(raw []byte) *spans.Span { return d.decode(raw, process) }, emit)
 }
 
 // decode turns one ring-buffer record into a span, or nil when the record is
@@ -154,25 +137,6 @@ func (d *decoder) decode(raw []byte, process func(pid int) *spans.Process) *span
 	return nil
 }
 
-// Propagating reports whether outgoing requests get a traceparent.
-func (p *Probe) Propagating() bool { return p.prop != nil }
-
-// Detach removes every uprobe and the propagation programs: no new events
-// after it returns, and traffic flows unmodified.
-func (p *Probe) Detach() {
-	p.Core.Detach()
-	if p.prop != nil {
-		p.prop.close()
-	}
-}
-
-// Close detaches, ends Run and frees the programs.
-func (p *Probe) Close() {
-	p.Detach()
-	p.Core.Close()
-	p.objs.Close()
-}
-
 // decoder turns events into spans; it belongs to the one goroutine of Run.
 type decoder struct {
 	clock   kernel.Clock
@@ -183,7 +147,7 @@ type decoder struct {
 func (d *decoder) span(proc *spans.Process, kind spans.Kind, sc *bpfSpanCtx, start, end uint64) *spans.Span {
 	s := spans.New()
 	s.Process, s.Scope, s.Kind = proc, Scope, kind
-	s.TraceID, s.SpanID, s.ParentID, s.TraceFlags = sc.TraceId, sc.SpanId, sc.ParentId, sc.Flags
+	probes.SetContext(s, sc.TraceId, sc.SpanId, sc.ParentId, sc.Flags, uint8(bpfTwFlagFLAG_LINK_PENDING))
 	s.StartNs, s.EndNs = d.clock.Wall(start), d.clock.Wall(end)
 	return s
 }
@@ -192,4 +156,11 @@ func (d *decoder) span(proc *spans.Process, kind spans.Kind, sc *bpfSpanCtx, sta
 // array may hold less: it was cut), stored in s.
 func text(s *spans.Span, b []int8, n int64) string {
 	return s.Str(kernel.Text(b, n))
+}
+
+// Propagating reports whether the loaded probe p (of Decl) inserts
+// traceparent into outgoing requests.
+func Propagating(p *probes.Probe) bool {
+	x, ok := p.Extension().(*extension)
+	return ok && x.prop != nil
 }

@@ -21,26 +21,40 @@ import (
 // requests: sock_ops on the cgroup-v2 root (new connections of targets) and
 // sk_msg on the socket map.
 type propagation struct {
-	objs    *bpfObjects
+	objs    propObjects
 	sockops link.Link
 	// fionreadChanged: on this kernel a socket in a SOCKHASH answers
 	// FIONREAD from the map's own (empty) queue, not its receive queue.
 	fionreadChanged bool
 }
 
-func attachPropagation(objs *bpfObjects) (*propagation, error) {
+// propObjects are the programs and the socket map of propagation.
+type propObjects struct {
+	sockets        *ebpf.Map
+	skMsg, sockops *ebpf.Program
+}
+
+func propObjectsOf(coll *ebpf.Collection) (propObjects, error) {
+	o := propObjects{coll.Maps["nethttp_sockets"], coll.Programs["sk_msg_traceparent"], coll.Programs["sockops_track_connect"]}
+	if o.sockets == nil || o.skMsg == nil || o.sockops == nil {
+		return o, errors.New("the object lacks the socket map or its programs")
+	}
+	return o, nil
+}
+
+func attachPropagation(objs propObjects) (*propagation, error) {
 	root, err := cgroup2Root()
 	if err != nil {
 		return nil, err
 	}
 	// sk_msg first: a socket takes the map's programs when it is inserted.
 	err = link.RawAttachProgram(link.RawAttachProgramOptions{
-		Target: objs.NethttpSockets.FD(), Program: objs.SkMsgTraceparent, Attach: ebpf.AttachSkMsgVerdict,
+		Target: objs.sockets.FD(), Program: objs.skMsg, Attach: ebpf.AttachSkMsgVerdict,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("attach sk_msg to the socket map: %w", err)
 	}
-	l, err := link.AttachCgroup(link.CgroupOptions{Path: root, Attach: ebpf.AttachCGroupSockOps, Program: objs.SockopsTrackConnect})
+	l, err := link.AttachCgroup(link.CgroupOptions{Path: root, Attach: ebpf.AttachCGroupSockOps, Program: objs.sockops})
 	if err != nil {
 		detachSkMsg(objs)
 		return nil, fmt.Errorf("attach sock_ops to cgroup %s: %w", root, err)
@@ -114,20 +128,20 @@ func (p *propagation) close() {
 	p.sockops = nil
 	var k bpfSockTuple
 	var keys []bpfSockTuple
-	it := p.objs.NethttpSockets.Iterate()
+	it := p.objs.sockets.Iterate()
 	var v uint64
 	for it.Next(&k, &v) {
 		keys = append(keys, k)
 	}
 	for _, k := range keys {
-		_ = p.objs.NethttpSockets.Delete(k)
+		_ = p.objs.sockets.Delete(k)
 	}
 	detachSkMsg(p.objs)
 }
 
-func detachSkMsg(objs *bpfObjects) {
+func detachSkMsg(objs propObjects) {
 	_ = link.RawDetachProgram(link.RawDetachProgramOptions{
-		Target: objs.NethttpSockets.FD(), Program: objs.SkMsgTraceparent, Attach: ebpf.AttachSkMsgVerdict,
+		Target: objs.sockets.FD(), Program: objs.skMsg, Attach: ebpf.AttachSkMsgVerdict,
 	})
 }
 
@@ -172,7 +186,7 @@ func (p *propagation) adoptConnections(pid int) error {
 			errs = append(errs, fmt.Errorf("pidfd_getfd fd %d: %w", c.fd, err))
 			continue
 		}
-		err = p.objs.NethttpSockets.Update(c.tuple, uint64(dup), ebpf.UpdateNoExist)
+		err = p.objs.sockets.Update(c.tuple, uint64(dup), ebpf.UpdateNoExist)
 		unix.Close(dup)
 		if err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
 			// EBUSY: another sk_msg program (another agent, a CNI) owns it.

@@ -1,4 +1,4 @@
-package probes
+package pipeline
 
 import (
 	"testing"
@@ -10,14 +10,15 @@ import (
 // keepRig is a KeepErrors on a clock the test moves, recording what it
 // passes on.
 type keepRig struct {
-	k   *KeepErrors
-	t   time.Time
-	got []*spans.Span
+	k     *KeepErrors
+	count Counts
+	t     time.Time
+	got   []*spans.Span
 }
 
 func newKeepRig(limit int) *keepRig {
 	r := &keepRig{t: time.Unix(1000, 0)}
-	r.k = NewKeepErrors(func(s *spans.Span) { r.got = append(r.got, s) }, 10*time.Second, limit)
+	r.k = NewKeepErrors(func(s *spans.Span) { r.got = append(r.got, s) }, &r.count, 10*time.Second, limit)
 	r.k.now = func() time.Time { return r.t }
 	return r
 }
@@ -81,12 +82,12 @@ func TestKeepErrorsErrorFirst(t *testing.T) {
 
 func TestKeepErrorsNoError(t *testing.T) {
 	r := newKeepRig(100)
-	before := Unsampled()
+	before := r.count.Unsampled.Load()
 	r.add(1, false, false)
 	r.add(1, false, false)
 	r.t = r.t.Add(10 * time.Second)
 	r.add(2, false, false) // ends trace 1's window
-	if n := Unsampled() - before; n != 2 || r.k.Held() != 1 {
+	if n := r.count.Unsampled.Load() - before; n != 2 || r.k.Held() != 1 {
 		t.Errorf("%d counted unsampled, %d held; want 2 and 1", n, r.k.Held())
 	}
 	r.add(1, false, true) // a new window: the expired spans are gone
@@ -95,20 +96,20 @@ func TestKeepErrorsNoError(t *testing.T) {
 		t.Errorf("%d spans passed, want the error alone", len(r.got))
 	}
 	r.k.Flush()
-	if n := Unsampled() - before; n != 3 || r.k.Held() != 0 {
+	if n := r.count.Unsampled.Load() - before; n != 3 || r.k.Held() != 0 {
 		t.Errorf("after Flush: %d counted unsampled, %d held; want 3 and 0", n, r.k.Held())
 	}
 }
 
 func TestKeepErrorsBound(t *testing.T) {
 	r := newKeepRig(3)
-	before, overflow := Unsampled(), HeldOverflow()
+	before, overflow := r.count.Unsampled.Load(), r.count.HeldOverflow.Load()
 	r.add(1, false, false)
 	r.add(1, false, false)
 	r.add(2, false, false)
 	r.add(2, false, false) // over the bound: dropped at once
 	r.add(3, false, false) // too many traces
-	if n, o := Unsampled()-before, HeldOverflow()-overflow; n != 2 || o != 2 || r.k.Held() != 3 {
+	if n, o := r.count.Unsampled.Load()-before, r.count.HeldOverflow.Load()-overflow; n != 2 || o != 2 || r.k.Held() != 3 {
 		t.Errorf("%d unsampled, %d overflow, %d held; want 2, 2, 3", n, o, r.k.Held())
 	}
 	e := r.add(4, false, true) // an error is passed on even so

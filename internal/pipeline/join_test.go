@@ -1,4 +1,4 @@
-package grpc
+package pipeline
 
 import (
 	"net/netip"
@@ -23,26 +23,43 @@ func span(trace, id, parent byte, flags byte) *spans.Span {
 	return &spans.Span{TraceID: [16]byte{trace}, SpanID: [8]byte{id}, ParentID: [8]byte{parent}, TraceFlags: flags}
 }
 
-var key = callKey{
-	client: netip.MustParseAddrPort("127.0.0.1:50000"),
-	server: netip.MustParseAddrPort("127.0.0.1:9000"),
-	stream: 3,
+// pending is a span of a provisional trace.
+func pending(trace, id, parent byte) *spans.Span {
+	s := span(trace, id, parent, 1)
+	s.LinkPending = true
+	return s
+}
+
+// asServer and asClient make s the server or the client side of call k.
+func asServer(s *spans.Span, k spans.Call) *spans.Span {
+	s.Kind, s.Call = spans.KindServer, k
+	return s
+}
+
+func asClient(s *spans.Span, k spans.Call) *spans.Span {
+	s.Kind, s.Call = spans.KindClient, k
+	return s
+}
+
+var key = spans.Call{
+	Client: netip.MustParseAddrPort("127.0.0.1:50000"),
+	Server: netip.MustParseAddrPort("127.0.0.1:9000"),
+	Stream: 3,
 }
 
 // The server side's spans wait for the client span, then move into its
 // trace, in whatever order the rings deliver them.
-func TestLinkerJoins(t *testing.T) {
+func TestJoinerJoins(t *testing.T) {
 	for _, order := range []string{"child server client", "server client child", "client child server"} {
 		t.Run(order, func(t *testing.T) {
 			var c collector
-			l := NewLinker(c.add)
+			l := NewJoiner(c.add)
 			defer l.Flush()
-			const pending = 1 | flagLinkPending
-			child, server, client := span(9, 2, 1, pending), span(9, 1, 0, pending), span(7, 5, 4, 1)
+			child, server, client := pending(9, 2, 1), pending(9, 1, 0), span(7, 5, 4, 1)
 			steps := map[string]func(){
 				"child":  func() { l.Add(child) },
-				"server": func() { l.call(server, call{key: key, server: true}) },
-				"client": func() { l.call(client, call{key: key}) },
+				"server": func() { l.Add(asServer(server, key)) },
+				"client": func() { l.Add(asClient(client, key)) },
 			}
 			for _, name := range strings.Fields(order) {
 				steps[name]()
@@ -63,12 +80,12 @@ func TestLinkerJoins(t *testing.T) {
 }
 
 // A server span whose client never shows up is released as it is.
-func TestLinkerReleasesUnjoined(t *testing.T) {
+func TestJoinerReleasesUnjoined(t *testing.T) {
 	var c collector
-	l := NewLinker(c.add)
+	l := NewJoiner(c.add)
 	defer l.Flush()
-	server := span(9, 1, 0, 1|flagLinkPending)
-	l.call(server, call{key: key, server: true})
+	server := pending(9, 1, 0)
+	l.Add(asServer(server, key))
 	if c.n() != 0 {
 		t.Fatal("released before waiting for the client")
 	}
@@ -83,14 +100,15 @@ func TestLinkerReleasesUnjoined(t *testing.T) {
 
 // A joined server side takes the client's sampled flag, whatever the kernel
 // chose for its provisional trace.
-func TestLinkerJoinTakesClientDecision(t *testing.T) {
-	for _, flags := range []struct{ server, client byte }{{flagLinkPending, 1}, {1 | flagLinkPending, 0}} {
+func TestJoinerJoinTakesClientDecision(t *testing.T) {
+	for _, flags := range []struct{ server, client byte }{{0, 1}, {1, 0}} {
 		var c collector
-		l := NewLinker(c.add)
-		server, child := span(9, 1, 0, flags.server), span(9, 2, 1, flags.server)
+		l := NewJoiner(c.add)
+		server, child := pending(9, 1, 0), pending(9, 2, 1)
+		server.TraceFlags, child.TraceFlags = flags.server, flags.server
 		l.Add(child)
-		l.call(server, call{key: key, server: true})
-		l.call(span(7, 5, 4, flags.client), call{key: key})
+		l.Add(asServer(server, key))
+		l.Add(asClient(span(7, 5, 4, flags.client), key))
 		l.Flush()
 		if c.n() != 3 || server.TraceFlags != flags.client || child.TraceFlags != flags.client {
 			t.Errorf("provisional flags %#x, client's %#x: released %d, server flags %#x, child %#x",
@@ -102,24 +120,23 @@ func TestLinkerJoinTakesClientDecision(t *testing.T) {
 // A handler of a provisional trace calls gRPC in turn: A -> B -> C. Each
 // join moves its spans into the client's trace, which joins A's in the end,
 // whatever arrives late.
-func TestLinkerChains(t *testing.T) {
+func TestJoinerChains(t *testing.T) {
 	var c collector
-	l := NewLinker(c.add)
+	l := NewJoiner(c.add)
 	defer l.Flush()
-	const pending = 1 | flagLinkPending
 	keyBC := key
-	keyBC.stream = 5
-	aClient := span(1, 10, 9, 1)        // A's client span, trace 1
-	bServer := span(2, 20, 0, pending)  // B's server span, provisional trace 2
-	bClient := span(2, 21, 20, pending) // B's call to C
-	cServer := span(3, 30, 0, pending)  // C's server span, provisional trace 3
-	cChild, cLate := span(3, 31, 30, pending), span(3, 32, 30, pending)
+	keyBC.Stream = 5
+	aClient := span(1, 10, 9, 1)  // A's client span, trace 1
+	bServer := pending(2, 20, 0)  // B's server span, provisional trace 2
+	bClient := pending(2, 21, 20) // B's call to C
+	cServer := pending(3, 30, 0)  // C's server span, provisional trace 3
+	cChild, cLate := pending(3, 31, 30), pending(3, 32, 30)
 	l.Add(cChild)
-	l.call(cServer, call{key: keyBC, server: true})
-	l.call(bClient, call{key: keyBC}) // C joins B's still provisional trace
-	l.call(bServer, call{key: key, server: true})
-	l.call(aClient, call{key: key}) // B joins A
-	l.Add(cLate)                    // after both joins
+	l.Add(asServer(cServer, keyBC))
+	l.Add(asClient(bClient, keyBC)) // C joins B's still provisional trace
+	l.Add(asServer(bServer, key))
+	l.Add(asClient(aClient, key)) // B joins A
+	l.Add(cLate)                  // after both joins
 	if c.n() != 6 {
 		t.Fatalf("released %d spans, want 6", c.n())
 	}

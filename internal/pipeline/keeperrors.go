@@ -1,8 +1,7 @@
-package probes
+package pipeline
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tracewire/tracewire/spans"
@@ -12,42 +11,36 @@ import (
 // error usually ends a trace's local spans within a few seconds of its
 // first, and 10 000 pooled spans are a few MiB.
 const (
-	KeepErrorsHold = 10 * time.Second
-	KeepErrorsMax  = 10000
+	keepErrorsHold = 10 * time.Second
+	keepErrorsMax  = 10000
 )
 
 // keptForError marks the spans exported by KeepErrors: their trace was not
 // sampled, so the other agents' spans of it are missing.
 var keptForError = spans.String("tracewire.sampling.kept_for_error", "true")
 
-// heldOverflow counts spans KeepErrors could not hold (also unsampled).
-var heldOverflow atomic.Uint64
-
-// HeldOverflow returns how many spans of unsampled traces were dropped at
-// once because KeepErrors held KeepErrorsMax already.
-func HeldOverflow() uint64 { return heldOverflow.Load() }
-
-// KeepErrors is DropUnsampled that exports an unsampled trace's local spans
+// KeepErrors is dropUnsampled that exports an unsampled trace's local spans
 // when one of them ends in error. It holds the spans of each unsampled trace
 // for a window from its first span; an error in the window sends on the
 // trace's held spans and every later one of the window, marked with
 // keptForError; at the end of the window, the held spans are dropped and
-// counted as unsampled. Like DropUnsampled it comes after the grpc.Linker.
+// counted as unsampled. Like dropUnsampled it comes after the Joiner.
 type KeepErrors struct {
 	next  func(*spans.Span)
+	count *Counts
 	hold  time.Duration
 	limit int // spans held, and traces tracked, at most
 	now   func() time.Time
 
 	mu     sync.Mutex
-	traces map[[16]byte]*heldTrace
+	traces map[[16]byte]*keptTrace
 	// queue holds the traces by end of window; first seen first, so the
 	// windows end in queue order.
 	queue []queuedTrace
 	held  int
 }
 
-type heldTrace struct {
+type keptTrace struct {
 	spans []*spans.Span
 	kept  bool // an error was seen: the window's spans go on
 }
@@ -58,9 +51,9 @@ type queuedTrace struct {
 }
 
 // NewKeepErrors returns the stage in front of next: windows of hold, at most
-// limit spans held.
-func NewKeepErrors(next func(*spans.Span), hold time.Duration, limit int) *KeepErrors {
-	return &KeepErrors{next: next, hold: hold, limit: limit, now: time.Now, traces: map[[16]byte]*heldTrace{}}
+// limit spans held; drops are counted in c.
+func NewKeepErrors(next func(*spans.Span), c *Counts, hold time.Duration, limit int) *KeepErrors {
+	return &KeepErrors{next: next, count: c, hold: hold, limit: limit, now: time.Now, traces: map[[16]byte]*keptTrace{}}
 }
 
 // Add passes s on, holds it or drops it.
@@ -74,7 +67,7 @@ func (k *KeepErrors) Add(s *spans.Span) {
 	k.expire(now)
 	t, ok := k.traces[s.TraceID]
 	if !ok && len(k.traces) < k.limit {
-		t = &heldTrace{}
+		t = &keptTrace{}
 		k.traces[s.TraceID] = t
 		k.queue = append(k.queue, queuedTrace{s.TraceID, now.Add(k.hold)})
 	}
@@ -89,8 +82,8 @@ func (k *KeepErrors) Add(s *spans.Span) {
 	case s.Error: // too many traces tracked: the error span alone
 		out = []*spans.Span{s}
 	case t == nil || k.held >= k.limit:
-		heldOverflow.Add(1)
-		CountUnsampled()
+		k.count.HeldOverflow.Add(1)
+		k.count.Unsampled.Add(1)
 		s.Release()
 	default:
 		t.spans = append(t.spans, s)
@@ -115,7 +108,7 @@ func (k *KeepErrors) expire(now time.Time) {
 
 func (k *KeepErrors) drop(id [16]byte) {
 	for _, s := range k.traces[id].spans {
-		CountUnsampled()
+		k.count.Unsampled.Add(1)
 		s.Release()
 	}
 	k.held -= len(k.traces[id].spans)

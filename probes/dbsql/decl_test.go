@@ -1,0 +1,11 @@
+package dbsql
+
+import (
+	"testing"
+
+	"github.com/tracewire/tracewire/probes/probetest"
+)
+
+func TestDeclMatchesObject(t *testing.T) {
+	probetest.CheckDecl(t, Decl, "dbsql_offsets", bpfDbsqlOffsets{})
+}

@@ -1,0 +1,11 @@
+package grpc
+
+import (
+	"testing"
+
+	"github.com/tracewire/tracewire/probes/probetest"
+)
+
+func TestDeclMatchesObject(t *testing.T) {
+	probetest.CheckDecl(t, Decl, "grpc_offsets", bpfGrpcOffsets{})
+}

@@ -1,0 +1,287 @@
+package probes
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/tracewire/tracewire/internal/gobin"
+	"github.com/tracewire/tracewire/internal/kernel"
+	"github.com/tracewire/tracewire/spans"
+)
+
+// ErrNotUsed is returned by a probe's Add when the executable does not use
+// the probe's library: nothing to report, unlike a library it cannot trace.
+var ErrNotUsed = errors.New("library not used by the executable")
+
+// StaleAfter is how long per-call state may live in a probe's maps before it
+// is evicted: far longer than any call the agent is meant to trace.
+const StaleAfter = 2 * time.Minute
+
+// Decl declares one library's instrumentation: what its object holds and
+// what the base must do with it. Load turns it into a running Probe; adding
+// a library is a Decl, its C and its decoder.
+type Decl struct {
+	// Name labels the probe's counters and logs ("nethttp").
+	Name string
+	// Objects reads the probe's BPF object (the bpf2go loader).
+	Objects func() (*ebpf.CollectionSpec, error)
+	// Procs is the map from pid to the struct offsets the programs read,
+	// which is also their filter: a process not in it is not traced.
+	Procs string
+	// Events is the ring buffer the programs submit records to.
+	Events string
+	// Stale are the per-call maps (values start with a ktime) to sweep.
+	Stale []string
+	// Counters are the tw_stat counters (lower case, without STAT_) the
+	// programs count; the others stay 0 and are not reported.
+	Counters []string
+	// Hooks are the uprobes: a hook whose function the executable lacks is
+	// skipped (the linker drops what a program does not use).
+	Hooks []Hook
+	// Offsets returns what Procs holds for a process of bin, or an error
+	// wrapping ErrNotUsed when bin does not use the library.
+	Offsets func(bin *gobin.Binary) (any, error)
+	// Extend, if set, adds what the probe does besides uprobes and its
+	// ring: other program types, per-process state.
+	Extend func(coll *ebpf.Collection, log *slog.Logger) (Extension, error)
+	// Decoder returns the function that turns the probe's records into
+	// spans, for the one goroutine that reads its ring; ext is what Extend
+	// returned (nil without it).
+	Decoder func(clock kernel.Clock, ext Extension) DecodeFunc
+}
+
+// Hook is one uprobe: the program to run at the first of Symbols the
+// executable has (a function renamed between versions has several names).
+type Hook struct {
+	Symbols []string
+	Program string
+}
+
+// DecodeFunc turns one ring-buffer record into a span, or returns nil for a
+// record it cannot use. process gives a pid's description (nil if unknown).
+type DecodeFunc func(raw []byte, process func(pid int) *spans.Process) *spans.Span
+
+// Extension is a probe's own work around the base's.
+type Extension interface {
+	// Add prepares process pid before its offsets are stored; it may
+	// change offsets (the value Decl.Offsets returned).
+	Add(pid int, bin *gobin.Binary, offsets any) error
+	// Remove forgets pid (also after a failed Add).
+	Remove(pid int)
+	// Detach stops what Extend attached; no new events after it.
+	Detach()
+}
+
+// Probe is a loaded Decl serving every target: its programs and maps, the
+// uprobes of each executable, the ring buffer read, kernel counters, and
+// eviction of stale per-call state.
+type Probe struct {
+	decl        Decl
+	coll        *ebpf.Collection
+	ext         Extension
+	att         Attachments
+	hooks       []attachHook
+	procs       *ebpf.Map
+	counters    []string // every tw_stat name, by index
+	rd          *ringbuf.Reader
+	evicted     sync.Map // map name -> *atomic.Uint64
+	undecodable atomic.Uint64
+	log         *slog.Logger
+	stop        chan struct{}
+	once        sync.Once
+}
+
+// attachHook is a Hook with its loaded program.
+type attachHook struct {
+	symbols []string
+	prog    *ebpf.Program
+}
+
+// Load loads d's object with the maps and settings shared (see Shared),
+// opens its ring and starts sweeping stale state.
+func Load(d Decl, shared *Shared, log *slog.Logger) (*Probe, error) {
+	spec, err := d.Objects()
+	if err != nil {
+		return nil, fmt.Errorf("read %s BPF objects: %w", d.Name, err)
+	}
+	coll, err := shared.Load(spec)
+	if err != nil {
+		return nil, fmt.Errorf("load %s BPF objects: %w", d.Name, err)
+	}
+	p := &Probe{decl: d, coll: coll, log: log.With("probe", d.Name), stop: make(chan struct{})}
+	if err := p.init(spec); err != nil {
+		coll.Close()
+		return nil, fmt.Errorf("%s: %w", d.Name, err)
+	}
+	go p.evictLoop()
+	return p, nil
+}
+
+// init finds what the declaration names in the loaded collection.
+func (p *Probe) init(spec *ebpf.CollectionSpec) error {
+	d := p.decl
+	names, err := CounterNames(spec)
+	if err != nil {
+		return err
+	}
+	p.counters = names
+	for _, n := range d.Counters {
+		if !slices.Contains(names, n) {
+			return fmt.Errorf("no kernel counter %q", n)
+		}
+	}
+	for _, name := range append([]string{d.Procs, d.Events, "stats"}, d.Stale...) {
+		if p.coll.Maps[name] == nil {
+			return fmt.Errorf("no map %q in the object", name)
+		}
+	}
+	p.procs = p.coll.Maps[d.Procs]
+	for _, h := range d.Hooks {
+		prog := p.coll.Programs[h.Program]
+		if prog == nil {
+			return fmt.Errorf("no program %q in the object", h.Program)
+		}
+		p.hooks = append(p.hooks, attachHook{h.Symbols, prog})
+	}
+	if d.Extend != nil {
+		if p.ext, err = d.Extend(p.coll, p.log); err != nil {
+			return err
+		}
+	}
+	if p.rd, err = ringbuf.NewReader(p.coll.Maps[d.Events]); err != nil {
+		if p.ext != nil {
+			p.ext.Detach()
+		}
+		return fmt.Errorf("open ring buffer %s: %w", d.Events, err)
+	}
+	return nil
+}
+
+// Name is the declaration's name.
+func (p *Probe) Name() string { return p.decl.Name }
+
+// Extension is what the declaration's Extend returned, nil without it.
+func (p *Probe) Extension() Extension { return p.ext }
+
+// Add starts tracing process pid running executable exe (file id file):
+// stores its offsets and attaches the hooks to the file (once per file).
+func (p *Probe) Add(pid int, file kernel.FileID, exe string, bin *gobin.Binary) error {
+	off, err := p.decl.Offsets(bin)
+	if err != nil {
+		return err
+	}
+	if p.ext != nil {
+		if err := p.ext.Add(pid, bin, off); err != nil {
+			p.ext.Remove(pid)
+			return err
+		}
+	}
+	if err := p.procs.Put(uint32(pid), off); err != nil {
+		err = fmt.Errorf("store offsets of pid %d: %w", pid, err)
+	} else if err = p.att.Acquire(file, exe, bin, p.hooks); err != nil {
+		_ = p.procs.Delete(uint32(pid))
+	}
+	if err != nil && p.ext != nil {
+		p.ext.Remove(pid)
+	}
+	return err
+}
+
+// Remove stops tracing pid; the uprobes go with the file's last process.
+func (p *Probe) Remove(pid int, file kernel.FileID) {
+	if err := p.procs.Delete(uint32(pid)); err == nil {
+		p.att.Release(file)
+	}
+	if p.ext != nil {
+		p.ext.Remove(pid)
+	}
+}
+
+// Run turns ring-buffer records into spans and hands them to emit until done
+// is closed and every record already submitted is read. A record that
+// cannot be decoded is counted (undecodable).
+func (p *Probe) Run(done <-chan struct{}, process func(pid int) *spans.Process, emit func(*spans.Span)) {
+	decode := p.decl.Decoder(kernel.NewClock(), p.ext)
+	kernel.ReadRing(p.rd, 100*time.Millisecond, done, func(raw []byte) {
+		if s := decode(raw, process); s != nil {
+			emit(s)
+			return
+		}
+		p.undecodable.Add(1)
+	})
+}
+
+// Counters returns the kernel-side drop and error counters, the evictions
+// of stale per-call state and the undecodable records.
+func (p *Probe) Counters() (map[string]uint64, error) {
+	all, err := KernelCounters(p.coll.Maps["stats"], p.counters)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]uint64, len(p.decl.Counters)+len(p.decl.Stale)+1)
+	for _, n := range p.decl.Counters {
+		out[n] = all[n]
+	}
+	p.evicted.Range(func(k, v any) bool {
+		out["evicted_"+k.(string)] = v.(*atomic.Uint64).Load()
+		return true
+	})
+	out["undecodable"] = p.undecodable.Load()
+	return out, nil
+}
+
+// Detach stops new events at once: every program returns when it finds no
+// process of its own; then the uprobes are removed (see detachElsewhere)
+// and the extension's programs detached.
+func (p *Probe) Detach() {
+	var pid uint32
+	var offsets []byte
+	var pids []uint32
+	it := p.procs.Iterate()
+	for it.Next(&pid, &offsets) {
+		pids = append(pids, pid)
+	}
+	for _, pid := range pids {
+		_ = p.procs.Delete(pid)
+	}
+	p.att.Close()
+	if p.ext != nil {
+		p.ext.Detach()
+	}
+}
+
+// Close detaches, stops the sweeping, ends Run and frees the programs.
+func (p *Probe) Close() {
+	p.Detach()
+	p.once.Do(func() { close(p.stop) })
+	p.rd.Close()
+	p.coll.Close()
+}
+
+func (p *Probe) evictLoop() {
+	tick := time.NewTicker(StaleAfter / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-tick.C:
+		}
+		for _, name := range p.decl.Stale {
+			n, err := EvictStale(p.coll.Maps[name], StaleAfter)
+			if err != nil {
+				p.log.Warn("evicting stale state failed", "map", name, "err", err)
+			}
+			v, _ := p.evicted.LoadOrStore(name, new(atomic.Uint64))
+			v.(*atomic.Uint64).Add(uint64(n))
+		}
+	}
+}
