@@ -67,10 +67,18 @@ func TestMetrics(t *testing.T) {
 	requireEBPF(t)
 	recv := otlptest.Start(t)
 	exe := copyExe(t, "hello-go126", "metricsapp")
+	// A target no probe can instrument: a shell, not Go.
+	shell := copyExe(t, "", "metricsshell")
 	promPort := freePort(t)
-	ag := startAgent(t, recv, []string{"metricsapp"}, "OTEL_METRICS_EXPORTER=prometheus,otlp", "OTEL_METRIC_EXPORT_INTERVAL=500",
-		"OTEL_EXPORTER_PROMETHEUS_HOST=127.0.0.1", fmt.Sprintf("OTEL_EXPORTER_PROMETHEUS_PORT=%d", promPort))
+	ag := startAgent(t, recv, []string{"metricsapp", "metricsshell"}, "OTEL_METRICS_EXPORTER=prometheus,otlp", "OTEL_METRIC_EXPORT_INTERVAL=500",
+		"OTEL_EXPORTER_PROMETHEUS_HOST=127.0.0.1", fmt.Sprintf("OTEL_EXPORTER_PROMETHEUS_PORT=%d", promPort),
+		"TRACEWIRE_PROBE_STATS=true")
 	a := startExe(t, exe)
+	sh := exec.Command(shell, "-c", "sleep 60; true")
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
 	pid := a.cmd.Process.Pid
 	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", promPort)
 	waitListening(t, promPort)
@@ -153,6 +161,23 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("tracewire_events_total has no source %q (sources %v)", src, sources)
 		}
 	}
+	// The shell failed once; the HTTP server ran once per request at least.
+	failures := map[string]float64{}
+	for _, m := range mfs["tracewire_attach_failures_total"].GetMetric() {
+		failures[labels(m)["probe"]] = m.GetCounter().GetValue()
+	}
+	if len(failures) != 1 || failures[""] != 1 {
+		t.Errorf("tracewire_attach_failures_total %v, want 1 with no probe", failures)
+	}
+	var serveHits float64
+	for _, m := range mfs["tracewire_probe_hits_total"].GetMetric() {
+		if l := labels(m); l["probe"] == "nethttp" && l["program"] == "uprobe_serverHandler_ServeHTTP" {
+			serveHits = m.GetCounter().GetValue()
+		}
+	}
+	if serveHits < users+failed {
+		t.Errorf("tracewire_probe_hits_total of ServeHTTP = %v, want >= %d", serveHits, users+failed)
+	}
 	var unsampledTotal float64
 	for _, m := range mfs["tracewire_spans_unsampled_total"].GetMetric() {
 		unsampledTotal += m.GetCounter().GetValue()
@@ -183,8 +208,22 @@ func TestMetrics(t *testing.T) {
 	if pushed != users {
 		t.Errorf("OTLP http.server.request.duration /users/{id}: count %d, want %d", pushed, users)
 	}
+	// Every span upload was timed, and they all went through.
+	uploads := map[string]uint64{}
+	for _, g := range recv.Metrics() {
+		if g.Metric.GetName() != "tracewire.export.duration" {
+			continue
+		}
+		for _, dp := range g.Metric.GetHistogram().GetDataPoints() {
+			o, _ := otlptest.Attrs(dp.GetAttributes())["outcome"].(string)
+			uploads[o] = max(uploads[o], dp.GetCount())
+		}
+	}
+	if uploads["ok"] == 0 || uploads["failed"] != 0 {
+		t.Errorf("tracewire.export.duration counts by outcome %v, want some ok and no failed", uploads)
+	}
 	for line := range strings.Lines(ag.stderr.String()) {
-		if strings.Contains(line, "level=ERROR") || strings.Contains(line, "level=WARN") {
+		if (strings.Contains(line, "level=ERROR") || strings.Contains(line, "level=WARN")) && !strings.Contains(line, "exe=metricsshell") {
 			t.Errorf("agent: %s", line)
 		}
 	}

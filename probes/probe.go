@@ -3,6 +3,7 @@ package probes
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 
 	"github.com/tracewire/tracewire/internal/gobin"
 	"github.com/tracewire/tracewire/internal/kernel"
@@ -284,4 +286,31 @@ func (p *Probe) evictLoop() {
 			v.(*atomic.Uint64).Add(uint64(n))
 		}
 	}
+}
+
+// Runs returns the runs of each of the probe's programs and the time they
+// took, as the kernel counts them while BPF run statistics are on
+// (EnableRunStats).
+func (p *Probe) Runs() (map[string]*ebpf.ProgramStats, error) {
+	out := make(map[string]*ebpf.ProgramStats, len(p.coll.Programs))
+	for name, prog := range p.coll.Programs {
+		st, err := prog.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("run statistics of %s: %w", name, err)
+		}
+		out[name] = st
+	}
+	return out, nil
+}
+
+// EnableRunStats makes the kernel count the runs and run time of every BPF
+// program until the returned closer is closed. It is the node's switch, and
+// it adds two clock reads to every program run, so the agent turns it on
+// only when asked (TRACEWIRE_PROBE_STATS=true).
+func EnableRunStats() (io.Closer, error) {
+	c, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+	if err != nil {
+		return nil, fmt.Errorf("enable BPF run statistics: %w", err)
+	}
+	return c, nil
 }

@@ -30,11 +30,16 @@ type agent struct {
 	pipe   *pipeline.Pipeline
 	scan   *procscan.Scanner // set once discovery runs, for its counters
 	log    *slog.Logger
+	// runStats: the kernel counts the programs' runs (TRACEWIRE_PROBE_STATS).
+	runStats bool
 
 	mu      sync.Mutex
 	procs   map[int]*target
 	exited  map[int]*target
 	skipped map[kernel.FileID]string // executables that cannot be instrumented, with why
+	// attachFailures counts target processes a probe could not instrument,
+	// by probe ("" when none could).
+	attachFailures map[string]uint64
 }
 
 type target struct {
@@ -52,6 +57,8 @@ func newAgent(ps []*probes.Probe, pipe *pipeline.Pipeline, log *slog.Logger) *ag
 		procs:   map[int]*target{},
 		exited:  map[int]*target{},
 		skipped: map[kernel.FileID]string{},
+
+		attachFailures: map[string]uint64{},
 	}
 }
 
@@ -60,6 +67,9 @@ func newAgent(ps []*probes.Probe, pipe *pipeline.Pipeline, log *slog.Logger) *ag
 func (a *agent) Appeared(t procscan.Target) {
 	a.mu.Lock()
 	reason, bad := a.skipped[t.File]
+	if bad {
+		a.attachFailures[""]++
+	}
 	a.mu.Unlock()
 	if bad {
 		a.log.Debug("target cannot be instrumented", "pid", t.PID, "exe", t.ExeName, "reason", reason)
@@ -135,6 +145,9 @@ func (a *agent) failed(t procscan.Target, err error) {
 		a.log.Debug("target exited while it was being instrumented", "pid", t.PID, "exe", t.ExeName, "reason", err)
 		return
 	}
+	a.mu.Lock()
+	a.attachFailures[""]++
+	a.mu.Unlock()
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		a.log.Warn("cannot instrument target now; its next process will be tried again", "pid", t.PID, "exe", t.ExeName, "reason", err)
@@ -157,6 +170,7 @@ func sameProcess(t procscan.Target) bool {
 func (a *agent) add(t procscan.Target, bin *gobin.Binary) ([]*probes.Probe, error) {
 	var added []*probes.Probe
 	var errs []error
+	var failedProbes []string
 	for _, p := range a.probes {
 		err := p.Add(t.PID, t.File, t.Exe, bin)
 		switch {
@@ -166,6 +180,7 @@ func (a *agent) add(t procscan.Target, bin *gobin.Binary) ([]*probes.Probe, erro
 			a.log.Debug("probe does not apply", "pid", t.PID, "exe", t.ExeName, "probe", p.Name(), "reason", err)
 		default:
 			errs = append(errs, fmt.Errorf("%s: %w", p.Name(), err))
+			failedProbes = append(failedProbes, p.Name())
 		}
 	}
 	if len(added) == 0 {
@@ -174,6 +189,11 @@ func (a *agent) add(t procscan.Target, bin *gobin.Binary) ([]*probes.Probe, erro
 	if len(errs) > 0 {
 		// The library is there but cannot be traced (e.g. a stripped binary
 		// with a grpc-go version the offsets table does not know).
+		a.mu.Lock()
+		for _, p := range failedProbes {
+			a.attachFailures[p]++
+		}
+		a.mu.Unlock()
 		a.log.Warn("some libraries of the target are not traced", "pid", t.PID, "exe", t.ExeName, "reason", errors.Join(errs...))
 	}
 	return added, nil
@@ -244,6 +264,11 @@ func (a *agent) logCounters(level slog.Level, b *export.Batcher) {
 			attrs = append(attrs, k, v)
 		}
 	}
+	a.mu.Lock()
+	for p, v := range a.attachFailures {
+		attrs = append(attrs, "attach_failures_"+orAll(p), v)
+	}
+	a.mu.Unlock()
 	for _, p := range a.probes {
 		kc, err := p.Counters()
 		if err != nil {
@@ -254,4 +279,12 @@ func (a *agent) logCounters(level slog.Level, b *export.Batcher) {
 		}
 	}
 	a.log.Log(context.Background(), level, "counters", attrs...)
+}
+
+// orAll names the failures no probe could avoid.
+func orAll(probe string) string {
+	if probe == "" {
+		return "all"
+	}
+	return probe
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +25,7 @@ import (
 	"github.com/tracewire/tracewire/probes/grpc"
 	"github.com/tracewire/tracewire/probes/nethttp"
 	"github.com/tracewire/tracewire/procscan"
+	"github.com/tracewire/tracewire/spans"
 )
 
 // version is the agent's version, reported as telemetry.sdk.version.
@@ -132,6 +134,14 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "agent: %v\n", err)
 		return 1
 	}
+	runStats, err := probeStatsFromEnv()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "agent: %v\n", err)
+		return 1
+	}
+	if rec != nil {
+		sink = timedSink{sink, rec.Uploaded}
+	}
 	batcher := export.NewBatcher(sink, opts, log)
 	pcfg := pipeline.Config{Sampler: sampler, Export: batcher.Add}
 	if rec != nil {
@@ -145,6 +155,15 @@ func run(args []string) int {
 	}
 	defer shared.Close()
 	a := newAgent(ps, pipe, log)
+	if runStats {
+		c, err := probes.EnableRunStats()
+		if err != nil {
+			log.Warn("probe hits are not counted", "err", err)
+		} else {
+			defer c.Close()
+			a.runStats = true
+		}
+	}
 	scanner, err := procscan.New(cfg.targets, log)
 	if err != nil {
 		closeProbes(ps)
@@ -188,6 +207,20 @@ func run(args []string) int {
 	return 0
 }
 
+// probeStatsFromEnv reads TRACEWIRE_PROBE_STATS: whether the kernel counts
+// the runs of every BPF program, for tracewire.probe.hits.
+func probeStatsFromEnv() (bool, error) {
+	v := os.Getenv("TRACEWIRE_PROBE_STATS")
+	if v == "" {
+		return false, nil
+	}
+	on, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("bad TRACEWIRE_PROBE_STATS %q: want true or false", v)
+	}
+	return on, nil
+}
+
 // decls are the probes the agent loads.
 var decls = []probes.Decl{nethttp.Decl, dbsql.Decl, grpc.Decl}
 
@@ -212,6 +245,19 @@ func closeProbes(ps []*probes.Probe) {
 	for _, p := range ps {
 		p.Close()
 	}
+}
+
+// timedSink tells uploaded how long each upload attempt took.
+type timedSink struct {
+	export.Sink
+	uploaded func(time.Duration, error)
+}
+
+func (t timedSink) Upload(ctx context.Context, batch []*spans.Span) error {
+	start := time.Now()
+	err := t.Sink.Upload(ctx, batch)
+	t.uploaded(time.Since(start), err)
+	return err
 }
 
 func newSink(kind string) (export.Sink, error) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"maps"
 	"strings"
 
 	"github.com/tracewire/tracewire/export"
@@ -49,8 +50,22 @@ func (a *agent) selfStats(b *export.Batcher) metrics.SelfStats {
 			}
 		}
 	}
+	if a.runStats {
+		s.ProbeRuns = map[metrics.ProgramKey]metrics.ProgramRuns{}
+		for _, p := range a.probes {
+			runs, err := p.Runs()
+			if err != nil {
+				a.log.Debug("cannot read run statistics", "probe", p.Name(), "err", err)
+				continue
+			}
+			for prog, st := range runs {
+				s.ProbeRuns[metrics.ProgramKey{Probe: p.Name(), Program: prog}] = metrics.ProgramRuns{Runs: st.RunCount, Time: st.Runtime}
+			}
+		}
+	}
 	a.mu.Lock()
 	s.Targets = len(a.procs)
+	s.AttachFailures = maps.Clone(a.attachFailures)
 	a.mu.Unlock()
 	return s
 }

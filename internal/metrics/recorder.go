@@ -45,6 +45,7 @@ type Recorder struct {
 	targets   map[*spans.Process]*target
 	self      *target               // the agent's own provider: its counters, the service graph
 	graph     atomic.Pointer[graph] // nil in tests of the other metrics
+	uploads   atomic.Pointer[metric.Float64Histogram] // set by RegisterSelf
 	lastSweep time.Time
 	failWarn  time.Time
 }

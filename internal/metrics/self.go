@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -23,6 +24,12 @@ type SelfStats struct {
 	Dropped   map[string]uint64 // by reason (see DropReasons)
 	Queued    uint64            // spans waiting in the export queue
 	Targets   int               // processes traced now
+	// AttachFailures are the targets a probe could not instrument, by
+	// probe ("" when no probe could: not Go, nothing traceable).
+	AttachFailures map[string]uint64
+	// ProbeRuns are the runs of each BPF program and the time they took,
+	// when the kernel counts them (TRACEWIRE_PROBE_STATS); nil otherwise.
+	ProbeRuns map[ProgramKey]ProgramRuns
 	// Events are every other counter, by source (a probe, procscan, the
 	// sampler) and event (injected, left_alone, rate_limited, ...): the
 	// numbers --log-level debug logs.
@@ -31,6 +38,34 @@ type SelfStats struct {
 
 // EventKey names one counter of SelfStats.Events.
 type EventKey struct{ Source, Event string }
+
+// ProgramKey names one BPF program of a probe.
+type ProgramKey struct{ Probe, Program string }
+
+// ProgramRuns are a program's runs and the kernel time they took.
+type ProgramRuns struct {
+	Runs uint64
+	Time time.Duration
+}
+
+// Uploaded records one upload attempt of spans: tracewire.export.duration,
+// by outcome.
+func (r *Recorder) Uploaded(d time.Duration, err error) {
+	h := r.uploads.Load()
+	if h == nil {
+		return
+	}
+	opt := uploadOK
+	if err != nil {
+		opt = uploadFailed
+	}
+	(*h).Record(context.Background(), d.Seconds(), opt)
+}
+
+var (
+	uploadOK     = metric.WithAttributes(attribute.String("outcome", "ok"))
+	uploadFailed = metric.WithAttributes(attribute.String("outcome", "failed"))
+)
 
 // RegisterSelf exports the agent's own counters, read with read at each
 // collection, under the agent's own resource.
@@ -52,8 +87,17 @@ func (r *Recorder) RegisterSelf(read func() SelfStats) error {
 		metric.WithDescription("Spans waiting in the export queue."))
 	events, err6 := m.Int64ObservableCounter("tracewire.events", metric.WithUnit("{event}"),
 		metric.WithDescription("Everything else the agent counts, by source and event."))
+	failures, err7 := m.Int64ObservableCounter("tracewire.attach.failures", metric.WithUnit("{process}"),
+		metric.WithDescription("Target processes a probe could not instrument, by probe (empty: none could)."))
+	hits, err8 := m.Int64ObservableCounter("tracewire.probe.hits", metric.WithUnit("{run}"),
+		metric.WithDescription("Runs of each BPF program, when the kernel counts them (TRACEWIRE_PROBE_STATS=true)."))
+	hitTime, err9 := m.Float64ObservableCounter("tracewire.probe.time", metric.WithUnit("s"),
+		metric.WithDescription("Kernel time spent in each BPF program, when the kernel counts it (TRACEWIRE_PROBE_STATS=true)."))
+	uploads, err10 := m.Float64Histogram("tracewire.export.duration", metric.WithUnit("s"),
+		metric.WithDescription("Duration of each OTLP upload attempt of spans, by outcome."),
+		metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 	// On error the provider stays: Shutdown closes it.
-	for _, err := range []error{err1, err2, err3, err4, err5, err6} {
+	for _, err := range []error{err1, err2, err3, err4, err5, err6, err7, err8, err9, err10} {
 		if err != nil {
 			return fmt.Errorf("self metrics: %w", err)
 		}
@@ -74,11 +118,20 @@ func (r *Recorder) RegisterSelf(read func() SelfStats) error {
 		for k, v := range st.Events {
 			o.ObserveInt64(events, int64(v), metric.WithAttributes(attribute.String("source", k.Source), attribute.String("event", k.Event)))
 		}
+		for probe, v := range st.AttachFailures {
+			o.ObserveInt64(failures, int64(v), metric.WithAttributes(attribute.String("probe", probe)))
+		}
+		for k, v := range st.ProbeRuns {
+			at := metric.WithAttributes(attribute.String("probe", k.Probe), attribute.String("program", k.Program))
+			o.ObserveInt64(hits, int64(v.Runs), at)
+			o.ObserveFloat64(hitTime, v.Time.Seconds(), at)
+		}
 		return nil
-	}, exported, dropped, unsampled, targets, queued, events)
+	}, exported, dropped, unsampled, targets, queued, events, failures, hits, hitTime)
 	if err != nil {
 		return fmt.Errorf("self metrics: %w", err)
 	}
+	r.uploads.Store(&uploads)
 	return nil
 }
 
