@@ -186,7 +186,7 @@ func (p *Probe) Add(pid int, file kernel.FileID, exe string, bin *gobin.Binary) 
 			return err
 		}
 	}
-	if err := p.procs.Put(uint32(pid), off); err != nil {
+	if err = p.procs.Put(uint32(pid), off); err != nil {
 		err = fmt.Errorf("store offsets of pid %d: %w", pid, err)
 	} else if err = p.att.Acquire(file, exe, bin, p.hooks); err != nil {
 		_ = p.procs.Delete(uint32(pid))

@@ -43,8 +43,8 @@ type Recorder struct {
 
 	mu        sync.RWMutex
 	targets   map[*spans.Process]*target
-	self      *target               // the agent's own provider: its counters, the service graph
-	graph     atomic.Pointer[graph] // nil in tests of the other metrics
+	self      *target                                 // the agent's own provider: its counters, the service graph
+	graph     atomic.Pointer[graph]                   // nil in tests of the other metrics
 	uploads   atomic.Pointer[metric.Float64Histogram] // set by RegisterSelf
 	lastSweep time.Time
 	failWarn  time.Time
