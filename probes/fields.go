@@ -14,13 +14,18 @@ const OffNone = ^uint64(0)
 type Field struct {
 	Dst       *uint64
 	Typ, Name string
-	Optional  bool // absent in some versions: OffNone there
+	// Or is the field's name in the versions that lack Name (renamed).
+	Or       string
+	Optional bool // absent in some versions: OffNone there
 }
 
 // ResolveFields fills every field's offset for bin.
 func ResolveFields(bin *gobin.Binary, fs []Field) error {
 	for _, f := range fs {
 		v, err := bin.FieldOffset(f.Typ, f.Name)
+		if f.Or != "" && errors.Is(err, gobin.ErrNoField) {
+			v, err = bin.FieldOffset(f.Typ, f.Or)
+		}
 		switch {
 		case err == nil:
 			*f.Dst = v
@@ -37,8 +42,8 @@ func ResolveFields(bin *gobin.Binary, fs []Field) error {
 // key state by goroutine (struct g_offsets in goctx.h).
 func GoroutineFields(goid, parentGoid *uint64) []Field {
 	return []Field{
-		{goid, "runtime.g", "goid", false},
-		{parentGoid, "runtime.g", "parentGoid", true},
+		{Dst: goid, Typ: "runtime.g", Name: "goid"},
+		{Dst: parentGoid, Typ: "runtime.g", Name: "parentGoid", Optional: true},
 	}
 }
 

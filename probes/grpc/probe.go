@@ -64,7 +64,6 @@ func offsets(bin *gobin.Binary) (*bpfGrpcOffsets, error) {
 	}
 	o.Maps.Swiss, o.Maps.HmapB, o.Maps.HmapBuckets = m.Swiss, m.HmapB, m.HmapBuckets
 	o.Maps.SwissDirPtr, o.Maps.SwissDirLen, o.Maps.TableGroups, o.Maps.TableMask = m.SwissDirPtr, m.SwissDirLen, m.TableGroups, m.TableMask
-	var t, transportOff, s, transportStream uint64
 	fs := append(probes.GoroutineFields(&o.G.Goid, &o.G.ParentGoid), []probes.Field{
 		{Dst: &o.StreamCtx, Typ: transport + "Stream", Name: "ctx"},
 		{Dst: &o.StreamMethod, Typ: transport + "Stream", Name: "method"},
@@ -86,19 +85,11 @@ func offsets(bin *gobin.Binary) (*bpfGrpcOffsets, error) {
 		{Dst: &o.AttemptCs, Typ: grpcPkg + "csAttempt", Name: "cs"},
 		{Dst: &o.AttemptFinished, Typ: grpcPkg + "csAttempt", Name: "finished"},
 		// Renamed in v1.71.
-		{Dst: &t, Typ: grpcPkg + "csAttempt", Name: "t", Optional: true},
-		{Dst: &transportOff, Typ: grpcPkg + "csAttempt", Name: "transport", Optional: true},
-		{Dst: &s, Typ: grpcPkg + "csAttempt", Name: "s", Optional: true},
-		{Dst: &transportStream, Typ: grpcPkg + "csAttempt", Name: "transportStream", Optional: true},
+		{Dst: &o.AttemptTransport, Typ: grpcPkg + "csAttempt", Name: "transport", Or: "t"},
+		{Dst: &o.AttemptStream, Typ: grpcPkg + "csAttempt", Name: "transportStream", Or: "s"},
 	}...)
 	if err := probes.ResolveFields(bin, fs); err != nil {
 		return nil, err
-	}
-	if o.AttemptTransport = min(t, transportOff); o.AttemptTransport == probes.OffNone {
-		return nil, errors.New("csAttempt has neither t nor transport")
-	}
-	if o.AttemptStream = min(s, transportStream); o.AttemptStream == probes.OffNone {
-		return nil, errors.New("csAttempt has neither s nor transportStream")
 	}
 	// ServerStream and ClientStream (v1.69+) embed the Stream at offset 0:
 	// by pointer until v1.76, by value since v1.77; before, the hooks get
