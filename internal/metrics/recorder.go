@@ -216,9 +216,12 @@ func (t *target) options(k key) []metric.RecordOption {
 	if o, ok := t.opts[k]; ok {
 		return o
 	}
+	// The SDK keeps the set's strings: none may point into the span,
+	// whose memory is reused for later spans.
+	k = k.clone()
 	o := []metric.RecordOption{metric.WithAttributeSet(k.set())}
 	if len(t.opts) < int(numInstruments)*CardinalityLimit {
-		t.opts[k.clone()] = o
+		t.opts[k] = o
 	}
 	return o
 }

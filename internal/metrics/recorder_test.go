@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -285,5 +286,24 @@ func TestRecorderIdleTarget(t *testing.T) {
 	r.Observe(get(a))
 	if n := len(readers()); n != 3 {
 		t.Errorf("%d providers made, want 3 (a again)", n)
+	}
+}
+
+// TestRecorderLabelsOutliveSpan: a span's strings live in memory reused for
+// later spans; the series it made keep their labels.
+func TestRecorderLabelsOutliveSpan(t *testing.T) {
+	r, readers := manualRecorder(t)
+	p := &spans.Process{PID: 42, ExeName: "shop", ServiceName: "shop", RuntimeName: "go"}
+	route := []byte("/silent")
+	s := span(p, spans.KindServer, 20, false,
+		spans.String("http.request.method", "GET"), spans.String("http.route", unsafe.String(&route[0], len(route))),
+		spans.Int("http.response.status_code", 200))
+	r.Observe(s)
+	copy(route, "oc-1GET") // the span's memory, reused
+	got := points(t, collect(t, readers()[0]), "http.server.request.duration")
+	want := enc(attribute.String("http.request.method", "GET"), attribute.String("http.route", "/silent"),
+		attribute.Int("http.response.status_code", 200))
+	if _, ok := got[want]; !ok || len(got) != 1 {
+		t.Errorf("series %v, want only %s", got, want)
 	}
 }
