@@ -28,14 +28,7 @@ func (r *Receiver) handleMetrics(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.mu.Lock()
-	for _, rm := range msg.GetResourceMetrics() {
-		res := Attrs(rm.GetResource().GetAttributes())
-		for _, sm := range rm.GetScopeMetrics() {
-			for _, m := range sm.GetMetrics() {
-				r.metrics = append(r.metrics, GotMetric{Resource: res, Metric: m})
-			}
-		}
-	}
+	r.metrics = AppendMetrics(r.metrics, &msg)
 	r.mu.Unlock()
 	resp, err := proto.Marshal(&collectormetricspb.ExportMetricsServiceResponse{})
 	if err != nil {
@@ -51,4 +44,17 @@ func (r *Receiver) Metrics() []GotMetric {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]GotMetric(nil), r.metrics...)
+}
+
+// AppendMetrics appends every metric of msg, with its resource, to out.
+func AppendMetrics(out []GotMetric, msg *collectormetricspb.ExportMetricsServiceRequest) []GotMetric {
+	for _, rm := range msg.GetResourceMetrics() {
+		res := Attrs(rm.GetResource().GetAttributes())
+		for _, sm := range rm.GetScopeMetrics() {
+			for _, m := range sm.GetMetrics() {
+				out = append(out, GotMetric{Resource: res, Metric: m})
+			}
+		}
+	}
+	return out
 }

@@ -235,14 +235,20 @@ func count(msg *collectortracepb.ExportTraceServiceRequest) int {
 func (r *Receiver) record(msg *collectortracepb.ExportTraceServiceRequest) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.got = AppendSpans(r.got, msg)
+}
+
+// AppendSpans appends every span of msg, with its resource and scope, to out.
+func AppendSpans(out []Got, msg *collectortracepb.ExportTraceServiceRequest) []Got {
 	for _, rs := range msg.GetResourceSpans() {
 		res := Attrs(rs.GetResource().GetAttributes())
 		for _, ss := range rs.GetScopeSpans() {
 			for _, s := range ss.GetSpans() {
-				r.got = append(r.got, Got{Resource: res, Scope: ss.GetScope().GetName(), Span: s})
+				out = append(out, Got{Resource: res, Scope: ss.GetScope().GetName(), Span: s})
 			}
 		}
 	}
+	return out
 }
 
 // Spans returns every span received so far.
