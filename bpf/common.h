@@ -66,6 +66,18 @@ static __always_inline void submit(void *rb, void *e)
 	bpf_ringbuf_submit(e, flags);
 }
 
+/* output copies size bytes of data into the ring, waking the reader as
+ * submit does; a full ring is counted. */
+static __always_inline void output(void *rb, void *data, __u64 size)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= bpf_ringbuf_query(rb, BPF_RB_RING_SIZE) / 4)
+		flags = BPF_RB_FORCE_WAKEUP;
+	if (bpf_ringbuf_output(rb, data, size, flags))
+		count(STAT_RINGBUF_FULL);
+}
+
 /* A Go string header. */
 struct go_string {
 	__u64 ptr;

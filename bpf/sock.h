@@ -21,7 +21,7 @@ struct sock_tuple {
 
 /* socket_tuple finds the TCP socket behind file descriptor fd of the current
  * process (CO-RE reads of task -> files -> file -> socket -> sock); -1 when
- * fd is not an IPv4/IPv6 socket. */
+ * fd is not an IPv4/IPv6 TCP socket. */
 static __always_inline int socket_tuple(__u64 fd, struct sock_tuple *t)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
@@ -40,7 +40,7 @@ static __always_inline int socket_tuple(__u64 fd, struct sock_tuple *t)
 		return -1;
 	sock = BPF_CORE_READ(f, private_data);
 	sk = BPF_CORE_READ(sock, sk);
-	if (!sk)
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return -1;
 	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	t->lport = BPF_CORE_READ(sk, __sk_common.skc_num);

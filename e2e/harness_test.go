@@ -77,7 +77,7 @@ func buildAll(t *testing.T) string {
 		wg.Go(func() {
 			errs <- goBuild("", "../testdata/apps/serveronly", filepath.Join(buildDir, "serveronly"), []string{"-ldflags=-s -w"})
 		})
-		for _, app := range []string{"sqlapp", "grpcapp", "sockcheck"} {
+		for _, app := range []string{"sqlapp", "grpcapp", "sockcheck", "idle"} {
 			wg.Go(func() {
 				errs <- goBuild("", "../testdata/apps/"+app, filepath.Join(buildDir, app), nil)
 			})

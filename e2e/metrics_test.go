@@ -67,14 +67,14 @@ func TestMetrics(t *testing.T) {
 	requireEBPF(t)
 	recv := otlptest.Start(t)
 	exe := copyExe(t, "hello-go126", "metricsapp")
-	// A target no probe can instrument: a shell, not Go.
-	shell := copyExe(t, "", "metricsshell")
+	// A target no probe applies to: a Go program without HTTP, SQL or gRPC.
+	idle := copyExe(t, "idle", "metricsidle")
 	promPort := freePort(t)
-	ag := startAgent(t, recv, []string{"metricsapp", "metricsshell"}, "OTEL_METRICS_EXPORTER=prometheus,otlp", "OTEL_METRIC_EXPORT_INTERVAL=500",
+	ag := startAgent(t, recv, []string{"metricsapp", "metricsidle"}, "OTEL_METRICS_EXPORTER=prometheus,otlp", "OTEL_METRIC_EXPORT_INTERVAL=500",
 		"OTEL_EXPORTER_PROMETHEUS_HOST=127.0.0.1", fmt.Sprintf("OTEL_EXPORTER_PROMETHEUS_PORT=%d", promPort),
 		"TRACEWIRE_PROBE_STATS=true")
 	a := startExe(t, exe)
-	sh := exec.Command(shell, "-c", "sleep 60; true")
+	sh := exec.Command(idle)
 	if err := sh.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("tracewire_events_total has no source %q (sources %v)", src, sources)
 		}
 	}
-	// The shell failed once; the HTTP server ran once per request at least.
+	// The idle program failed once; the HTTP server ran once per request at least.
 	failures := map[string]float64{}
 	for _, m := range mfs["tracewire_attach_failures_total"].GetMetric() {
 		failures[labels(m)["probe"]] = m.GetCounter().GetValue()
@@ -223,7 +223,7 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("tracewire.export.duration counts by outcome %v, want some ok and no failed", uploads)
 	}
 	for line := range strings.Lines(ag.stderr.String()) {
-		if (strings.Contains(line, "level=ERROR") || strings.Contains(line, "level=WARN")) && !strings.Contains(line, "exe=metricsshell") {
+		if (strings.Contains(line, "level=ERROR") || strings.Contains(line, "level=WARN")) && !strings.Contains(line, "exe=metricsidle") {
 			t.Errorf("agent: %s", line)
 		}
 	}

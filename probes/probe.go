@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/tracewire/tracewire/internal/gobin"
 	"github.com/tracewire/tracewire/internal/kernel"
+	"github.com/tracewire/tracewire/internal/sampling"
 	"github.com/tracewire/tracewire/spans"
 )
 
@@ -49,15 +51,23 @@ type Decl struct {
 	// skipped (the linker drops what a program does not use).
 	Hooks []Hook
 	// Offsets returns what Procs holds for a process of bin, or an error
-	// wrapping ErrNotUsed when bin does not use the library.
+	// wrapping ErrNotUsed when bin does not use the library. bin is nil for
+	// a program that is not Go (only for a probe without Hooks).
 	Offsets func(bin *gobin.Binary) (any, error)
 	// Extend, if set, adds what the probe does besides uprobes and its
-	// ring: other program types, per-process state.
+	// ring: other program types, per-process state. An Extension with a
+	// Counters() map[string]uint64 method adds them to the probe's.
 	Extend func(coll *ebpf.Collection, log *slog.Logger) (Extension, error)
 	// Decoder returns the function that turns the probe's records into
-	// spans, for the one goroutine that reads its ring; ext is what Extend
-	// returned (nil without it).
-	Decoder func(clock kernel.Clock, ext Extension) DecodeFunc
+	// spans, for the one goroutine that reads its ring.
+	Decoder func(env Env) DecodeFunc
+}
+
+// Env is what a decoder is made with.
+type Env struct {
+	Clock   kernel.Clock
+	Ext     Extension // what Extend returned, nil without it
+	Sampler sampling.Config
 }
 
 // Hook is one uprobe: the program to run at the first of Symbols the
@@ -67,9 +77,22 @@ type Hook struct {
 	Program string
 }
 
-// DecodeFunc turns one ring-buffer record into a span, or returns nil for a
-// record it cannot use. process gives a pid's description (nil if unknown).
-type DecodeFunc func(raw []byte, process func(pid int) *spans.Process) *spans.Span
+// DecodeFunc turns one ring-buffer record into the spans it completes (none
+// or more), handed to emit; it returns false for a record it cannot use.
+// process gives a pid's description (nil if unknown).
+type DecodeFunc func(raw []byte, process func(pid int) *spans.Process, emit func(*spans.Span)) bool
+
+// OneSpan makes a DecodeFunc of a decoder whose every record is one span
+// (nil when it cannot use the record).
+func OneSpan(decode func(raw []byte, process func(pid int) *spans.Process) *spans.Span) DecodeFunc {
+	return func(raw []byte, process func(pid int) *spans.Process, emit func(*spans.Span)) bool {
+		s := decode(raw, process)
+		if s != nil {
+			emit(s)
+		}
+		return s != nil
+	}
+}
 
 // Extension is a probe's own work around the base's.
 type Extension interface {
@@ -87,6 +110,7 @@ type Extension interface {
 // eviction of stale per-call state.
 type Probe struct {
 	decl        Decl
+	sampler     sampling.Config
 	coll        *ebpf.Collection
 	ext         Extension
 	att         Attachments
@@ -118,7 +142,7 @@ func Load(d Decl, shared *Shared, log *slog.Logger) (*Probe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s BPF objects: %w", d.Name, err)
 	}
-	p := &Probe{decl: d, coll: coll, log: log.With("probe", d.Name), stop: make(chan struct{})}
+	p := &Probe{decl: d, coll: coll, sampler: shared.sampler(), log: log.With("probe", d.Name), stop: make(chan struct{})}
 	if err := p.init(spec); err != nil {
 		coll.Close()
 		return nil, fmt.Errorf("%s: %w", d.Name, err)
@@ -176,6 +200,9 @@ func (p *Probe) Extension() Extension { return p.ext }
 // Add starts tracing process pid running executable exe (file id file):
 // stores its offsets and attaches the hooks to the file (once per file).
 func (p *Probe) Add(pid int, file kernel.FileID, exe string, bin *gobin.Binary) error {
+	if bin == nil && len(p.hooks) > 0 {
+		return fmt.Errorf("not a Go program: %w", ErrNotUsed) // uprobes hook Go functions
+	}
 	off, err := p.decl.Offsets(bin)
 	if err != nil {
 		return err
@@ -188,8 +215,10 @@ func (p *Probe) Add(pid int, file kernel.FileID, exe string, bin *gobin.Binary) 
 	}
 	if err = p.procs.Put(uint32(pid), off); err != nil {
 		err = fmt.Errorf("store offsets of pid %d: %w", pid, err)
-	} else if err = p.att.Acquire(file, exe, bin, p.hooks); err != nil {
-		_ = p.procs.Delete(uint32(pid))
+	} else if len(p.hooks) > 0 {
+		if err = p.att.Acquire(file, exe, bin, p.hooks); err != nil {
+			_ = p.procs.Delete(uint32(pid))
+		}
 	}
 	if err != nil && p.ext != nil {
 		p.ext.Remove(pid)
@@ -211,13 +240,11 @@ func (p *Probe) Remove(pid int, file kernel.FileID) {
 // is closed and every record already submitted is read. A record that
 // cannot be decoded is counted (undecodable).
 func (p *Probe) Run(done <-chan struct{}, process func(pid int) *spans.Process, emit func(*spans.Span)) {
-	decode := p.decl.Decoder(kernel.NewClock(), p.ext)
+	decode := p.decl.Decoder(Env{Clock: kernel.NewClock(), Ext: p.ext, Sampler: p.sampler})
 	kernel.ReadRing(p.rd, 100*time.Millisecond, done, func(raw []byte) {
-		if s := decode(raw, process); s != nil {
-			emit(s)
-			return
+		if !decode(raw, process, emit) {
+			p.undecodable.Add(1)
 		}
-		p.undecodable.Add(1)
 	})
 }
 
@@ -237,6 +264,9 @@ func (p *Probe) Counters() (map[string]uint64, error) {
 		return true
 	})
 	out["undecodable"] = p.undecodable.Load()
+	if c, ok := p.ext.(interface{ Counters() map[string]uint64 }); ok {
+		maps.Copy(out, c.Counters())
+	}
 	return out, nil
 }
 

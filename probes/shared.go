@@ -68,15 +68,31 @@ func (s *Shared) Load(spec *ebpf.CollectionSpec) (*ebpf.Collection, error) {
 	return ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
 }
 
-// setSampler writes the sampler into spec's read-only globals (sampling.h).
-func (s *Shared) setSampler(spec *ebpf.CollectionSpec) error {
-	c := sampling.Default
+// sampler is the sampler in force.
+func (s *Shared) sampler() sampling.Config {
 	if s.Sampler != nil {
-		c = *s.Sampler
+		return *s.Sampler
 	}
-	for name, v := range map[string]any{
+	return sampling.Default
+}
+
+// setSampler writes the sampler into spec's read-only globals (sampling.h),
+// in an object that decides on sampling (includes sampling.h).
+func (s *Shared) setSampler(spec *ebpf.CollectionSpec) error {
+	c := s.sampler()
+	vars := map[string]any{
 		"sampling_bound": c.Bound(), "sampling_parent_based": c.ParentBased, "sampling_rate_limit": c.RateLimit,
-	} {
+	}
+	found := 0
+	for name := range vars {
+		if _, ok := spec.Variables[name]; ok {
+			found++
+		}
+	}
+	if found == 0 {
+		return nil
+	}
+	for name, v := range vars {
 		vs, ok := spec.Variables[name]
 		if !ok {
 			return fmt.Errorf("no variable %s in the BPF object", name)

@@ -75,15 +75,21 @@ func (a *agent) Appeared(t procscan.Target) {
 		a.log.Debug("target cannot be instrumented", "pid", t.PID, "exe", t.ExeName, "reason", reason)
 		return
 	}
+	// A program that is not Go (bin nil) is for the wire path alone.
 	bin, err := gobin.Open(t.Exe)
-	if err != nil {
+	switch {
+	case errors.Is(err, gobin.ErrNotGo):
+		a.log.Debug("not a Go program: traced from the wire", "pid", t.PID, "exe", t.ExeName, "reason", err)
+		bin = nil
+	case err != nil:
 		a.failed(t, err)
 		return
+	default:
+		defer bin.Close()
+		// Reading the executable (its DWARF, megabytes) left garbage; new
+		// targets are rare, so return it now rather than keep it resident.
+		defer debug.FreeOSMemory()
 	}
-	defer bin.Close()
-	// Reading the executable (its DWARF, megabytes) left garbage; new
-	// targets are rare, so return it now rather than keep it resident.
-	defer debug.FreeOSMemory()
 	// Described before its probes attach: the first events may be decoded
 	// while the other probes are still being added.
 	p := a.describe(t, bin)
@@ -103,18 +109,21 @@ func (a *agent) Appeared(t procscan.Target) {
 		a.failed(t, err)
 		return
 	}
-	a.log.Info("tracing target", "pid", t.PID, "exe", t.ExeName, "service", p.ServiceName, "go", bin.GoVersion)
+	a.log.Info("tracing target", "pid", t.PID, "exe", t.ExeName, "service", p.ServiceName, "go", p.RuntimeVersion)
 }
 
-// describe builds the target's description, its spans' resource.
+// describe builds the target's description, its spans' resource (bin is
+// nil for a program that is not Go: its runtime is not named, rather than
+// guessed).
 func (a *agent) describe(t procscan.Target, bin *gobin.Binary) *spans.Process {
 	p := &spans.Process{
-		PID:            t.PID,
-		ExeName:        t.ExeName,
-		ServiceName:    t.ExeName,
-		RuntimeName:    "go",
-		RuntimeVersion: bin.GoVersion,
-		Detected:       k8sresource.Attrs(t.PID, t.Env),
+		PID:         t.PID,
+		ExeName:     t.ExeName,
+		ServiceName: t.ExeName,
+		Detected:    k8sresource.Attrs(t.PID, t.Env),
+	}
+	if bin != nil {
+		p.RuntimeName, p.RuntimeVersion = "go", bin.GoVersion
 	}
 	// As the target's own SDK would: OTEL_SERVICE_NAME, else service.name
 	// from OTEL_RESOURCE_ATTRIBUTES, else the executable name.

@@ -24,6 +24,7 @@ import (
 	"github.com/tracewire/tracewire/probes/dbsql"
 	"github.com/tracewire/tracewire/probes/grpc"
 	"github.com/tracewire/tracewire/probes/nethttp"
+	"github.com/tracewire/tracewire/probes/wire"
 	"github.com/tracewire/tracewire/procscan"
 	"github.com/tracewire/tracewire/spans"
 )
@@ -222,7 +223,7 @@ func probeStatsFromEnv() (bool, error) {
 }
 
 // decls are the probes the agent loads.
-var decls = []probes.Decl{nethttp.Decl, dbsql.Decl, grpc.Decl}
+var decls = []probes.Decl{nethttp.Decl, dbsql.Decl, grpc.Decl, wire.Decl}
 
 // loadProbes loads every probe's programs, sharing the maps they use
 // together and the sampler.

@@ -17,6 +17,10 @@ import (
 	"sync"
 )
 
+// ErrNotGo reports an executable that is not a Go program (no build info):
+// the Go probes do not apply; the wire path may.
+var ErrNotGo = errors.New("not a Go executable")
+
 // Binary is an opened Go executable (ELF, amd64).
 type Binary struct {
 	GoVersion string            // from debug/buildinfo, e.g. "go1.22.12"
@@ -70,7 +74,7 @@ func NewBinary(r io.ReaderAt, path string) (*Binary, error) {
 	}
 	bi, err := buildinfo.Read(r)
 	if err != nil {
-		return nil, fmt.Errorf("%s is not a Go binary: %w", path, err)
+		return nil, fmt.Errorf("%s is not a Go binary: %w (%w)", path, ErrNotGo, err)
 	}
 	b := &Binary{
 		GoVersion: bi.GoVersion,

@@ -135,3 +135,16 @@ func Record[T any](raw []byte) *T {
 	}
 	return (*T)(p)
 }
+
+// RecordInto copies raw, a record of T cut after its fixed part (header
+// bytes) and as many bytes of its trailing array as it holds, into dst. It
+// returns false when raw cannot be one: shorter than header, or longer than
+// T.
+func RecordInto[T any](dst *T, raw []byte, header uintptr) bool {
+	b := unsafe.Slice((*byte)(unsafe.Pointer(dst)), unsafe.Sizeof(*dst))
+	if uintptr(len(raw)) < header || len(raw) > len(b) {
+		return false
+	}
+	copy(b, raw)
+	return true
+}

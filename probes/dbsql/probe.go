@@ -15,7 +15,6 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/tracewire/tracewire/internal/gobin"
-	"github.com/tracewire/tracewire/internal/kernel"
 	"github.com/tracewire/tracewire/probes"
 )
 
@@ -57,8 +56,8 @@ var Decl = probes.Decl{
 		}
 		return x, nil
 	},
-	Decoder: func(clock kernel.Clock, ext probes.Extension) probes.DecodeFunc {
-		return (&decoder{clock: clock, procs: ext.(*extension).lookup}).decode
+	Decoder: func(env probes.Env) probes.DecodeFunc {
+		return probes.OneSpan((&decoder{clock: env.Clock, procs: env.Ext.(*extension).lookup}).decode)
 	},
 }
 

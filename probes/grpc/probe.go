@@ -10,7 +10,6 @@ import (
 	"fmt"
 
 	"github.com/tracewire/tracewire/internal/gobin"
-	"github.com/tracewire/tracewire/internal/kernel"
 	"github.com/tracewire/tracewire/probes"
 )
 
@@ -45,8 +44,8 @@ var Decl = probes.Decl{
 		}
 		return o, nil
 	},
-	Decoder: func(clock kernel.Clock, _ probes.Extension) probes.DecodeFunc {
-		return (&decoder{clock: clock}).decode
+	Decoder: func(env probes.Env) probes.DecodeFunc {
+		return probes.OneSpan((&decoder{clock: env.Clock}).decode)
 	},
 }
 

@@ -1,8 +1,6 @@
 package nethttp
 
 import (
-	"strings"
-
 	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/spans"
 )
@@ -17,13 +15,13 @@ func (d *decoder) client(e *bpfNethttpClientEvent, proc *spans.Process) *spans.S
 	scheme := text(s, e.Scheme[:], e.SchemeLen)
 	s.Name, s.Attrs = spans.HTTPMethod(method, s.Attrs)
 	host := text(s, e.Host[:], e.HostLen)
-	d.scratch = fullURL(d.scratch[:0], scheme, host, text(s, e.Path[:], e.PathLen), text(s, e.Query[:], e.QueryLen), e.HasUser != 0)
+	d.scratch = spans.FullURL(d.scratch[:0], scheme, host, text(s, e.Path[:], e.PathLen), text(s, e.Query[:], e.QueryLen), e.HasUser != 0)
 	s.Attrs = append(s.Attrs, spans.String("url.full", s.Str(d.scratch)))
 	defPort := 80
 	if scheme == "https" {
 		defPort = 443
 	}
-	if h, port := hostPort(host, defPort); h != "" {
+	if h, port := spans.HostPort(host, defPort); h != "" {
 		s.Attrs = append(s.Attrs, spans.String("server.address", h), spans.Int("server.port", int64(port)))
 	}
 	if e.HasPeer != 0 {
@@ -38,31 +36,4 @@ func (d *decoder) client(e *bpfNethttpClientEvent, proc *spans.Process) *spans.S
 		s.Error = e.Status >= 400
 	}
 	return s
-}
-
-// fullURL appends url.full without secrets to b: userinfo and every query
-// value are replaced by REDACTED, as semantic conventions ask.
-func fullURL(b []byte, scheme, host, path, query string, user bool) []byte {
-	b = append(append(b, scheme...), "://"...)
-	if user {
-		b = append(b, "REDACTED:REDACTED@"...)
-	}
-	b = append(append(b, host...), path...)
-	if query == "" {
-		return b
-	}
-	b = append(b, '?')
-	for i := 0; query != ""; i++ {
-		var kv string
-		kv, query, _ = strings.Cut(query, "&")
-		if i > 0 {
-			b = append(b, '&')
-		}
-		k, _, hasValue := strings.Cut(kv, "=")
-		b = append(b, k...)
-		if hasValue {
-			b = append(b, "=REDACTED"...)
-		}
-	}
-	return b
 }

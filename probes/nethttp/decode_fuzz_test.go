@@ -51,10 +51,10 @@ func FuzzURLParts(f *testing.F) {
 	f.Add("", "[::1", "", "=&", "", false)
 	f.Fuzz(func(t *testing.T, scheme, host, path, key, value string, user bool) {
 		route(path)
-		hostPort(host, 80)
+		spans.HostPort(host, 80)
 		procNetAddr(host)
-		out := string(fullURL(nil, scheme, host, path, "x=1&"+key+"="+value, user))
-		if other := string(fullURL(nil, scheme, host, path, "x=1&"+key+"=v", user)); !strings.Contains(value, "&") && out != other {
+		out := string(spans.FullURL(nil, scheme, host, path, "x=1&"+key+"="+value, user))
+		if other := string(spans.FullURL(nil, scheme, host, path, "x=1&"+key+"=v", user)); !strings.Contains(value, "&") && out != other {
 			t.Fatalf("query value %q shows: %q, with another value %q", value, out, other)
 		}
 	})

@@ -56,8 +56,8 @@ var Decl = probes.Decl{
 		}
 		return x, nil
 	},
-	Decoder: func(clock kernel.Clock, _ probes.Extension) probes.DecodeFunc {
-		return (&decoder{clock: clock}).decode
+	Decoder: func(env probes.Env) probes.DecodeFunc {
+		return probes.OneSpan((&decoder{clock: env.Clock}).decode)
 	},
 }
 

@@ -1,7 +1,6 @@
 package nethttp
 
 import (
-	"net"
 	"strconv"
 	"strings"
 
@@ -34,10 +33,10 @@ func (d *decoder) server(e *bpfNethttpServerEvent, proc *spans.Process) *spans.S
 		d.scratch = append(append(append(d.scratch[:0], s.Name...), ' '), route...)
 		s.Name = s.Str(d.scratch)
 	}
-	if host, port := hostPort(text(s, e.Host[:], e.HostLen), defPort); host != "" {
+	if host, port := spans.HostPort(text(s, e.Host[:], e.HostLen), defPort); host != "" {
 		s.Attrs = append(s.Attrs, spans.String("server.address", host), spans.Int("server.port", int64(port)))
 	}
-	if addr, _ := hostPort(text(s, e.Remote[:], e.RemoteLen), 0); addr != "" {
+	if addr, _ := spans.HostPort(text(s, e.Remote[:], e.RemoteLen), 0); addr != "" {
 		s.Attrs = append(s.Attrs, spans.String("client.address", addr))
 	}
 	return s
@@ -49,22 +48,6 @@ func route(pattern string) string {
 		return pattern[i:]
 	}
 	return ""
-}
-
-// hostPort splits "host:port" ("[v6]:port", or a bare host taking defPort).
-func hostPort(hp string, defPort int) (string, int) {
-	if hp == "" {
-		return "", 0
-	}
-	host, ps, err := net.SplitHostPort(hp)
-	if err != nil {
-		return strings.Trim(hp, "[]"), defPort
-	}
-	port, err := strconv.Atoi(ps)
-	if err != nil {
-		return host, defPort
-	}
-	return host, port
 }
 
 func protoVersion(major, minor int64) string {

@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The wire path: the bytes a target sends and receives on TCP sockets, from
+ * syscall tracepoints (no kprobes needed), for user space to parse HTTP/1
+ * and database protocols per connection, in any language.
+ *
+ * Each read/write-family syscall of a target saves its arguments at entry
+ * (by thread); at exit, when it moved bytes on a TCP socket, the first
+ * WIRE_CAP of them go to the ring with the connection and the byte count
+ * (user space follows message boundaries by counts). close(2) of a TCP
+ * socket ends its connection. A process not in wire_procs costs one map
+ * lookup per traced syscall. */
+#include "common.h"
+#include "sock.h"
+
+enum wire_const { WIRE_CAP = 1024 };
+const enum wire_const *__export_wire_const __attribute__((unused));
+
+/* What a wire target needs; its presence is the filter. */
+struct wire_proc {
+	__u64 flags; /* none yet */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct wire_proc);
+} wire_procs SEC(".maps");
+
+/* How a syscall's buffer argument points to its bytes. */
+enum wire_buf {
+	BUF_PLAIN = 0, /* read, write, recvfrom, sendto: the bytes */
+	BUF_IOV = 1,   /* readv, writev: an iovec array (the first one is read) */
+	BUF_MSG = 2,   /* recvmsg, sendmsg: a msghdr */
+	BUF_NONE = 3,  /* sendfile: bytes counted, none to copy */
+};
+
+/* A syscall in progress, by thread; ts first: swept when stale. */
+struct wire_args {
+	__u64 ts;
+	__u64 buf;
+	__s32 fd;
+	__u32 kind; /* enum wire_buf */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct wire_args);
+} wire_calls SEC(".maps");
+
+enum wire_dir {
+	WIRE_IN = 1,    /* bytes received */
+	WIRE_OUT = 2,   /* bytes sent */
+	WIRE_CLOSE = 3, /* the connection's fd is closed */
+};
+
+struct wire_event {
+	__u64 ts;
+	__s64 len; /* bytes the syscall moved */
+	__u32 pid;
+	__u32 tid;
+	__s32 fd;
+	__u16 dir;  /* enum wire_dir */
+	__u16 size; /* bytes in data: the first of len */
+	struct sock_tuple conn;
+	__u8 data[WIRE_CAP];
+};
+EXPORT_STRUCT(wire_event);
+
+/* The event is built here: too big for the stack, and sent with only the
+ * bytes it holds. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct wire_event);
+} wire_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} wire_events SEC(".maps");
+
+static __always_inline int enter(__u64 fd, __u64 buf, __u32 kind)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct wire_args a = {.buf = buf, .fd = fd, .kind = kind};
+
+	if (!bpf_map_lookup_elem(&wire_procs, &tgid))
+		return 0;
+	a.ts = bpf_ktime_get_ns();
+	if (bpf_map_update_elem(&wire_calls, &id, &a, BPF_ANY))
+		count(STAT_MAP_FULL);
+	return 0;
+}
+
+/* first_bytes returns where the syscall's bytes start and how many the
+ * first buffer holds (at most len). */
+static __always_inline __u64 first_bytes(struct wire_args *a, __s64 len, __u64 *n)
+{
+	struct iovec iov = {};
+	struct user_msghdr msg = {};
+
+	*n = len;
+	switch (a->kind) {
+	case BUF_PLAIN:
+		return a->buf;
+	case BUF_MSG:
+		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a->buf))
+			return 0;
+		a->buf = (__u64)msg.msg_iov;
+		/* fallthrough */
+	case BUF_IOV:
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)a->buf))
+			return 0;
+		if (iov.iov_len < *n)
+			*n = iov.iov_len;
+		return (__u64)iov.iov_base;
+	}
+	return 0;
+}
+
+static __always_inline int leave(struct trace_event_raw_sys_exit *ctx, __u16 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct wire_args *ap, a;
+	struct wire_event *e;
+	__u32 zero = 0;
+	__u64 src, n;
+
+	ap = bpf_map_lookup_elem(&wire_calls, &id);
+	if (!ap)
+		return 0;
+	a = *ap;
+	bpf_map_delete_elem(&wire_calls, &id);
+	if (ctx->ret <= 0)
+		return 0;
+	e = bpf_map_lookup_elem(&wire_scratch, &zero);
+	if (!e || socket_tuple(a.fd, &e->conn))
+		return 0;
+	n = 0;
+	if (a.kind != BUF_NONE) {
+		src = first_bytes(&a, ctx->ret, &n);
+		if (n > WIRE_CAP)
+			n = WIRE_CAP;
+		if (!src || bpf_probe_read_user(e->data, n & (2 * WIRE_CAP - 1), (void *)src)) {
+			count(STAT_READ_FAILED);
+			n = 0;
+		}
+	}
+	e->ts = bpf_ktime_get_ns();
+	e->len = ctx->ret;
+	e->pid = id >> 32;
+	e->tid = id;
+	e->fd = a.fd;
+	e->dir = dir;
+	e->size = n;
+	output(&wire_events, e, offsetof(struct wire_event, data) + (n & (2 * WIRE_CAP - 1)));
+	return 0;
+}
+
+#define WIRE_SYSCALL(name, kind, dir)                                              \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                \
+	int wire_enter_##name(struct trace_event_raw_sys_enter *ctx)               \
+	{                                                                          \
+		return enter(ctx->args[0], ctx->args[1], kind);                    \
+	}                                                                          \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                 \
+	int wire_exit_##name(struct trace_event_raw_sys_exit *ctx)                 \
+	{                                                                          \
+		return leave(ctx, dir);                                            \
+	}
+
+WIRE_SYSCALL(read, BUF_PLAIN, WIRE_IN)
+WIRE_SYSCALL(recvfrom, BUF_PLAIN, WIRE_IN)
+WIRE_SYSCALL(readv, BUF_IOV, WIRE_IN)
+WIRE_SYSCALL(recvmsg, BUF_MSG, WIRE_IN)
+WIRE_SYSCALL(write, BUF_PLAIN, WIRE_OUT)
+WIRE_SYSCALL(sendto, BUF_PLAIN, WIRE_OUT)
+WIRE_SYSCALL(writev, BUF_IOV, WIRE_OUT)
+WIRE_SYSCALL(sendmsg, BUF_MSG, WIRE_OUT)
+WIRE_SYSCALL(sendfile64, BUF_NONE, WIRE_OUT) /* out_fd first: the socket */
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int wire_enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32, zero = 0;
+	struct wire_event *e;
+
+	if (!bpf_map_lookup_elem(&wire_procs, &tgid))
+		return 0;
+	e = bpf_map_lookup_elem(&wire_scratch, &zero);
+	if (!e || socket_tuple(ctx->args[0], &e->conn))
+		return 0;
+	e->ts = bpf_ktime_get_ns();
+	e->len = 0;
+	e->pid = tgid;
+	e->tid = id;
+	e->fd = ctx->args[0];
+	e->dir = WIRE_CLOSE;
+	e->size = 0;
+	output(&wire_events, e, offsetof(struct wire_event, data));
+	return 0;
+}

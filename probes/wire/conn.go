@@ -1,0 +1,336 @@
+package wire
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/tracewire/tracewire/internal/sampling"
+	"github.com/tracewire/tracewire/spans"
+)
+
+// Scope is the instrumentation scope of the spans this probe makes.
+const Scope = "github.com/tracewire/tracewire/probes/wire"
+
+// connsMax bounds the connections followed at once; past it, the longest
+// idle goes (its spans in flight are lost, counted).
+const connsMax = 1 << 16
+
+// Connections idle for idleMax are forgotten (their process may be gone,
+// or their close was missed), checked every sweepEvery (kernel ns).
+const (
+	idleMax    = uint64(5 * 60e9)
+	sweepEvery = uint64(30e9)
+)
+
+// role is what a connection is to the target.
+type role uint8
+
+const (
+	roleUnknown role = iota
+	roleServer       // it receives requests
+	roleClient       // it sends them
+)
+
+// connKey names a connection by the target's descriptor: a descriptor
+// reused for another connection is told apart by its addresses.
+type connKey struct {
+	pid uint32
+	fd  int32
+}
+
+// conn is one TCP connection of a target, as its syscalls show it.
+type conn struct {
+	local, remote netip.AddrPort
+	role          role
+	in, out       stream
+	reqs          []*request // in flight, oldest first (pipelining)
+	lastOut       uint64     // when the target last sent on it
+	seen          uint64
+}
+
+// request is one HTTP request in flight on a connection.
+type request struct {
+	msg    message
+	start  uint64
+	thread threadKey // the thread that read (server) or sent (client) it
+	ids    spanIDs
+	parent *request // the server request a client call was made for
+	status int
+}
+
+// spanIDs are a span's context.
+type spanIDs struct {
+	trace        [16]byte
+	span, parent [8]byte
+	flags        byte
+	state        string
+}
+
+// Counters are what the decoder counts, read by the probe's Counters.
+type Counters struct {
+	NoResponse   atomic.Uint64 // a request whose connection closed without a response
+	Unparsed     atomic.Uint64 // a message head that is not HTTP/1 where one was expected
+	Cut          atomic.Uint64 // heads longer than the capture: some fields unknown
+	NoParent     atomic.Uint64 // client calls made while several requests were served on their thread
+	ConnsEvicted atomic.Uint64
+}
+
+// decoder follows every target's connections and turns their HTTP/1
+// exchanges into spans. It belongs to the one goroutine of Run.
+type decoder struct {
+	conns   map[connKey]*conn
+	serving map[threadKey][]*request // server requests in flight by thread
+	sampler sampling.Config
+	rand    *rand.ChaCha8
+	count   *Counters
+	out     []finished // spans completed by the event being decoded
+	swept   uint64     // when idle connections were last forgotten
+}
+
+type threadKey struct{ pid, tid uint32 }
+
+// finished is a request whose span is complete.
+type finished struct {
+	req   *request
+	conn  *conn
+	end   uint64
+	proto role
+}
+
+func newDecoder(sampler sampling.Config, count *Counters) *decoder {
+	var seed [32]byte
+	for i := range seed {
+		seed[i] = byte(rand.Uint32())
+	}
+	return &decoder{
+		conns: map[connKey]*conn{}, serving: map[threadKey][]*request{},
+		sampler: sampler, rand: rand.NewChaCha8(seed), count: count,
+	}
+}
+
+// event is one syscall's bytes on a connection, as decode gets them.
+type event struct {
+	ts            uint64
+	pid, tid      uint32
+	fd            int32
+	dir           uint16
+	local, remote netip.AddrPort
+	data          []byte // the captured first bytes
+	n             int64  // bytes moved
+}
+
+// Directions, as enum wire_dir.
+const (
+	dirIn    = 1
+	dirOut   = 2
+	dirClose = 3
+)
+
+// feed follows one event and returns the requests it completed.
+func (d *decoder) feed(e event) []finished {
+	d.out = d.out[:0]
+	if e.ts > d.swept+sweepEvery {
+		d.sweep(e.ts)
+	}
+	k := connKey{e.pid, e.fd}
+	c := d.conns[k]
+	if e.dir == dirClose {
+		if c != nil {
+			d.close(k, c)
+		}
+		return d.out
+	}
+	if c == nil || c.local != e.local || c.remote != e.remote {
+		if c != nil {
+			d.close(k, c) // the descriptor now names another connection
+		}
+		if len(d.conns) >= connsMax {
+			d.evictIdle()
+		}
+		c = &conn{local: e.local, remote: e.remote}
+		d.conns[k] = c
+	}
+	c.seen = e.ts
+	h := &side{d: d, c: c, e: &e}
+	if e.dir == dirIn {
+		h.in = true
+		c.in.feed(h, e.ts, e.data, e.n)
+	} else {
+		c.lastOut = e.ts
+		c.out.feed(h, e.ts, e.data, e.n)
+	}
+	return d.out
+}
+
+// close ends a connection: a request whose response had begun ends with
+// the response's last bytes (a body until the close, or one the peer did
+// not wait for); requests without a response are dropped and counted.
+func (d *decoder) close(k connKey, c *conn) {
+	delete(d.conns, k)
+	for _, r := range c.reqs {
+		switch {
+		case r.status != 0 && c.role == roleServer:
+			d.finish(c, r, c.lastOut)
+		case r.status != 0:
+			d.finish(c, r, c.seen)
+		default:
+			d.count.NoResponse.Add(1)
+			d.unserve(r)
+		}
+	}
+	c.reqs = nil
+}
+
+// sweep forgets the connections idle since before now-idleMax.
+func (d *decoder) sweep(now uint64) {
+	d.swept = now
+	for k, c := range d.conns {
+		if now > c.seen+idleMax {
+			d.close(k, c)
+		}
+	}
+}
+
+func (d *decoder) evictIdle() {
+	var oldest connKey
+	var at uint64
+	for k, c := range d.conns {
+		if at == 0 || c.seen < at {
+			oldest, at = k, c.seen
+		}
+	}
+	d.count.ConnsEvicted.Add(1)
+	d.close(oldest, d.conns[oldest])
+}
+
+// finish completes r's span at end.
+func (d *decoder) finish(c *conn, r *request, end uint64) {
+	d.out = append(d.out, finished{req: r, conn: c, end: end, proto: c.role})
+	if c.role == roleServer {
+		d.unserve(r)
+	}
+}
+
+// unserve forgets a server request on its thread.
+func (d *decoder) unserve(r *request) {
+	rs := d.serving[r.thread]
+	for i, x := range rs {
+		if x == r {
+			rs = append(rs[:i], rs[i+1:]...)
+			break
+		}
+	}
+	if len(rs) == 0 {
+		delete(d.serving, r.thread)
+	} else {
+		d.serving[r.thread] = rs
+	}
+}
+
+// side is the handler of one event's direction.
+type side struct {
+	d  *decoder
+	c  *conn
+	e  *event
+	in bool // the target received the bytes
+}
+
+func (h *side) starts(data []byte) bool { return startsHTTP(data) }
+
+func (h *side) head(raw []byte, start, ts uint64, cut bool) (framing, int64) {
+	d, c := h.d, h.c
+	m, ok := parseHead(raw, cut)
+	if !ok {
+		d.count.Unparsed.Add(1)
+		return frameLost, 0
+	}
+	if cut {
+		d.count.Cut.Add(1)
+	}
+	if m.request {
+		switch {
+		case h.in && c.role != roleClient:
+			c.role = roleServer
+		case !h.in && c.role != roleServer:
+			c.role = roleClient
+		default:
+			return frameLost, 0 // a request the wrong way: not HTTP as we know it
+		}
+		r := &request{msg: m, start: start, thread: threadKey{h.e.pid, h.e.tid}}
+		h.context(r)
+		c.reqs = append(c.reqs, r)
+		return m.requestFraming()
+	}
+	// A response: to the oldest request that has none yet, the way it came.
+	if c.role == roleServer && h.in || c.role == roleClient && !h.in || c.role == roleUnknown {
+		return frameLost, 0 // e.g. a connection opened before the agent: wait for a request
+	}
+	var r *request
+	for _, x := range c.reqs {
+		if x.status == 0 {
+			r = x
+			break
+		}
+	}
+	if r == nil {
+		return frameLost, 0
+	}
+	if m.status >= 200 || m.status == 101 || cut {
+		r.status = m.status // else an interim response (100 Continue): the final one follows
+	}
+	return m.responseFraming(r.msg.method)
+}
+
+func (h *side) done(ts uint64) {
+	c := h.c
+	// The end of a response: its request's span is complete.
+	if c.role == roleServer && !h.in || c.role == roleClient && h.in {
+		for i, r := range c.reqs {
+			if r.status != 0 {
+				c.reqs = append(c.reqs[:i], c.reqs[i+1:]...)
+				h.d.finish(c, r, ts)
+				return
+			}
+		}
+	}
+}
+
+// context chooses r's span context: a server request continues an incoming
+// traceparent; a client call made by a thread serving exactly one request
+// is that request's child; anything else starts a trace.
+func (h *side) context(r *request) {
+	d := h.d
+	d.rand.Read(r.ids.span[:])
+	if h.in {
+		d.serving[r.thread] = append(d.serving[r.thread], r)
+		if t, p, f, ok := spans.ParseTraceparent(r.msg.traceparent); ok {
+			r.ids.trace, r.ids.parent, r.ids.state = t, p, r.msg.tracestate
+			r.ids.flags = f & 1
+			if !d.sampler.ParentBased {
+				r.ids.flags = b2f(d.sampler.Sampled(t))
+			}
+			return
+		}
+	} else {
+		switch rs := d.serving[r.thread]; len(rs) {
+		case 1:
+			p := rs[0]
+			r.parent = p
+			r.ids.trace, r.ids.parent, r.ids.flags, r.ids.state = p.ids.trace, p.ids.span, p.ids.flags, p.ids.state
+			return
+		case 0:
+		default:
+			d.count.NoParent.Add(1)
+		}
+	}
+	d.rand.Read(r.ids.trace[:])
+	r.ids.flags = b2f(d.sampler.Sampled(r.ids.trace))
+}
+
+func b2f(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}

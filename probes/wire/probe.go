@@ -1,0 +1,218 @@
+// Package wire traces any target, whatever its language, from the bytes it
+// sends and receives on TCP sockets: syscall tracepoints (no kprobes, no
+// uprobes) capture the first bytes of each read and write, and user space
+// follows each connection's HTTP/1 messages and makes SERVER and CLIENT
+// spans of them. Go targets are left to the Go probes.
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/tracewire/tracewire/internal/gobin"
+	"github.com/tracewire/tracewire/internal/kernel"
+	"github.com/tracewire/tracewire/probes"
+	"github.com/tracewire/tracewire/spans"
+)
+
+// syscalls are the tracepoints of the wire path: entry and exit of each
+// read/write-family call, the entry of close.
+var syscalls = []string{"read", "recvfrom", "readv", "recvmsg", "write", "sendto", "writev", "sendmsg", "sendfile64"}
+
+// Decl declares the wire probe.
+var Decl = probes.Decl{
+	Name:     "wire",
+	Objects:  loadBpf,
+	Procs:    "wire_procs",
+	Events:   "wire_events",
+	Stale:    []string{"wire_calls"},
+	Counters: []string{"ringbuf_full", "read_failed", "map_full"},
+	Offsets: func(bin *gobin.Binary) (any, error) {
+		if bin != nil {
+			return nil, fmt.Errorf("a Go program, for the Go probes: %w", probes.ErrNotUsed)
+		}
+		return &bpfWireProc{}, nil
+	},
+	Extend: func(coll *ebpf.Collection, log *slog.Logger) (probes.Extension, error) {
+		x := &extension{coll: coll}
+		for _, sc := range syscalls {
+			for _, p := range []string{"wire_enter_" + sc, "wire_exit_" + sc} {
+				if coll.Programs[p] == nil {
+					return nil, fmt.Errorf("no program %s in the object", p)
+				}
+			}
+		}
+		if coll.Programs["wire_enter_close"] == nil {
+			return nil, errors.New("no program wire_enter_close in the object")
+		}
+		return x, nil
+	},
+	Decoder: func(env probes.Env) probes.DecodeFunc {
+		x := env.Ext.(*extension)
+		return newWireDecoder(env, &x.counts).decode
+	},
+}
+
+// extension attaches the tracepoints with the first target: they cost every
+// process on the node a little on those syscalls, so not before one needs
+// them.
+type extension struct {
+	coll   *ebpf.Collection
+	counts Counters
+
+	mu    sync.Mutex
+	links []link.Link
+}
+
+func (x *extension) Add(int, *gobin.Binary, any) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.links != nil {
+		return nil
+	}
+	attach := func(name, prog string) error {
+		l, err := link.Tracepoint("syscalls", name, x.coll.Programs[prog], nil)
+		if err != nil {
+			return fmt.Errorf("attach tracepoint syscalls/%s: %w", name, err)
+		}
+		x.links = append(x.links, l)
+		return nil
+	}
+	err := attach("sys_enter_close", "wire_enter_close")
+	for _, sc := range syscalls {
+		if err == nil {
+			err = attach("sys_enter_"+sc, "wire_enter_"+sc)
+		}
+		if err == nil {
+			err = attach("sys_exit_"+sc, "wire_exit_"+sc)
+		}
+	}
+	if err != nil {
+		x.detach()
+	}
+	return err
+}
+
+// Counters are the decoder's.
+func (x *extension) Counters() map[string]uint64 {
+	c := &x.counts
+	return map[string]uint64{
+		"no_response": c.NoResponse.Load(), "unparsed": c.Unparsed.Load(), "cut": c.Cut.Load(),
+		"no_parent": c.NoParent.Load(), "conns_evicted": c.ConnsEvicted.Load(),
+	}
+}
+
+// Remove has nothing to do: the decoder forgets idle connections.
+func (x *extension) Remove(int) {}
+
+func (x *extension) Detach() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.detach()
+}
+
+func (x *extension) detach() {
+	for _, l := range x.links {
+		l.Close()
+	}
+	x.links = nil
+}
+
+// wireDecoder turns records into events for the connection decoder and its
+// finished requests into spans.
+type wireDecoder struct {
+	*decoder
+	clock   kernel.Clock
+	scratch []byte
+	rec     bpfWireEvent // the record being decoded
+}
+
+func newWireDecoder(env probes.Env, count *Counters) *wireDecoder {
+	return &wireDecoder{decoder: newDecoder(env.Sampler, count), clock: env.Clock}
+}
+
+func (w *wireDecoder) decode(raw []byte, process func(pid int) *spans.Process, emit func(*spans.Span)) bool {
+	// A record holds the event up to its captured bytes.
+	e := &w.rec
+	if !kernel.RecordInto(e, raw, unsafe.Offsetof(e.Data)) {
+		return false
+	}
+	size := int(e.Size)
+	if uintptr(len(raw)) < unsafe.Offsetof(e.Data)+uintptr(size) || size > len(e.Data) {
+		return false
+	}
+	ev := event{
+		ts: e.Ts, pid: e.Pid, tid: e.Tid, fd: e.Fd, dir: e.Dir, n: e.Len,
+		local:  netip.AddrPortFrom(probes.RemoteAddr(e.Conn.Family, e.Conn.Local), e.Conn.Lport),
+		remote: netip.AddrPortFrom(probes.RemoteAddr(e.Conn.Family, e.Conn.Remote), e.Conn.Rport),
+		data:   e.Data[:size],
+	}
+	if ev.dir < dirIn || ev.dir > dirClose || ev.n < int64(size) {
+		return false
+	}
+	for _, f := range w.feed(ev) {
+		if proc := process(int(ev.pid)); proc != nil {
+			emit(w.span(f, proc))
+		}
+	}
+	return true
+}
+
+// span builds the semconv span of a finished request, with the attributes
+// the Go probes give.
+func (w *wireDecoder) span(f finished, proc *spans.Process) *spans.Span {
+	r, c := f.req, f.conn
+	s := spans.New()
+	s.Process, s.Scope = proc, Scope
+	s.TraceID, s.SpanID, s.ParentID, s.TraceFlags = r.ids.trace, r.ids.span, r.ids.parent, r.ids.flags
+	s.StartNs, s.EndNs = w.clock.Wall(r.start), w.clock.Wall(f.end)
+	m := &r.msg
+	s.Name, s.Attrs = spans.HTTPMethod(s.Str([]byte(m.method)), s.Attrs)
+	host, port := spans.HostPort(m.host, 80)
+	if f.proto == roleServer {
+		s.Kind = spans.KindServer
+		s.TraceState = s.Str([]byte(r.ids.state))
+		s.Attrs = append(s.Attrs, spans.String("url.path", s.Str([]byte(m.path()))), spans.String("url.scheme", "http"))
+		if r.status > 0 {
+			s.Attrs = append(s.Attrs, spans.Int("http.response.status_code", int64(r.status)))
+		}
+		s.Attrs = append(s.Attrs, spans.String("network.protocol.version", protoVersion(m.minor)))
+		s.Error = r.status >= 500
+		if host != "" {
+			s.Attrs = append(s.Attrs, spans.String("server.address", s.Str([]byte(host))), spans.Int("server.port", int64(port)))
+		}
+		w.scratch = c.remote.Addr().AppendTo(w.scratch[:0])
+		s.Attrs = append(s.Attrs, spans.String("client.address", s.Str(w.scratch)))
+	} else {
+		s.Kind = spans.KindClient
+		path, query, _ := strings.Cut(m.target, "?")
+		w.scratch = spans.FullURL(w.scratch[:0], "http", m.host, path, query, false)
+		s.Attrs = append(s.Attrs, spans.String("url.full", s.Str(w.scratch)))
+		if host != "" {
+			s.Attrs = append(s.Attrs, spans.String("server.address", s.Str([]byte(host))), spans.Int("server.port", int64(port)))
+		}
+		w.scratch = c.remote.Addr().AppendTo(w.scratch[:0])
+		s.Attrs = append(s.Attrs, spans.String("network.peer.address", s.Str(w.scratch)), spans.Int("network.peer.port", int64(c.remote.Port())))
+		s.Attrs = append(s.Attrs, spans.Int("http.response.status_code", int64(r.status)))
+		s.Error = r.status >= 400
+	}
+	if m.cut {
+		s.Attrs = append(s.Attrs, spans.String("tracewire.capture", "cut"))
+	}
+	return s
+}
+
+func protoVersion(minor byte) string {
+	if minor == '0' {
+		return "1.0"
+	}
+	return "1.1"
+}
