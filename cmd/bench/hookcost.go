@@ -158,7 +158,10 @@ func (rig *hookRig) cases() []hookCase {
 		{name: "uprobe @PUSH RBP (emulated), empty program", loop: "main.target", attach: rig.uprobeEmpty(rig.pushOff, false)},
 		{name: "uprobe @PUSH RBP, hash lookup + 64 B ringbuf, BPF_RB_NO_WAKEUP", loop: "main.target", attach: rig.uprobeRing(bpfRBNoWakeup, false)},
 		{name: "uprobe @PUSH RBP, hash lookup + 64 B ringbuf, wakeup (reader waiting)", loop: "main.target", attach: rig.uprobeRing(0, false)},
-		{name: "tracepoint syscalls/sys_enter_getppid, pid filter", loop: "getppid", attach: rig.tracepoint},
+		{name: "tracepoint syscalls/sys_enter_getppid, pid filter, the target (hit)", loop: "getppid", attach: rig.tracepoint("getppid", true)},
+		// The wire path's cost to processes it does not trace.
+		{name: "tracepoint syscalls/sys_enter_getppid, pid filter, another process (miss)", loop: "getppid", attach: rig.tracepoint("getppid", false)},
+		{name: "no program on getppid, one on sys_enter_getpid (the tax on other syscalls)", loop: "getppid", attach: rig.tracepoint("getpid", false)},
 		// Address 0 means the symbol's own address: the first instruction.
 		{name: "uprobe @+0 (single-stepped), empty program", loop: "main.target", slow: true, attach: rig.uprobeEmpty(0, false)},
 	}
@@ -396,31 +399,43 @@ func consume(rd *ringbuf.Reader, poll time.Duration) func() int64 {
 	}
 }
 
-func (rig *hookRig) tracepoint(pid int) (detachFn, error) {
-	counter, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
-	if err != nil {
-		return nil, fmt.Errorf("counter map: %w", err)
-	}
-	prog, err := loadProg(ebpf.TracePoint, ebpf.AttachNone, "hc_pidfilter", pidFilterInsns(pid, counter))
-	if err != nil {
-		counter.Close()
-		return nil, err
-	}
-	cs := closers{counter, prog}
-	l, err := link.Tracepoint("syscalls", "sys_enter_getppid", prog, nil)
-	if err != nil {
-		cs.close()
-		return nil, fmt.Errorf("attach tracepoint: %w", err)
-	}
-	return func() (int64, error) {
-		l.Close()
-		defer cs.close()
-		var n uint64
-		if err := counter.Lookup(uint32(0), &n); err != nil {
-			return 0, fmt.Errorf("read counter: %w", err)
+// tracepoint attaches a pid-filtered program to syscalls/sys_enter_<sc>:
+// filtering on the target's pid when hit, else on a pid that never runs.
+// Only a hit is checked one event per call.
+func (rig *hookRig) tracepoint(sc string, hit bool) func(pid int) (detachFn, error) {
+	return func(pid int) (detachFn, error) {
+		filter := pid
+		if !hit {
+			filter = -1
 		}
-		return int64(n), nil
-	}, nil
+		counter, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+		if err != nil {
+			return nil, fmt.Errorf("counter map: %w", err)
+		}
+		prog, err := loadProg(ebpf.TracePoint, ebpf.AttachNone, "hc_pidfilter", pidFilterInsns(filter, counter))
+		if err != nil {
+			counter.Close()
+			return nil, err
+		}
+		cs := closers{counter, prog}
+		l, err := link.Tracepoint("syscalls", "sys_enter_"+sc, prog, nil)
+		if err != nil {
+			cs.close()
+			return nil, fmt.Errorf("attach tracepoint: %w", err)
+		}
+		return func() (int64, error) {
+			l.Close()
+			defer cs.close()
+			if !hit {
+				return -1, nil
+			}
+			var n uint64
+			if err := counter.Lookup(uint32(0), &n); err != nil {
+				return 0, fmt.Errorf("read counter: %w", err)
+			}
+			return int64(n), nil
+		}, nil
+	}
 }
 
 func median(v []float64) float64 {

@@ -135,6 +135,9 @@ func runBench(ctx context.Context, cl *cleanups, set settings, pin bool, out str
 	if res.LowRate, err = runLowRate(ctx, e, set); err != nil {
 		return err
 	}
+	if res.Bystander, err = runBystander(ctx, e, set, svcCPUs); err != nil {
+		return err
+	}
 	res.evaluate()
 	res.printTable(os.Stdout)
 	return writeJSON(out, res)

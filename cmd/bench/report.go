@@ -26,6 +26,7 @@ type results struct {
 	Scenarios []scenarioResult `json:"scenarios"`
 	Sustained agentRun         `json:"sustained"`
 	LowRate   agentRun         `json:"low_rate"`
+	Bystander bystanderResult  `json:"bystander"`
 	Checks    []check          `json:"checks"`
 }
 
@@ -86,6 +87,7 @@ func (r *results) evaluate() {
 	rate := float64(total(sus.Stats.SpansByKind)) / sus.Load.Seconds
 	add(fmt.Sprintf("agent RSS at end of sustained load, %.0f spans/s (MiB)", rate), sus.Stats.RSSEndMiB, "<= 60", sus.Stats.RSSEndMiB <= 60)
 	add("lost spans in sustained run", float64(sus.Stats.SpansLost), "== 0", sus.Stats.SpansLost == 0)
+	add("bystander (not traced, wire tracepoints on): req/s ratio on/off", r.Bystander.Ratio, ">= 0.99", r.Bystander.Ratio >= 0.99)
 	if rate < 0.95*r.Settings.SustainRate {
 		r.Notes = append(r.Notes, fmt.Sprintf("the sustained run reached %.0f spans/s, short of the %.0f asked, with the agent on, at concurrency %d",
 			rate, r.Settings.SustainRate, r.Settings.SustainConc))

@@ -4,7 +4,6 @@ import (
 	"unsafe"
 
 	"github.com/tracewire/tracewire/internal/kernel"
-	"github.com/tracewire/tracewire/internal/sqltext"
 	"github.com/tracewire/tracewire/probes"
 	"github.com/tracewire/tracewire/spans"
 )
@@ -56,17 +55,7 @@ func (d *decoder) span(e *bpfDbsqlEvent, proc *spans.Process, pi *process) *span
 	var query []byte
 	if op := bpfDbsqlOp(e.Op); op == bpfDbsqlOpDB_QUERY || op == bpfDbsqlOpDB_EXEC {
 		query = kernel.Text(e.Query[:], e.QueryLen)
-		var sum sqltext.Summary
-		sum, d.text = sqltext.Summarize(d.text[:0], unsafe.String(unsafe.SliceData(query), len(query)), e.QueryLen > int64(len(e.Query)))
-		d.scratch = sqltext.SpanName(d.scratch[:0], sum, system)
-		s.Name = s.Str(d.scratch)
-		s.Attrs = append(s.Attrs, spans.String("db.query.text", s.Str(d.text)))
-		if sum.Operation != "" {
-			s.Attrs = append(s.Attrs, spans.String("db.operation.name", sum.Operation))
-		}
-		if sum.Collection != "" {
-			s.Attrs = append(s.Attrs, spans.String("db.collection.name", s.Str([]byte(sum.Collection))))
-		}
+		d.text = probes.SQLQuery(s, system, unsafe.String(unsafe.SliceData(query), len(query)), e.QueryLen > int64(len(e.Query)), d.text)
 	} else {
 		s.Name = opNames[op]
 		s.Attrs = append(s.Attrs, spans.String("db.operation.name", s.Name))
@@ -89,8 +78,7 @@ func (d *decoder) span(e *bpfDbsqlEvent, proc *spans.Process, pi *process) *span
 		}
 		if e.ErrLen > 0 {
 			msg := kernel.Text(e.Err[:], e.ErrLen)
-			d.scratch = sqltext.Redact(d.scratch[:0], unsafe.String(unsafe.SliceData(msg), len(msg)), unsafe.String(unsafe.SliceData(query), len(query)))
-			s.StatusMsg = s.Str(d.scratch)
+			d.scratch = probes.SQLError(s, unsafe.String(unsafe.SliceData(msg), len(msg)), unsafe.String(unsafe.SliceData(query), len(query)), d.scratch)
 		} else {
 			s.StatusMsg = typ
 		}

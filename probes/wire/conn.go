@@ -39,9 +39,23 @@ type connKey struct {
 	fd  int32
 }
 
+// proto is the protocol a connection speaks, once recognised.
+type proto uint8
+
+const (
+	protoUnknown proto = iota
+	protoHTTP
+	protoPG
+	protoMySQL
+	protoNone // encrypted, or not one the agent reads
+)
+
 // conn is one TCP connection of a target, as its syscalls show it.
 type conn struct {
 	local, remote netip.AddrPort
+	proto         proto
+	pg            *pgConn
+	my            *myConn
 	role          role
 	in, out       stream
 	reqs          []*request // in flight, oldest first (pipelining)
@@ -55,7 +69,6 @@ type request struct {
 	start  uint64
 	thread threadKey // the thread that read (server) or sent (client) it
 	ids    spanIDs
-	parent *request // the server request a client call was made for
 	status int
 }
 
@@ -74,6 +87,9 @@ type Counters struct {
 	Cut          atomic.Uint64 // heads longer than the capture: some fields unknown
 	NoParent     atomic.Uint64 // client calls made while several requests were served on their thread
 	ConnsEvicted atomic.Uint64
+	// UnknownStatements are executions of statements prepared before the
+	// agent saw their connection: spans without a query text.
+	UnknownStatements atomic.Uint64
 }
 
 // decoder follows every target's connections and turns their HTTP/1
@@ -90,9 +106,10 @@ type decoder struct {
 
 type threadKey struct{ pid, tid uint32 }
 
-// finished is a request whose span is complete.
+// finished is a request or a database call whose span is complete.
 type finished struct {
-	req   *request
+	req   *request // an HTTP request, or
+	op    *dbOp    // a database call
 	conn  *conn
 	end   uint64
 	proto role
@@ -152,6 +169,19 @@ func (d *decoder) feed(e event) []finished {
 		d.conns[k] = c
 	}
 	c.seen = e.ts
+	if c.proto == protoUnknown {
+		d.recognise(c, &e)
+	}
+	switch c.proto {
+	case protoPG:
+		c.pg.feed(&e)
+		return d.out
+	case protoMySQL:
+		c.my.feed(&e)
+		return d.out
+	case protoNone:
+		return d.out
+	}
 	h := &side{d: d, c: c, e: &e}
 	if e.dir == dirIn {
 		h.in = true
@@ -163,11 +193,52 @@ func (d *decoder) feed(e event) []finished {
 	return d.out
 }
 
+// recognise finds what protocol a connection speaks from its first bytes:
+// a PostgreSQL startup or query, a MySQL greeting or command, else HTTP is
+// looked for in every syscall's first bytes.
+func (d *decoder) recognise(c *conn, e *event) {
+	switch {
+	case e.dir == dirOut && (isPGStartup(e.data, e.n) || isPGQuery(e.data, e.n)):
+		c.proto, c.pg, c.role = protoPG, newPG(d, c), roleClient
+	case e.dir == dirIn && isMySQLGreeting(e.data, e.n) || e.dir == dirOut && isMySQLCommand(e.data, e.n):
+		c.proto, c.my, c.role = protoMySQL, newMySQL(d, c), roleClient
+	}
+}
+
+// newOp starts a database call of the thread th.
+func (d *decoder) newOp(system string, ts uint64, th threadKey) *dbOp {
+	op := &dbOp{system: system, start: ts}
+	op.ids = d.clientIDs(th)
+	return op
+}
+
+// finishOp completes a database call at end; calls that are not worth a
+// span (a Parse alone, a ping) end quietly.
+func (d *decoder) finishOp(c *conn, op *dbOp, end uint64) {
+	if op.span {
+		d.out = append(d.out, finished{op: op, conn: c, end: end, proto: roleClient})
+	}
+}
+
 // close ends a connection: a request whose response had begun ends with
 // the response's last bytes (a body until the close, or one the peer did
 // not wait for); requests without a response are dropped and counted.
 func (d *decoder) close(k connKey, c *conn) {
 	delete(d.conns, k)
+	if m := c.my; m != nil && m.op != nil {
+		if m.packets > 0 {
+			d.finishOp(c, m.op, m.lastIn) // its end was not captured
+		} else if m.op.span {
+			d.count.NoResponse.Add(1)
+		}
+	}
+	if c.pg != nil {
+		for _, op := range c.pg.ops {
+			if op.span {
+				d.count.NoResponse.Add(1)
+			}
+		}
+	}
 	for _, r := range c.reqs {
 		switch {
 		case r.status != 0 && c.role == roleServer:
@@ -312,20 +383,30 @@ func (h *side) context(r *request) {
 			}
 			return
 		}
-	} else {
-		switch rs := d.serving[r.thread]; len(rs) {
-		case 1:
-			p := rs[0]
-			r.parent = p
-			r.ids.trace, r.ids.parent, r.ids.flags, r.ids.state = p.ids.trace, p.ids.span, p.ids.flags, p.ids.state
-			return
-		case 0:
-		default:
-			d.count.NoParent.Add(1)
-		}
+		d.rand.Read(r.ids.trace[:])
+		r.ids.flags = b2f(d.sampler.Sampled(r.ids.trace))
+		return
 	}
-	d.rand.Read(r.ids.trace[:])
-	r.ids.flags = b2f(d.sampler.Sampled(r.ids.trace))
+	r.ids = d.clientIDs(r.thread)
+}
+
+// clientIDs chooses the context of a call made by thread th: the child of
+// the one request the thread serves, else the root of a new trace.
+func (d *decoder) clientIDs(th threadKey) spanIDs {
+	var ids spanIDs
+	d.rand.Read(ids.span[:])
+	switch rs := d.serving[th]; len(rs) {
+	case 1:
+		p := rs[0].ids
+		ids.trace, ids.parent, ids.flags, ids.state = p.trace, p.span, p.flags, p.state
+		return ids
+	case 0:
+	default:
+		d.count.NoParent.Add(1)
+	}
+	d.rand.Read(ids.trace[:])
+	ids.flags = b2f(d.sampler.Sampled(ids.trace))
+	return ids
 }
 
 func b2f(b bool) byte {

@@ -1,8 +1,8 @@
 // Package wire traces any target, whatever its language, from the bytes it
 // sends and receives on TCP sockets: syscall tracepoints (no kprobes, no
 // uprobes) capture the first bytes of each read and write, and user space
-// follows each connection's HTTP/1 messages and makes SERVER and CLIENT
-// spans of them. Go targets are left to the Go probes.
+// follows each connection's HTTP/1, PostgreSQL or MySQL messages and makes
+// SERVER and CLIENT spans of them. Go targets are left to the Go probes.
 package wire
 
 import (
@@ -106,7 +106,7 @@ func (x *extension) Counters() map[string]uint64 {
 	c := &x.counts
 	return map[string]uint64{
 		"no_response": c.NoResponse.Load(), "unparsed": c.Unparsed.Load(), "cut": c.Cut.Load(),
-		"no_parent": c.NoParent.Load(), "conns_evicted": c.ConnsEvicted.Load(),
+		"no_parent": c.NoParent.Load(), "conns_evicted": c.ConnsEvicted.Load(), "unknown_statements": c.UnknownStatements.Load(),
 	}
 }
 
@@ -132,6 +132,7 @@ type wireDecoder struct {
 	*decoder
 	clock   kernel.Clock
 	scratch []byte
+	text    []byte       // a sanitized query
 	rec     bpfWireEvent // the record being decoded
 }
 
@@ -159,11 +160,39 @@ func (w *wireDecoder) decode(raw []byte, process func(pid int) *spans.Process, e
 		return false
 	}
 	for _, f := range w.feed(ev) {
-		if proc := process(int(ev.pid)); proc != nil {
+		proc := process(int(ev.pid))
+		switch {
+		case proc == nil:
+		case f.op != nil:
+			emit(w.dbSpan(f, proc))
+		default:
 			emit(w.span(f, proc))
 		}
 	}
 	return true
+}
+
+// dbSpan builds the semconv database client span of a finished call, with
+// the attributes the database/sql probe gives.
+func (w *wireDecoder) dbSpan(f finished, proc *spans.Process) *spans.Span {
+	op, c := f.op, f.conn
+	s := spans.New()
+	s.Process, s.Scope, s.Kind = proc, Scope, spans.KindClient
+	s.TraceID, s.SpanID, s.ParentID, s.TraceFlags = op.ids.trace, op.ids.span, op.ids.parent, op.ids.flags
+	s.StartNs, s.EndNs = w.clock.Wall(op.start), w.clock.Wall(f.end)
+	s.Attrs = append(s.Attrs, spans.String("db.system", op.system))
+	if op.unknown {
+		s.Name = op.system // the statement was prepared before the agent saw it
+	} else {
+		w.text = probes.SQLQuery(s, op.system, op.query, op.cut, w.text)
+	}
+	w.scratch = c.remote.Addr().AppendTo(w.scratch[:0])
+	s.Attrs = append(s.Attrs, spans.String("server.address", s.Str(w.scratch)), spans.Int("server.port", int64(c.remote.Port())))
+	if op.errCode != "" || op.errMsg != "" {
+		s.Attrs = append(s.Attrs, spans.String("error.type", s.Str([]byte(op.errCode))))
+		w.scratch = probes.SQLError(s, op.errMsg, op.query, w.scratch)
+	}
+	return s
 }
 
 // span builds the semconv span of a finished request, with the attributes
