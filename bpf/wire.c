@@ -12,7 +12,7 @@
 #include "common.h"
 #include "sock.h"
 
-enum wire_const { WIRE_CAP = 1024 };
+enum wire_const { WIRE_CAP = 1024 }; /* a power of 2: the masks below */
 const enum wire_const *__export_wire_const __attribute__((unused));
 
 /* What a wire target needs; its presence is the filter. */
@@ -63,9 +63,9 @@ struct wire_event {
 	__u32 tid;
 	__s32 fd;
 	__u16 dir;  /* enum wire_dir */
-	__u16 size; /* bytes in data: the first of len */
+	__u16 size; /* bytes in data: the first of len, at most WIRE_CAP */
 	struct sock_tuple conn;
-	__u8 data[WIRE_CAP];
+	__u8 data[3 * WIRE_CAP]; /* room for the verifier: only size are sent */
 };
 EXPORT_STRUCT(wire_event);
 
@@ -97,29 +97,58 @@ static __always_inline int enter(__u64 fd, __u64 buf, __u32 kind)
 	return 0;
 }
 
-/* first_bytes returns where the syscall's bytes start and how many the
- * first buffer holds (at most len). */
-static __always_inline __u64 first_bytes(struct wire_args *a, __s64 len, __u64 *n)
+/* copy_bytes copies the first bytes the syscall moved (len in all) into
+ * e->data, up to WIRE_CAP, and returns how many: from the buffer, or from the
+ * first IOV_READ buffers of a vector (a header and a body are often two). */
+#define IOV_READ 8
+static __always_inline __u32 copy_bytes(struct wire_event *e, struct wire_args *a, __u64 len)
 {
-	struct iovec iov = {};
 	struct user_msghdr msg = {};
+	struct iovec iov = {};
+	__u64 vec = a->buf, k, pos;
+	__u32 off = 0;
 
-	*n = len;
 	switch (a->kind) {
 	case BUF_PLAIN:
-		return a->buf;
+		k = len;
+		if (k > WIRE_CAP)
+			k = WIRE_CAP;
+		if (bpf_probe_read_user(e->data, k, (void *)a->buf))
+			goto failed;
+		return k;
 	case BUF_MSG:
 		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a->buf))
-			return 0;
-		a->buf = (__u64)msg.msg_iov;
-		/* fallthrough */
+			goto failed;
+		vec = (__u64)msg.msg_iov;
+		break;
 	case BUF_IOV:
-		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)a->buf))
-			return 0;
-		if (iov.iov_len < *n)
-			*n = iov.iov_len;
-		return (__u64)iov.iov_base;
+		break;
+	default:
+		return 0;
 	}
+	for (int i = 0; i < IOV_READ; i++) {
+		if (off >= WIRE_CAP || off >= len)
+			break;
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(vec + i * sizeof(iov))))
+			goto failed;
+		k = iov.iov_len;
+		if (k > WIRE_CAP - off)
+			k = WIRE_CAP - off;
+		if (k > len - off)
+			k = len - off;
+		/* data has room for 2 WIRE_CAP past any offset below WIRE_CAP; the
+		 * masks, which clang would drop (the clamps above imply them),
+		 * are what the verifier can follow. */
+		pos = off;
+		asm volatile("%[pos] &= 1023" : [pos] "+r"(pos));
+		asm volatile("%[k] &= 2047" : [k] "+r"(k));
+		if (bpf_probe_read_user(e->data + pos, k, iov.iov_base))
+			goto failed;
+		off += k;
+	}
+	return off;
+failed:
+	count(STAT_READ_FAILED);
 	return 0;
 }
 
@@ -128,8 +157,7 @@ static __always_inline int leave(struct trace_event_raw_sys_exit *ctx, __u16 dir
 	__u64 id = bpf_get_current_pid_tgid();
 	struct wire_args *ap, a;
 	struct wire_event *e;
-	__u32 zero = 0;
-	__u64 src, n;
+	__u32 zero = 0, n;
 
 	ap = bpf_map_lookup_elem(&wire_calls, &id);
 	if (!ap)
@@ -141,24 +169,18 @@ static __always_inline int leave(struct trace_event_raw_sys_exit *ctx, __u16 dir
 	e = bpf_map_lookup_elem(&wire_scratch, &zero);
 	if (!e || socket_tuple(a.fd, &e->conn))
 		return 0;
-	n = 0;
-	if (a.kind != BUF_NONE) {
-		src = first_bytes(&a, ctx->ret, &n);
-		if (n > WIRE_CAP)
-			n = WIRE_CAP;
-		if (!src || bpf_probe_read_user(e->data, n & (2 * WIRE_CAP - 1), (void *)src)) {
-			count(STAT_READ_FAILED);
-			n = 0;
-		}
-	}
+	n = copy_bytes(e, &a, ctx->ret);
 	e->ts = bpf_ktime_get_ns();
 	e->len = ctx->ret;
 	e->pid = id >> 32;
 	e->tid = id;
 	e->fd = a.fd;
 	e->dir = dir;
+	if (n > WIRE_CAP)
+		n = WIRE_CAP;
 	e->size = n;
-	output(&wire_events, e, offsetof(struct wire_event, data) + (n & (2 * WIRE_CAP - 1)));
+	asm volatile("%[n] &= 2047" : [n] "+r"(n)); /* for the verifier, as above */
+	output(&wire_events, e, offsetof(struct wire_event, data) + n);
 	return 0;
 }
 

@@ -63,7 +63,7 @@ type bpfWireEvent struct {
 	Dir  uint16
 	Size uint16
 	Conn bpfSockTuple
-	Data [1024]uint8
+	Data [3072]uint8
 }
 
 type bpfWireProc struct {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"strconv"
+	"strings"
 )
 
 // dbOp is one database call a target made: a PostgreSQL simple query or
@@ -40,10 +41,26 @@ func isPGStartup(data []byte, n int64) bool {
 	return false
 }
 
-// isPGQuery tells whether one syscall's bytes are exactly one Query or
-// Parse message (a connection the agent saw open only now).
+// isPGQuery tells whether one syscall's bytes are a chain of frontend
+// messages starting with a Query or Parse (a connection the agent saw open
+// only now): each captured header plausible, the lengths ending exactly at
+// n when all of them were captured.
 func isPGQuery(data []byte, n int64) bool {
-	return len(data) >= 6 && (data[0] == 'Q' || data[0] == 'P') && int64(binary.BigEndian.Uint32(data[1:]))+1 == n && data[len(data)-1] == 0
+	if len(data) < 5 || data[0] != 'Q' && data[0] != 'P' {
+		return false
+	}
+	var pos int64
+	for pos < n {
+		if pos+5 > int64(len(data)) {
+			return pos > 0 // the rest was not captured
+		}
+		l := int64(binary.BigEndian.Uint32(data[pos+1:]))
+		if strings.IndexByte("QPBEDSHCX", data[pos]) < 0 || l < 4 {
+			return false
+		}
+		pos += 1 + l
+	}
+	return pos == n
 }
 
 // pgConn follows a PostgreSQL client connection.
