@@ -3,12 +3,14 @@
  * syscall tracepoints (no kprobes needed), for user space to parse HTTP/1
  * and database protocols per connection, in any language.
  *
- * Each read/write-family syscall of a target saves its arguments at entry
- * (by thread); at exit, when it moved bytes on a TCP socket, the first
- * WIRE_CAP of them go to the ring with the connection and the byte count
- * (user space follows message boundaries by counts). close(2) of a TCP
- * socket ends its connection. A process not in wire_procs costs one map
- * lookup per traced syscall. */
+ * Only the exit of each read/write-family syscall has a program: it finds
+ * the syscall's arguments in the registers the task saved at entry (the
+ * syscall ABI leaves rdi, rsi untouched), and when the call moved bytes on
+ * a TCP socket of a target, the first WIRE_CAP of them go to the ring with
+ * the connection and the byte count (user space follows message boundaries
+ * by counts). close(2) of a TCP socket ends its connection (at entry: the
+ * descriptor is gone at exit). A process not in wire_procs costs one map
+ * lookup per traced syscall, once. */
 #include "common.h"
 #include "sock.h"
 
@@ -30,25 +32,10 @@ struct {
 /* How a syscall's buffer argument points to its bytes. */
 enum wire_buf {
 	BUF_PLAIN = 0, /* read, write, recvfrom, sendto: the bytes */
-	BUF_IOV = 1,   /* readv, writev: an iovec array (the first one is read) */
+	BUF_IOV = 1,   /* readv, writev: an iovec array */
 	BUF_MSG = 2,   /* recvmsg, sendmsg: a msghdr */
 	BUF_NONE = 3,  /* sendfile: bytes counted, none to copy */
 };
-
-/* A syscall in progress, by thread; ts first: swept when stale. */
-struct wire_args {
-	__u64 ts;
-	__u64 buf;
-	__s32 fd;
-	__u32 kind; /* enum wire_buf */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct wire_args);
-} wire_calls SEC(".maps");
 
 enum wire_dir {
 	WIRE_IN = 1,    /* bytes received */
@@ -83,41 +70,27 @@ struct {
 	__uint(max_entries, 4 << 20);
 } wire_events SEC(".maps");
 
-static __always_inline int enter(__u64 fd, __u64 buf, __u32 kind)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	struct wire_args a = {.buf = buf, .fd = fd, .kind = kind};
-
-	if (!bpf_map_lookup_elem(&wire_procs, &tgid))
-		return 0;
-	a.ts = bpf_ktime_get_ns();
-	if (bpf_map_update_elem(&wire_calls, &id, &a, BPF_ANY))
-		count(STAT_MAP_FULL);
-	return 0;
-}
-
 /* copy_bytes copies the first bytes the syscall moved (len in all) into
  * e->data, up to WIRE_CAP, and returns how many: from the buffer, or from the
  * first IOV_READ buffers of a vector (a header and a body are often two). */
 #define IOV_READ 8
-static __always_inline __u32 copy_bytes(struct wire_event *e, struct wire_args *a, __u64 len)
+static __always_inline __u32 copy_bytes(struct wire_event *e, __u64 buf, __u32 kind, __u64 len)
 {
 	struct user_msghdr msg = {};
 	struct iovec iov = {};
-	__u64 vec = a->buf, k, pos;
+	__u64 vec = buf, k, pos;
 	__u32 off = 0;
 
-	switch (a->kind) {
+	switch (kind) {
 	case BUF_PLAIN:
 		k = len;
 		if (k > WIRE_CAP)
 			k = WIRE_CAP;
-		if (bpf_probe_read_user(e->data, k, (void *)a->buf))
+		if (bpf_probe_read_user(e->data, k, (void *)buf))
 			goto failed;
 		return k;
 	case BUF_MSG:
-		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a->buf))
+		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)buf))
 			goto failed;
 		vec = (__u64)msg.msg_iov;
 		break;
@@ -152,29 +125,30 @@ failed:
 	return 0;
 }
 
-static __always_inline int leave(struct trace_event_raw_sys_exit *ctx, __u16 dir)
+static __always_inline int leave(struct trace_event_raw_sys_exit *ctx, __u32 kind, __u16 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct wire_args *ap, a;
+	__u32 tgid = id >> 32, zero = 0, n;
 	struct wire_event *e;
-	__u32 zero = 0, n;
+	struct pt_regs *regs;
+	__u64 fd, buf;
 
-	ap = bpf_map_lookup_elem(&wire_calls, &id);
-	if (!ap)
+	if (ctx->ret <= 0 || !bpf_map_lookup_elem(&wire_procs, &tgid))
 		return 0;
-	a = *ap;
-	bpf_map_delete_elem(&wire_calls, &id);
-	if (ctx->ret <= 0)
-		return 0;
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	e = bpf_map_lookup_elem(&wire_scratch, &zero);
-	if (!e || socket_tuple(a.fd, &e->conn))
+	if (!regs || !e)
 		return 0;
-	n = copy_bytes(e, &a, ctx->ret);
+	fd = regs->di;
+	buf = regs->si;
+	if (socket_tuple(fd, &e->conn))
+		return 0;
+	n = kind == BUF_NONE ? 0 : copy_bytes(e, buf, kind, ctx->ret);
 	e->ts = bpf_ktime_get_ns();
 	e->len = ctx->ret;
-	e->pid = id >> 32;
+	e->pid = tgid;
 	e->tid = id;
-	e->fd = a.fd;
+	e->fd = fd;
 	e->dir = dir;
 	if (n > WIRE_CAP)
 		n = WIRE_CAP;
@@ -185,15 +159,10 @@ static __always_inline int leave(struct trace_event_raw_sys_exit *ctx, __u16 dir
 }
 
 #define WIRE_SYSCALL(name, kind, dir)                                              \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                                \
-	int wire_enter_##name(struct trace_event_raw_sys_enter *ctx)               \
-	{                                                                          \
-		return enter(ctx->args[0], ctx->args[1], kind);                    \
-	}                                                                          \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                 \
 	int wire_exit_##name(struct trace_event_raw_sys_exit *ctx)                 \
 	{                                                                          \
-		return leave(ctx, dir);                                            \
+		return leave(ctx, kind, dir);                                      \
 	}
 
 WIRE_SYSCALL(read, BUF_PLAIN, WIRE_IN)

@@ -31,7 +31,9 @@ func TestCollectorFaults(t *testing.T) {
 	requireEBPF(t)
 	recv := otlptest.Start(t)
 	a := startExe(t, copyExe(t, "hello-go126", "hello-faults"))
-	ag := startAgent(t, recv, []string{a.name}, "OTEL_BSP_SCHEDULE_DELAY=100")
+	promPort := freePort(t)
+	ag := startAgent(t, recv, []string{a.name}, "OTEL_BSP_SCHEDULE_DELAY=100", "OTEL_METRICS_EXPORTER=prometheus",
+		"OTEL_EXPORTER_PROMETHEUS_HOST=127.0.0.1", fmt.Sprintf("OTEL_EXPORTER_PROMETHEUS_PORT=%d", promPort))
 	waitTraced(t, recv, a)
 
 	// Overloaded: 503 with Retry-After: 2.
@@ -65,6 +67,22 @@ func TestCollectorFaults(t *testing.T) {
 	}
 	if n := spansAnswered(recv.Attempts()[mark:], http.StatusBadRequest); n != rejected {
 		t.Errorf("%d spans answered 400, want each of the %d sent once", n, rejected)
+	}
+	// The same drops, and the failed uploads, in the agent's own metrics.
+	mfs := scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", promPort))
+	drops := map[string]float64{}
+	for _, m := range mfs["tracewire_spans_dropped_total"].GetMetric() {
+		drops[labels(m)["reason"]] = m.GetCounter().GetValue()
+	}
+	if drops["rejected"] != rejected || drops["queue_full"] != 0 {
+		t.Errorf("tracewire_spans_dropped_total %v: want %d rejected, none for a full queue", drops, rejected)
+	}
+	uploads := map[string]uint64{}
+	for _, m := range mfs["tracewire_export_duration_seconds"].GetMetric() {
+		uploads[labels(m)["outcome"]] = m.GetHistogram().GetSampleCount()
+	}
+	if uploads["failed"] < 3 || uploads["ok"] == 0 { // two 503s and the 400 at least
+		t.Errorf("tracewire_export_duration_seconds counts %v: want failed uploads counted", uploads)
 	}
 
 	if code := ag.terminate(t); code != 0 {

@@ -39,14 +39,6 @@ const (
 	bpfTwStatSTAT_MAX          bpfTwStat = 10
 )
 
-type bpfWireArgs struct {
-	_    structs.HostLayout
-	Ts   uint64
-	Buf  uint64
-	Fd   int32
-	Kind uint32
-}
-
 type bpfWireConst uint32
 
 const (
@@ -75,34 +67,24 @@ type bpfWireProc struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapStats                = "stats"
-	bpfMapWireCalls            = "wire_calls"
-	bpfMapWireEvents           = "wire_events"
-	bpfMapWireProcs            = "wire_procs"
-	bpfMapWireScratch          = "wire_scratch"
-	bpfProgWireEnterClose      = "wire_enter_close"
-	bpfProgWireEnterRead       = "wire_enter_read"
-	bpfProgWireEnterReadv      = "wire_enter_readv"
-	bpfProgWireEnterRecvfrom   = "wire_enter_recvfrom"
-	bpfProgWireEnterRecvmsg    = "wire_enter_recvmsg"
-	bpfProgWireEnterSendfile64 = "wire_enter_sendfile64"
-	bpfProgWireEnterSendmsg    = "wire_enter_sendmsg"
-	bpfProgWireEnterSendto     = "wire_enter_sendto"
-	bpfProgWireEnterWrite      = "wire_enter_write"
-	bpfProgWireEnterWritev     = "wire_enter_writev"
-	bpfProgWireExitRead        = "wire_exit_read"
-	bpfProgWireExitReadv       = "wire_exit_readv"
-	bpfProgWireExitRecvfrom    = "wire_exit_recvfrom"
-	bpfProgWireExitRecvmsg     = "wire_exit_recvmsg"
-	bpfProgWireExitSendfile64  = "wire_exit_sendfile64"
-	bpfProgWireExitSendmsg     = "wire_exit_sendmsg"
-	bpfProgWireExitSendto      = "wire_exit_sendto"
-	bpfProgWireExitWrite       = "wire_exit_write"
-	bpfProgWireExitWritev      = "wire_exit_writev"
-	bpfVarExportTwFlag         = "__export_tw_flag"
-	bpfVarExportTwStat         = "__export_tw_stat"
-	bpfVarExportWireConst      = "__export_wire_const"
-	bpfVarExportWireEvent      = "__export_wire_event"
+	bpfMapStats               = "stats"
+	bpfMapWireEvents          = "wire_events"
+	bpfMapWireProcs           = "wire_procs"
+	bpfMapWireScratch         = "wire_scratch"
+	bpfProgWireEnterClose     = "wire_enter_close"
+	bpfProgWireExitRead       = "wire_exit_read"
+	bpfProgWireExitReadv      = "wire_exit_readv"
+	bpfProgWireExitRecvfrom   = "wire_exit_recvfrom"
+	bpfProgWireExitRecvmsg    = "wire_exit_recvmsg"
+	bpfProgWireExitSendfile64 = "wire_exit_sendfile64"
+	bpfProgWireExitSendmsg    = "wire_exit_sendmsg"
+	bpfProgWireExitSendto     = "wire_exit_sendto"
+	bpfProgWireExitWrite      = "wire_exit_write"
+	bpfProgWireExitWritev     = "wire_exit_writev"
+	bpfVarExportTwFlag        = "__export_tw_flag"
+	bpfVarExportTwStat        = "__export_tw_stat"
+	bpfVarExportWireConst     = "__export_wire_const"
+	bpfVarExportWireEvent     = "__export_wire_event"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -147,25 +129,16 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	WireEnterClose      *ebpf.ProgramSpec `ebpf:"wire_enter_close"`
-	WireEnterRead       *ebpf.ProgramSpec `ebpf:"wire_enter_read"`
-	WireEnterReadv      *ebpf.ProgramSpec `ebpf:"wire_enter_readv"`
-	WireEnterRecvfrom   *ebpf.ProgramSpec `ebpf:"wire_enter_recvfrom"`
-	WireEnterRecvmsg    *ebpf.ProgramSpec `ebpf:"wire_enter_recvmsg"`
-	WireEnterSendfile64 *ebpf.ProgramSpec `ebpf:"wire_enter_sendfile64"`
-	WireEnterSendmsg    *ebpf.ProgramSpec `ebpf:"wire_enter_sendmsg"`
-	WireEnterSendto     *ebpf.ProgramSpec `ebpf:"wire_enter_sendto"`
-	WireEnterWrite      *ebpf.ProgramSpec `ebpf:"wire_enter_write"`
-	WireEnterWritev     *ebpf.ProgramSpec `ebpf:"wire_enter_writev"`
-	WireExitRead        *ebpf.ProgramSpec `ebpf:"wire_exit_read"`
-	WireExitReadv       *ebpf.ProgramSpec `ebpf:"wire_exit_readv"`
-	WireExitRecvfrom    *ebpf.ProgramSpec `ebpf:"wire_exit_recvfrom"`
-	WireExitRecvmsg     *ebpf.ProgramSpec `ebpf:"wire_exit_recvmsg"`
-	WireExitSendfile64  *ebpf.ProgramSpec `ebpf:"wire_exit_sendfile64"`
-	WireExitSendmsg     *ebpf.ProgramSpec `ebpf:"wire_exit_sendmsg"`
-	WireExitSendto      *ebpf.ProgramSpec `ebpf:"wire_exit_sendto"`
-	WireExitWrite       *ebpf.ProgramSpec `ebpf:"wire_exit_write"`
-	WireExitWritev      *ebpf.ProgramSpec `ebpf:"wire_exit_writev"`
+	WireEnterClose     *ebpf.ProgramSpec `ebpf:"wire_enter_close"`
+	WireExitRead       *ebpf.ProgramSpec `ebpf:"wire_exit_read"`
+	WireExitReadv      *ebpf.ProgramSpec `ebpf:"wire_exit_readv"`
+	WireExitRecvfrom   *ebpf.ProgramSpec `ebpf:"wire_exit_recvfrom"`
+	WireExitRecvmsg    *ebpf.ProgramSpec `ebpf:"wire_exit_recvmsg"`
+	WireExitSendfile64 *ebpf.ProgramSpec `ebpf:"wire_exit_sendfile64"`
+	WireExitSendmsg    *ebpf.ProgramSpec `ebpf:"wire_exit_sendmsg"`
+	WireExitSendto     *ebpf.ProgramSpec `ebpf:"wire_exit_sendto"`
+	WireExitWrite      *ebpf.ProgramSpec `ebpf:"wire_exit_write"`
+	WireExitWritev     *ebpf.ProgramSpec `ebpf:"wire_exit_writev"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
@@ -173,7 +146,6 @@ type bpfProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
 	Stats       *ebpf.MapSpec `ebpf:"stats"`
-	WireCalls   *ebpf.MapSpec `ebpf:"wire_calls"`
 	WireEvents  *ebpf.MapSpec `ebpf:"wire_events"`
 	WireProcs   *ebpf.MapSpec `ebpf:"wire_procs"`
 	WireScratch *ebpf.MapSpec `ebpf:"wire_scratch"`
@@ -210,7 +182,6 @@ func (o *bpfObjects) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
 	Stats       *ebpf.Map `ebpf:"stats"`
-	WireCalls   *ebpf.Map `ebpf:"wire_calls"`
 	WireEvents  *ebpf.Map `ebpf:"wire_events"`
 	WireProcs   *ebpf.Map `ebpf:"wire_procs"`
 	WireScratch *ebpf.Map `ebpf:"wire_scratch"`
@@ -219,7 +190,6 @@ type bpfMaps struct {
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Stats,
-		m.WireCalls,
 		m.WireEvents,
 		m.WireProcs,
 		m.WireScratch,
@@ -240,39 +210,21 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	WireEnterClose      *ebpf.Program `ebpf:"wire_enter_close"`
-	WireEnterRead       *ebpf.Program `ebpf:"wire_enter_read"`
-	WireEnterReadv      *ebpf.Program `ebpf:"wire_enter_readv"`
-	WireEnterRecvfrom   *ebpf.Program `ebpf:"wire_enter_recvfrom"`
-	WireEnterRecvmsg    *ebpf.Program `ebpf:"wire_enter_recvmsg"`
-	WireEnterSendfile64 *ebpf.Program `ebpf:"wire_enter_sendfile64"`
-	WireEnterSendmsg    *ebpf.Program `ebpf:"wire_enter_sendmsg"`
-	WireEnterSendto     *ebpf.Program `ebpf:"wire_enter_sendto"`
-	WireEnterWrite      *ebpf.Program `ebpf:"wire_enter_write"`
-	WireEnterWritev     *ebpf.Program `ebpf:"wire_enter_writev"`
-	WireExitRead        *ebpf.Program `ebpf:"wire_exit_read"`
-	WireExitReadv       *ebpf.Program `ebpf:"wire_exit_readv"`
-	WireExitRecvfrom    *ebpf.Program `ebpf:"wire_exit_recvfrom"`
-	WireExitRecvmsg     *ebpf.Program `ebpf:"wire_exit_recvmsg"`
-	WireExitSendfile64  *ebpf.Program `ebpf:"wire_exit_sendfile64"`
-	WireExitSendmsg     *ebpf.Program `ebpf:"wire_exit_sendmsg"`
-	WireExitSendto      *ebpf.Program `ebpf:"wire_exit_sendto"`
-	WireExitWrite       *ebpf.Program `ebpf:"wire_exit_write"`
-	WireExitWritev      *ebpf.Program `ebpf:"wire_exit_writev"`
+	WireEnterClose     *ebpf.Program `ebpf:"wire_enter_close"`
+	WireExitRead       *ebpf.Program `ebpf:"wire_exit_read"`
+	WireExitReadv      *ebpf.Program `ebpf:"wire_exit_readv"`
+	WireExitRecvfrom   *ebpf.Program `ebpf:"wire_exit_recvfrom"`
+	WireExitRecvmsg    *ebpf.Program `ebpf:"wire_exit_recvmsg"`
+	WireExitSendfile64 *ebpf.Program `ebpf:"wire_exit_sendfile64"`
+	WireExitSendmsg    *ebpf.Program `ebpf:"wire_exit_sendmsg"`
+	WireExitSendto     *ebpf.Program `ebpf:"wire_exit_sendto"`
+	WireExitWrite      *ebpf.Program `ebpf:"wire_exit_write"`
+	WireExitWritev     *ebpf.Program `ebpf:"wire_exit_writev"`
 }
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
 		p.WireEnterClose,
-		p.WireEnterRead,
-		p.WireEnterReadv,
-		p.WireEnterRecvfrom,
-		p.WireEnterRecvmsg,
-		p.WireEnterSendfile64,
-		p.WireEnterSendmsg,
-		p.WireEnterSendto,
-		p.WireEnterWrite,
-		p.WireEnterWritev,
 		p.WireExitRead,
 		p.WireExitReadv,
 		p.WireExitRecvfrom,

@@ -23,8 +23,9 @@ import (
 	"github.com/tracewire/tracewire/spans"
 )
 
-// syscalls are the tracepoints of the wire path: entry and exit of each
-// read/write-family call, the entry of close.
+// syscalls are the tracepoints of the wire path: the exit of each
+// read/write-family call (its arguments are read from the saved registers),
+// and the entry of close.
 var syscalls = []string{"read", "recvfrom", "readv", "recvmsg", "write", "sendto", "writev", "sendmsg", "sendfile64"}
 
 // Decl declares the wire probe.
@@ -33,7 +34,6 @@ var Decl = probes.Decl{
 	Objects:  loadBpf,
 	Procs:    "wire_procs",
 	Events:   "wire_events",
-	Stale:    []string{"wire_calls"},
 	Counters: []string{"ringbuf_full", "read_failed", "map_full"},
 	Offsets: func(bin *gobin.Binary) (any, error) {
 		if bin != nil {
@@ -44,10 +44,8 @@ var Decl = probes.Decl{
 	Extend: func(coll *ebpf.Collection, log *slog.Logger) (probes.Extension, error) {
 		x := &extension{coll: coll}
 		for _, sc := range syscalls {
-			for _, p := range []string{"wire_enter_" + sc, "wire_exit_" + sc} {
-				if coll.Programs[p] == nil {
-					return nil, fmt.Errorf("no program %s in the object", p)
-				}
+			if coll.Programs["wire_exit_"+sc] == nil {
+				return nil, fmt.Errorf("no program wire_exit_%s in the object", sc)
 			}
 		}
 		if coll.Programs["wire_enter_close"] == nil {
@@ -88,9 +86,6 @@ func (x *extension) Add(int, *gobin.Binary, any) error {
 	}
 	err := attach("sys_enter_close", "wire_enter_close")
 	for _, sc := range syscalls {
-		if err == nil {
-			err = attach("sys_enter_"+sc, "wire_enter_"+sc)
-		}
 		if err == nil {
 			err = attach("sys_exit_"+sc, "wire_exit_"+sc)
 		}
