@@ -18,6 +18,9 @@ const (
 	wireTargetName = "bench-wire-target"
 )
 
+// bystanderSettle is how long the agent runs before the load starts.
+const bystanderSettle = 8 * time.Second
+
 type bystanderResult struct {
 	Rounds []round `json:"rounds"`
 	Ratio  float64 `json:"rps_ratio_on_off"` // mean over rounds of on/off
@@ -57,8 +60,10 @@ func runBystander(ctx context.Context, e *env, set settings, svcCPUs []int) (bys
 			return res, err
 		}
 		// The agent finds the wire target and attaches the tracepoints
-		// within a second of its start.
-		time.Sleep(2 * time.Second)
+		// within a second of its start; its start-up work (loading the
+		// probes, reading the services' executables) is over well before
+		// the measured window.
+		time.Sleep(bystanderSettle)
 		on, err := runLoad(ctx, spec("-on"), func() {}, func() {})
 		ag.stop(syscall.SIGTERM, 6*time.Second)
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 func main() {
 	quick := flag.Bool("quick", false, "short windows (the whole run stays under 2 minutes)")
 	hookcost := flag.Bool("hookcost", false, "run the hook-cost micro-benchmark instead")
+	bystander := flag.Bool("bystander", false, "run only the bystander scenario (a service the agent does not trace)")
 	out := flag.String("out", "", "JSON output (default bench/results.json, bench/results-quick.json or bench/hookcost.json)")
 	pin := flag.Bool("pin", true, "pin services to CPU 1 and the load generator to CPU 0")
 	window := flag.Duration("window", 0, "override the measured window of each scenario round")
@@ -49,7 +50,7 @@ func main() {
 		if *quick {
 			def = "bench/results-quick.json"
 		}
-		err = runBench(ctx, cl, set, *pin, or(*out, def))
+		err = runBench(ctx, cl, set, *pin, *bystander, or(*out, def))
 	}
 	cl.run()
 	switch {
@@ -91,7 +92,7 @@ func presets(quick bool, window time.Duration, rounds int) settings {
 }
 
 // runBench builds, starts the services, runs every scenario and reports.
-func runBench(ctx context.Context, cl *cleanups, set settings, pin bool, out string) error {
+func runBench(ctx context.Context, cl *cleanups, set settings, pin, onlyBystander bool, out string) error {
 	bins, err := build(ctx)
 	if err != nil {
 		return err
@@ -126,6 +127,13 @@ func runBench(ctx context.Context, cl *cleanups, set settings, pin bool, out str
 	}
 
 	res := results{Started: time.Now().UTC(), Settings: set, Pinning: pinning, Host: hostInfo()}
+	if onlyBystander {
+		if res.Bystander, err = runBystander(ctx, e, set, svcCPUs); err != nil {
+			return err
+		}
+		fmt.Printf("bystander req/s ratio on/off: %.3f over %d rounds\n", res.Bystander.Ratio, set.Rounds)
+		return writeJSON(out, res)
+	}
 	if res.Scenarios, err = runScenarios(ctx, e, set); err != nil {
 		return err
 	}
