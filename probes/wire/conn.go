@@ -16,6 +16,9 @@ const Scope = "github.com/tracewire/tracewire/probes/wire"
 // idle goes (its spans in flight are lost, counted).
 const connsMax = 1 << 16
 
+// reqsMax bounds the requests in flight on one connection.
+const reqsMax = 64
+
 // Connections idle for idleMax are forgotten (their process may be gone,
 // or their close was missed), checked every sweepEvery (kernel ns).
 const (
@@ -330,6 +333,11 @@ func (h *side) head(raw []byte, start, ts uint64, cut bool) (framing, int64) {
 		}
 		r := &request{msg: m, start: start, thread: threadKey{h.e.pid, h.e.tid}}
 		h.context(r)
+		if len(c.reqs) >= reqsMax { // pipelined requests nobody answers
+			d.count.NoResponse.Add(1)
+			d.unserve(c.reqs[0])
+			c.reqs = c.reqs[1:]
+		}
 		c.reqs = append(c.reqs, r)
 		return m.requestFraming()
 	}

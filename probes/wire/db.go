@@ -77,6 +77,18 @@ type pgConn struct {
 	ops     []*dbOp // awaiting ReadyForQuery, oldest first
 }
 
+// stmtsMax bounds the statements remembered per connection: past it they
+// are forgotten (their executions become spans without text, counted).
+const stmtsMax = 4096
+
+// remember keeps v under k in m, forgetting all when m is full.
+func remember[K comparable](m map[K]dbStmt, k K, v dbStmt) {
+	if _, ok := m[k]; !ok && len(m) >= stmtsMax {
+		clear(m)
+	}
+	m[k] = v
+}
+
 // dbStmt is a prepared statement's text.
 type dbStmt struct {
 	query string
@@ -141,14 +153,14 @@ func (p *pgConn) frontend(typ byte, b []byte, n int64, ts uint64) {
 		name, rest, ok := bytes.Cut(b, []byte{0})
 		if ok {
 			q, qcut := cstring(rest, cut)
-			p.stmts[string(name)] = dbStmt{q, qcut}
+			remember(p.stmts, string(name), dbStmt{q, qcut})
 		}
 		p.inCycle(ts)
 	case 'B':
 		portal, rest, ok1 := bytes.Cut(b, []byte{0})
 		stmt, _, ok2 := bytes.Cut(rest, []byte{0})
 		if ok1 && ok2 {
-			p.portals[string(portal)] = p.stmts[string(stmt)] // empty when not seen
+			remember(p.portals, string(portal), p.stmts[string(stmt)]) // empty when not seen
 		}
 		p.inCycle(ts)
 	case 'E':
@@ -366,7 +378,7 @@ func (m *myConn) response(b []byte, n int64, ts uint64) {
 		m.end(ts)
 	case first && b[0] == 0x00: // OK, or a prepared statement's id
 		if m.prepare != nil && len(b) >= 5 {
-			m.stmts[le32(b[1:])] = *m.prepare
+			remember(m.stmts, le32(b[1:]), *m.prepare)
 		}
 		m.end(ts)
 	case first: // a result set: the number of its columns

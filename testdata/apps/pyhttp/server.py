@@ -4,6 +4,7 @@ handler calls another service with urllib on the same thread."""
 import argparse
 import http.server
 import urllib.error
+import urllib.parse
 import urllib.request
 
 
@@ -26,7 +27,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.reply(int(query.partition("=")[2] or "200"))
         elif path == "/call":
             # /call?port=N&path=/x: GET http://127.0.0.1:N/x from this thread.
-            args = dict(kv.split("=", 1) for kv in query.split("&") if "=" in kv)
+            args = {k: v[0] for k, v in urllib.parse.parse_qs(query).items()}
             url = "http://127.0.0.1:%s%s" % (args["port"], args.get("path", "/"))
             try:
                 with urllib.request.urlopen(url, timeout=10) as r:
