@@ -143,7 +143,9 @@ func TestNoSecretsFromTheWire(t *testing.T) {
 		return g.Resource["process.pid"] == int64(pid) && g.Span.GetStatus().GetCode() == 2
 	}
 	bad := recv.WaitSpans(t, 10*time.Second, failed, 1)[0]
-	isClient := func(g otlptest.Got) bool { return g.Resource["process.pid"] == int64(py.cmd.Process.Pid) && g.Span.GetKind() == 3 }
+	isClient := func(g otlptest.Got) bool {
+		return g.Resource["process.pid"] == int64(py.cmd.Process.Pid) && g.Span.GetKind() == 3
+	}
 	cl := recv.WaitSpans(t, 10*time.Second, isClient, 1)[0]
 	time.Sleep(500 * time.Millisecond)
 	if code := ag.terminate(t); code != 0 {
