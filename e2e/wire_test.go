@@ -202,6 +202,11 @@ func TestWirePython(t *testing.T) {
 		t.Errorf("client span %d..%d outside its parent %d..%d", cl.Span.GetStartTimeUnixNano(), cl.Span.GetEndTimeUnixNano(),
 			callSpan.GetStartTimeUnixNano(), callSpan.GetEndTimeUnixNano())
 	}
+	// The tracepoints go with the last target traced from the wire: nine
+	// syscall exits and close.
+	with := hookFDs(t, ag)
+	py.stop()
+	waitHookFDs(t, ag, with-10)
 	if code := ag.terminate(t); code != 0 {
 		t.Fatalf("agent exited with %d", code)
 	}

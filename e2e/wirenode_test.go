@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -119,5 +120,21 @@ func TestWireNode(t *testing.T) {
 		if string(c.child.Span.GetTraceId()) != string(p.GetTraceId()) || string(c.child.Span.GetParentSpanId()) != string(p.GetSpanId()) {
 			t.Errorf("%s: client span %q is not the child of its server span", c.parent, c.child.Span.GetName())
 		}
+	}
+
+	// A call made while another request is in flight on the one event loop
+	// (/wait answers after 1 s): which request it belongs to cannot be told,
+	// so it has no parent.
+	var wg sync.WaitGroup
+	wg.Go(func() { get(t, a.url("/wait?ms=1000")) })
+	time.Sleep(100 * time.Millisecond)
+	get(t, a.url(fmt.Sprintf("/call?port=%d&path=/users/overlap", goApp.port)))
+	wg.Wait()
+	overlap := func(g otlptest.Got) bool {
+		u, _ := otlptest.Attrs(g.Span.GetAttributes())["url.full"].(string)
+		return client(g) && strings.HasSuffix(u, "/users/overlap")
+	}
+	if g := recv.WaitSpans(t, 10*time.Second, overlap, 1)[0]; len(g.Span.GetParentSpanId()) != 0 {
+		t.Errorf("a call made while two requests were in flight has parent %x", g.Span.GetParentSpanId())
 	}
 }

@@ -42,7 +42,7 @@ var Decl = probes.Decl{
 		return &bpfWireProc{}, nil
 	},
 	Extend: func(coll *ebpf.Collection, log *slog.Logger) (probes.Extension, error) {
-		x := &extension{coll: coll}
+		x := &extension{coll: coll, targets: map[int]bool{}}
 		for _, sc := range syscalls {
 			if coll.Programs["wire_exit_"+sc] == nil {
 				return nil, fmt.Errorf("no program wire_exit_%s in the object", sc)
@@ -59,21 +59,23 @@ var Decl = probes.Decl{
 	},
 }
 
-// extension attaches the tracepoints with the first target: they cost every
-// process on the node a little on those syscalls, so not before one needs
-// them.
+// extension attaches the tracepoints with the first target and detaches
+// them with the last: they cost every process on the node a little on those
+// syscalls, so only while a target needs them.
 type extension struct {
 	coll   *ebpf.Collection
 	counts Counters
 
-	mu    sync.Mutex
-	links []link.Link
+	mu      sync.Mutex
+	links   []link.Link
+	targets map[int]bool
 }
 
-func (x *extension) Add(int, *gobin.Binary, any) error {
+func (x *extension) Add(pid int, _ *gobin.Binary, _ any) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.links != nil {
+		x.targets[pid] = true
 		return nil
 	}
 	attach := func(name, prog string) error {
@@ -92,8 +94,10 @@ func (x *extension) Add(int, *gobin.Binary, any) error {
 	}
 	if err != nil {
 		x.detach()
+		return err
 	}
-	return err
+	x.targets[pid] = true
+	return nil
 }
 
 // Counters are the decoder's.
@@ -105,8 +109,16 @@ func (x *extension) Counters() map[string]uint64 {
 	}
 }
 
-// Remove has nothing to do: the decoder forgets idle connections.
-func (x *extension) Remove(int) {}
+// Remove detaches the tracepoints with the last target; the decoder forgets
+// idle connections by itself.
+func (x *extension) Remove(pid int) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	delete(x.targets, pid)
+	if len(x.targets) == 0 {
+		x.detach()
+	}
+}
 
 func (x *extension) Detach() {
 	x.mu.Lock()

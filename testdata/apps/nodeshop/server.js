@@ -20,13 +20,16 @@ http
   .createServer((req, res) => {
     const u = new URL(req.url, "http://x");
     if (u.pathname === "/call") {
-      // GET http://127.0.0.1:PORT/PATH while this request is the only one.
-      http
+      // GET http://127.0.0.1:PORT/PATH, after waiting ms (another request
+      // may then be in flight on the loop too).
+      setTimeout(() => http
         .get({ host: "127.0.0.1", port: u.searchParams.get("port"), path: u.searchParams.get("path") }, (r) => {
           r.resume();
           r.on("end", () => reply(res, 200, String(r.statusCode)));
         })
-        .on("error", (e) => reply(res, 502, e.message));
+        .on("error", (e) => reply(res, 502, e.message)), Number(u.searchParams.get("ms") || 0));
+    } else if (u.pathname === "/wait") {
+      setTimeout(() => reply(res, 200, "waited"), Number(u.searchParams.get("ms")));
     } else if (u.pathname === "/db") {
       ready
         .then(() => db.query("SELECT name FROM wire_users WHERE id = $1", [Number(u.searchParams.get("id"))]))
