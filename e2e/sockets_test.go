@@ -96,10 +96,11 @@ func (p *sockPeer) check(t *testing.T, base, file string) (sockResult, []byte) {
 	return r, p.got[len(p.got)-1]
 }
 
-// TestSocketSemantics: a traced Go target and a traced Python process see
-// the same FIONREAD, MSG_PEEK, poll/epoll readiness and SO_RCVLOWAT on their
-// outgoing TCP sockets, and deliver the same sendfile bytes, with and
-// without the agent. (On this kernel a socket under sk_msg answers FIONREAD
+// TestSocketSemantics: a traced Go target and traced Python and Java
+// processes (the last two from the wire) see the same FIONREAD, MSG_PEEK,
+// poll/epoll readiness and SO_RCVLOWAT on their outgoing TCP sockets (Java:
+// what its API asks, available() and the read), and deliver the same
+// sendfile bytes, with and without the agent. (On this kernel a socket under sk_msg answers FIONREAD
 // wrongly; a target whose code asks FIONREAD is left out of the socket map.)
 func TestSocketSemantics(t *testing.T) {
 	requireEBPF(t)
@@ -119,10 +120,18 @@ func TestSocketSemantics(t *testing.T) {
 	t.Cleanup(py.stop)
 	waitListening(t, py.port)
 
+	java := startJava(t, "javasock")
+
 	want := sockResult{FIONREAD: 128, Peek: 128, PollIn: true, EpollIn: true, LowatNotReady: true, LowatReady: true, Read: 128, Sent: len(body)}
+	// Java asks what its API lets it: available() (FIONREAD), the read, transferTo (sendfile).
+	wantJava := sockResult{FIONREAD: 128, Read: 128, Sent: len(body)}
 	checkAll := func(when string) {
-		for _, a := range []*app{goApp, py} {
+		for _, a := range []*app{goApp, py, java} {
 			got, sent := peer.check(t, a.url(""), file)
+			want := want
+			if a == java {
+				want = wantJava
+			}
 			if got != want {
 				t.Errorf("%s, %s saw %+v, want %+v", when, a.name, got, want)
 			}
@@ -134,7 +143,7 @@ func TestSocketSemantics(t *testing.T) {
 	checkAll("without the agent")
 
 	recv := otlptest.Start(t)
-	startAgent(t, recv, []string{"sockcheck", "python3"})
+	startAgent(t, recv, []string{"sockcheck", "python3", "javasock"})
 	waitTraced(t, recv, goApp)
 	checkAll("with the agent")
 	// The Go target is traced all the same.

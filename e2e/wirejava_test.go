@@ -19,31 +19,9 @@ import (
 // parent rather than a wrong one.
 func TestWireJava(t *testing.T) {
 	requireEBPF(t)
-	java, err := exec.LookPath("java")
-	if err != nil {
-		t.Fatalf("no java: %v", err)
-	}
 	recv := otlptest.Start(t)
 	goApp := startApp(t, "hello-go126")
-	link := filepath.Join(t.TempDir(), "javashop")
-	if err := os.Symlink(java, link); err != nil {
-		t.Fatal(err)
-	}
-	src, _ := filepath.Abs("../testdata/apps/javashop/Server.java")
-	a := &app{name: "javashop", port: freePort(t)}
-	a.cmd = exec.Command(link, src, "-addr", fmt.Sprintf("127.0.0.1:%d", a.port))
-	a.cmd.Env = append(os.Environ(), "OTEL_SERVICE_NAME=javashop")
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.stop)
-	deadline := time.Now().Add(60 * time.Second) // the source is compiled at start
-	for !listening(a.port) {
-		if time.Now().After(deadline) {
-			t.Fatal("the Java service does not listen after 60 s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	a := startJava(t, "javashop", "OTEL_SERVICE_NAME=javashop")
 	startAgent(t, recv, []string{"javashop"})
 	waitTraced(t, recv, a)
 	pid := int64(a.cmd.Process.Pid)
@@ -105,4 +83,34 @@ func listening(port int) bool {
 		c.Close()
 	}
 	return err == nil
+}
+
+// startJava runs testdata/apps/javashop under the name name (a symlink to
+// java: the process's comm is the link's name), with env.
+func startJava(t *testing.T, name string, env ...string) *app {
+	t.Helper()
+	java, err := exec.LookPath("java")
+	if err != nil {
+		t.Fatalf("no java: %v", err)
+	}
+	link := filepath.Join(t.TempDir(), name)
+	if err := os.Symlink(java, link); err != nil {
+		t.Fatal(err)
+	}
+	src, _ := filepath.Abs("../testdata/apps/javashop/Server.java")
+	a := &app{name: name, port: freePort(t)}
+	a.cmd = exec.Command(link, src, "-addr", fmt.Sprintf("127.0.0.1:%d", a.port))
+	a.cmd.Env = append(os.Environ(), env...)
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.stop)
+	deadline := time.Now().Add(60 * time.Second) // the source is compiled at start
+	for !listening(a.port) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not listen after 60 s", name)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return a
 }

@@ -117,3 +117,34 @@ func TestMySQLQueriesAndStatements(t *testing.T) {
 		t.Errorf("error code %q system %q", f.op.errCode, f.op.system)
 	}
 }
+
+// An SSLRequest answered 'N' goes on in plaintext; answered 'S', the
+// connection is encrypted and no longer read.
+func TestPostgresSSLRequest(t *testing.T) {
+	sslRequest := func() string {
+		b := make([]byte, 8)
+		binary.BigEndian.PutUint32(b, 8)
+		binary.BigEndian.PutUint32(b[4:], pgSSL)
+		return string(b)
+	}
+	r := newRig()
+	r.out(sslRequest())
+	r.in("N")
+	r.out(pgStartup())
+	r.in(pgMsg('R', "\x00\x00\x00\x00") + pgMsg('Z', "I"))
+	r.out(pgMsg('Q', "SELECT 1\x00"))
+	r.in(pgMsg('C', "SELECT 1\x00") + pgMsg('Z', "I"))
+	if got := r.ops(); len(got) != 1 || got[0] != "SELECT 1|" {
+		t.Errorf("plaintext after N: %q", got)
+	}
+
+	r = newRig()
+	r.out(sslRequest())
+	r.in("S")
+	r.out("\x16\x03\x01\x02\x00" + strings.Repeat("t", 512)) // a TLS ClientHello
+	r.out(pgMsg('Q', "SELECT 1\x00"))                         // bytes that only look like a query
+	r.in(pgMsg('Z', "I"))
+	if got := r.ops(); len(got) != 0 {
+		t.Errorf("encrypted connection read: %q", got)
+	}
+}

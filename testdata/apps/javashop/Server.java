@@ -1,7 +1,10 @@
 // A Java service for the wire-path tests: com.sun.net.httpserver with a
 // thread pool; /call calls another service with HttpURLConnection (blocking,
 // on the handler's thread), /hclient with java.net.http.HttpClient (its own
-// I/O threads). Run as a source file: java Server.java -addr HOST:PORT.
+// I/O threads); /check is the Java twin of sockcheck: what Java can ask of
+// its own outgoing TCP socket (available(), that is FIONREAD, the bytes read)
+// and a file sent with transferTo (sendfile). Run as a source file:
+// java Server.java -addr HOST:PORT.
 import com.sun.net.httpserver.HttpServer;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -12,6 +15,11 @@ import java.net.URL;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.util.concurrent.Executors;
 
 public class Server {
@@ -38,6 +46,8 @@ public class Server {
                         in.readAllBytes();
                     }
                     body = String.valueOf(c.getResponseCode());
+                } else if (path.equals("/check")) {
+                    body = check(param(ex.getRequestURI().getQuery(), "peer"), param(ex.getRequestURI().getQuery(), "file"));
                 } else if (path.equals("/hclient")) {
                     HttpResponse<String> r = client.send(HttpRequest.newBuilder(URI.create(target)).build(),
                             HttpResponse.BodyHandlers.ofString());
@@ -57,6 +67,32 @@ public class Server {
         });
         server.setExecutor(Executors.newFixedThreadPool(4));
         server.start();
+    }
+
+    static final int WAITING = 128;
+
+    static String check(String peer, String file) throws Exception {
+        int colon = peer.lastIndexOf(':');
+        try (SocketChannel ch = SocketChannel.open(new InetSocketAddress(peer.substring(0, colon), Integer.parseInt(peer.substring(colon + 1))))) {
+            InputStream in = ch.socket().getInputStream();
+            long deadline = System.currentTimeMillis() + 5000;
+            int available = in.available();
+            while (available < WAITING && System.currentTimeMillis() < deadline) {
+                Thread.sleep(10);
+                available = in.available();
+            }
+            ByteBuffer buf = ByteBuffer.allocate(WAITING);
+            while (buf.hasRemaining() && ch.read(buf) > 0) {
+            }
+            long sent = 0;
+            try (FileChannel f = FileChannel.open(Path.of(file), StandardOpenOption.READ)) {
+                while (sent < f.size()) {
+                    sent += f.transferTo(sent, f.size() - sent, ch);
+                }
+            }
+            ch.shutdownOutput();
+            return "{\"fionread\":" + available + ",\"read\":" + buf.position() + ",\"sent\":" + sent + "}";
+        }
     }
 
     static String param(String query, String name) {
