@@ -142,7 +142,7 @@ func TestPostgresSSLRequest(t *testing.T) {
 	r.out(sslRequest())
 	r.in("S")
 	r.out("\x16\x03\x01\x02\x00" + strings.Repeat("t", 512)) // a TLS ClientHello
-	r.out(pgMsg('Q', "SELECT 1\x00"))                         // bytes that only look like a query
+	r.out(pgMsg('Q', "SELECT 1\x00"))                        // bytes that only look like a query
 	r.in(pgMsg('Z', "I"))
 	if got := r.ops(); len(got) != 0 {
 		t.Errorf("encrypted connection read: %q", got)
