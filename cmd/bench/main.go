@@ -19,7 +19,7 @@ import (
 func main() {
 	quick := flag.Bool("quick", false, "short windows (the whole run stays under 2 minutes)")
 	hookcost := flag.Bool("hookcost", false, "run the hook-cost micro-benchmark instead")
-	bystander := flag.Bool("bystander", false, "run only the bystander scenario (a service the agent does not trace)")
+	only := flag.String("only", "", "run one scenario only: bystander (a service the agent does not trace) or python (a target traced from the wire)")
 	out := flag.String("out", "", "JSON output (default bench/results.json, bench/results-quick.json or bench/hookcost.json)")
 	pin := flag.Bool("pin", true, "pin services to CPU 1 and the load generator to CPU 0")
 	window := flag.Duration("window", 0, "override the measured window of each scenario round")
@@ -50,7 +50,7 @@ func main() {
 		if *quick {
 			def = "bench/results-quick.json"
 		}
-		err = runBench(ctx, cl, set, *pin, *bystander, or(*out, def))
+		err = runBench(ctx, cl, set, *pin, *only, or(*out, def))
 	}
 	cl.run()
 	switch {
@@ -92,7 +92,7 @@ func presets(quick bool, window time.Duration, rounds int) settings {
 }
 
 // runBench builds, starts the services, runs every scenario and reports.
-func runBench(ctx context.Context, cl *cleanups, set settings, pin, onlyBystander bool, out string) error {
+func runBench(ctx context.Context, cl *cleanups, set settings, pin bool, only, out string) error {
 	bins, err := build(ctx)
 	if err != nil {
 		return err
@@ -127,12 +127,24 @@ func runBench(ctx context.Context, cl *cleanups, set settings, pin, onlyBystande
 	}
 
 	res := results{Started: time.Now().UTC(), Settings: set, Pinning: pinning, Host: hostInfo()}
-	if onlyBystander {
+	switch only {
+	case "bystander":
 		if res.Bystander, err = runBystander(ctx, e, set, svcCPUs); err != nil {
 			return err
 		}
 		fmt.Printf("bystander req/s ratio on/off: %.3f over %d rounds\n", res.Bystander.Ratio, set.Rounds)
 		return writeJSON(out, res)
+	case "python":
+		py, err := runPython(ctx, e, set, svcCPUs)
+		if err != nil {
+			return err
+		}
+		res.Scenarios = append(res.Scenarios, py)
+		res.printTable(os.Stdout)
+		return writeJSON(out, res)
+	case "":
+	default:
+		return fmt.Errorf("unknown scenario %q (want bystander or python)", only)
 	}
 	if res.Scenarios, err = runScenarios(ctx, e, set); err != nil {
 		return err
@@ -146,6 +158,11 @@ func runBench(ctx context.Context, cl *cleanups, set settings, pin, onlyBystande
 	if res.Bystander, err = runBystander(ctx, e, set, svcCPUs); err != nil {
 		return err
 	}
+	py, err := runPython(ctx, e, set, svcCPUs)
+	if err != nil {
+		return err
+	}
+	res.Scenarios = append(res.Scenarios, py)
 	res.evaluate()
 	res.printTable(os.Stdout)
 	return writeJSON(out, res)

@@ -127,13 +127,18 @@ func runLowRate(ctx context.Context, e *env, set settings) (agentRun, error) {
 
 // startService runs a copy of the hello service and returns its base URL.
 func startService(cl *cleanups, path string, cpus []int) (string, error) {
+	return startServiceArgs(cl, path, nil, cpus)
+}
+
+// startServiceArgs starts path with args before its -addr.
+func startServiceArgs(cl *cleanups, path string, args []string, cpus []int) (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("free port: %w", err)
 	}
 	addr := l.Addr().String()
 	l.Close()
-	c, err := startChild(cl, cpus, path, []string{"-addr", addr}, []string{"GODEBUG=httpmuxgo121=0"})
+	c, err := startChild(cl, cpus, path, append(args, "-addr", addr), []string{"GODEBUG=httpmuxgo121=0"})
 	if err != nil {
 		return "", err
 	}
