@@ -38,18 +38,7 @@ func TestNoSecretsAnywhere(t *testing.T) {
 	secrets = append(secrets, base64.StdEncoding.EncodeToString([]byte("user:PASSWORD-1")))
 
 	down := strings.Replace(b.url("/users/downstream?token=TOKEN-2"), "http://", "http://user:PASSWORD-1@", 1)
-	req, err := http.NewRequest(http.MethodGet, a.url("/call?pw=QUERYSECRET-3&url="+url.QueryEscape(down)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer BEARER-4")
-	req.Header.Set("Cookie", "session=COOKIE-5")
-	req.Header.Set("X-Api-Key", "APIKEY-6")
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	getWithSecrets(t, a.url("/call?pw=QUERYSECRET-3&url="+url.QueryEscape(down)))
 	traceOf(t, recv, a, "/call", 3)
 
 	if got := get(t, sqlApp.url("/secret")); got != 200 {
@@ -83,6 +72,24 @@ func TestNoSecretsAnywhere(t *testing.T) {
 	if !found {
 		t.Error("no client span with url.full")
 	}
+}
+
+// getWithSecrets sends GET url with credentials in its headers: BEARER-4,
+// COOKIE-5, APIKEY-6.
+func getWithSecrets(t *testing.T, url string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer BEARER-4")
+	req.Header.Set("Cookie", "session=COOKIE-5")
+	req.Header.Set("X-Api-Key", "APIKEY-6")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 }
 
 // checkNoSecrets searches every exported span and resource and the agent's
@@ -122,18 +129,7 @@ func TestNoSecretsFromTheWire(t *testing.T) {
 	waitTraced(t, recv, py)
 	secrets := []string{"TOKEN-2", "QUERYSECRET-3", "BEARER-4", "COOKIE-5", "APIKEY-6", "hunter2"}
 
-	req, err := http.NewRequest(http.MethodGet, py.url(fmt.Sprintf("/call?pw=QUERYSECRET-3&port=%d&path=/users/x%%3Ftoken%%3DTOKEN-2", goApp.port)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer BEARER-4")
-	req.Header.Set("Cookie", "session=COOKIE-5")
-	req.Header.Set("X-Api-Key", "APIKEY-6")
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	getWithSecrets(t, py.url(fmt.Sprintf("/call?pw=QUERYSECRET-3&port=%d&path=/users/x%%3Ftoken%%3DTOKEN-2", goApp.port)))
 	c := startCLI(t, "psql", []string{"-h", dbtest.Host, "-p", fmt.Sprint(pg.Port), "-U", dbtest.Name, "-d", dbtest.Name, "-q"},
 		"PGPASSWORD="+dbtest.Name, "PGSSLMODE=disable")
 	c.traced(t, recv)

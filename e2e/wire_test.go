@@ -17,27 +17,44 @@ import (
 	"github.com/tracewire/tracewire/internal/otlptest"
 )
 
-// startPython runs testdata/apps/pyhttp under the name name (a symlink to
-// python3: the process's comm is the link's name), with env.
-func startPython(t *testing.T, name string, env ...string) *app {
+// startInterpreted runs script (under testdata/apps) with interpreter
+// (a path, or looked up in PATH) under the name name: a symlink to the interpreter, so
+// the process's comm is the link's name. It waits up to a minute for the
+// service to listen (Java compiles its source at start).
+func startInterpreted(t *testing.T, name, interpreter, script string, env ...string) *app {
 	t.Helper()
+	path, err := exec.LookPath(interpreter)
+	if err != nil {
+		t.Fatalf("no %s: %v", interpreter, err)
+	}
 	link := filepath.Join(t.TempDir(), name)
-	if err := os.Symlink("/usr/bin/python3", link); err != nil {
+	if err := os.Symlink(path, link); err != nil {
 		t.Fatal(err)
 	}
-	script, err := filepath.Abs("../testdata/apps/pyhttp/server.py")
+	src, err := filepath.Abs(filepath.Join("../testdata/apps", script))
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := &app{name: name, port: freePort(t)}
-	a.cmd = exec.Command(link, script, "-addr", fmt.Sprintf("127.0.0.1:%d", a.port))
+	a.cmd = exec.Command(link, src, "-addr", fmt.Sprintf("127.0.0.1:%d", a.port))
 	a.cmd.Env = append(os.Environ(), env...)
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(a.stop)
-	waitListening(t, a.port)
+	deadline := time.Now().Add(time.Minute)
+	for !listening(a.port) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not listen after a minute", name)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	return a
+}
+
+// startPython runs testdata/apps/pyhttp under the name name.
+func startPython(t *testing.T, name string, env ...string) *app {
+	return startInterpreted(t, name, "/usr/bin/python3", "pyhttp/server.py", env...)
 }
 
 // TestWirePython: a Python ThreadingHTTPServer, not Go, traced from its

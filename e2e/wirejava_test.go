@@ -3,9 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -85,32 +82,7 @@ func listening(port int) bool {
 	return err == nil
 }
 
-// startJava runs testdata/apps/javashop under the name name (a symlink to
-// java: the process's comm is the link's name), with env.
+// startJava runs testdata/apps/javashop under the name name.
 func startJava(t *testing.T, name string, env ...string) *app {
-	t.Helper()
-	java, err := exec.LookPath("java")
-	if err != nil {
-		t.Fatalf("no java: %v", err)
-	}
-	link := filepath.Join(t.TempDir(), name)
-	if err := os.Symlink(java, link); err != nil {
-		t.Fatal(err)
-	}
-	src, _ := filepath.Abs("../testdata/apps/javashop/Server.java")
-	a := &app{name: name, port: freePort(t)}
-	a.cmd = exec.Command(link, src, "-addr", fmt.Sprintf("127.0.0.1:%d", a.port))
-	a.cmd.Env = append(os.Environ(), env...)
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.stop)
-	deadline := time.Now().Add(60 * time.Second) // the source is compiled at start
-	for !listening(a.port) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s does not listen after 60 s", name)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return a
+	return startInterpreted(t, name, "java", "javashop/Server.java", env...)
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -47,24 +46,8 @@ func TestWireNode(t *testing.T) {
 	}
 	recv := otlptest.Start(t)
 	goApp := startApp(t, "hello-go126")
-	link := filepath.Join(t.TempDir(), "nodeshop")
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(node, link); err != nil {
-		t.Fatal(err)
-	}
-	script, _ := filepath.Abs("../testdata/apps/nodeshop/server.js")
-	a := &app{name: "nodeshop", port: freePort(t)}
-	a.cmd = exec.Command(link, script, "-addr", fmt.Sprintf("127.0.0.1:%d", a.port))
-	a.cmd.Env = append(os.Environ(), "OTEL_SERVICE_NAME=nodeshop", "PGHOST="+dbtest.Host, fmt.Sprintf("PGPORT=%d", pg.Port),
-		"PGUSER="+dbtest.Name, "PGPASSWORD="+dbtest.Name, "PGDATABASE="+dbtest.Name, "PGSSLMODE=disable")
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.stop)
-	waitListening(t, a.port)
+	a := startInterpreted(t, "nodeshop", "node", "nodeshop/server.js", "OTEL_SERVICE_NAME=nodeshop", "PGHOST="+dbtest.Host,
+		fmt.Sprintf("PGPORT=%d", pg.Port), "PGUSER="+dbtest.Name, "PGPASSWORD="+dbtest.Name, "PGDATABASE="+dbtest.Name, "PGSSLMODE=disable")
 	startAgent(t, recv, []string{"nodeshop"})
 	waitTraced(t, recv, a)
 	pid := int64(a.cmd.Process.Pid)

@@ -26,6 +26,15 @@ type bystanderResult struct {
 	Ratio  float64 `json:"rps_ratio_on_off"` // mean over rounds of on/off
 }
 
+// closedLoop returns the spec of a concurrency-1 run on base's /users/ path
+// for tag and a suffix (off, on).
+func closedLoop(base, tag string, set settings) func(string) loadSpec {
+	return func(s string) loadSpec {
+		return loadSpec{warmURL: base + "/users/" + tag + s + "-warm", measureURL: base + "/users/" + tag + s,
+			workers: 1, warmup: time.Duration(set.Warmup), window: time.Duration(set.Window)}
+	}
+}
+
 func runBystander(ctx context.Context, e *env, set settings, svcCPUs []int) (bystanderResult, error) {
 	var res bystanderResult
 	dir := filepath.Dir(e.bins.agent)
@@ -45,10 +54,7 @@ func runBystander(ctx context.Context, e *env, set settings, svcCPUs []int) (bys
 	}
 	for r := 1; r <= set.Rounds; r++ {
 		tag := fmt.Sprintf("bystander-r%d", r)
-		spec := func(s string) loadSpec {
-			return loadSpec{warmURL: url + "/users/" + tag + s + "-warm", measureURL: url + "/users/" + tag + s,
-				workers: 1, warmup: time.Duration(set.Warmup), window: time.Duration(set.Window)}
-		}
+		spec := closedLoop(url, tag, set)
 		off, err := runLoad(ctx, spec("-off"), func() {}, func() {})
 		if err != nil {
 			return res, err

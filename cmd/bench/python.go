@@ -34,10 +34,7 @@ func runPython(ctx context.Context, e *env, set settings, svcCPUs []int) (scenar
 	}
 	for r := 1; r <= set.Rounds; r++ {
 		tag := fmt.Sprintf("py-r%d", r)
-		spec := func(s string) loadSpec {
-			return loadSpec{warmURL: url + "/users/" + tag + s + "-warm", measureURL: url + "/users/" + tag + s,
-				workers: 1, warmup: time.Duration(set.Warmup), window: time.Duration(set.Window)}
-		}
+		spec := closedLoop(url, tag, set)
 		off, err := runLoad(ctx, spec("-off"), func() {}, func() {})
 		if err != nil {
 			return sr, err

@@ -111,11 +111,10 @@ type threadKey struct{ pid, tid uint32 }
 
 // finished is a request or a database call whose span is complete.
 type finished struct {
-	req   *request // an HTTP request, or
-	op    *dbOp    // a database call
-	conn  *conn
-	end   uint64
-	proto role
+	req  *request // an HTTP request, or
+	op   *dbOp    // a database call
+	conn *conn
+	end  uint64
 }
 
 func newDecoder(sampler sampling.Config, count *Counters) *decoder {
@@ -219,7 +218,7 @@ func (d *decoder) newOp(system string, ts uint64, th threadKey) *dbOp {
 // span (a Parse alone, a ping) end quietly.
 func (d *decoder) finishOp(c *conn, op *dbOp, end uint64) {
 	if op.span {
-		d.out = append(d.out, finished{op: op, conn: c, end: end, proto: roleClient})
+		d.out = append(d.out, finished{op: op, conn: c, end: end})
 	}
 }
 
@@ -280,7 +279,7 @@ func (d *decoder) evictIdle() {
 
 // finish completes r's span at end.
 func (d *decoder) finish(c *conn, r *request, end uint64) {
-	d.out = append(d.out, finished{req: r, conn: c, end: end, proto: c.role})
+	d.out = append(d.out, finished{req: r, conn: c, end: end})
 	if c.role == roleServer {
 		d.unserve(r)
 	}

@@ -69,8 +69,8 @@ func TestServerKeepAlive(t *testing.T) {
 	r.in("POST /b HTTP/1.1\r\nHost: shop\r\nContent-Length: 3\r\n\r\nabc")
 	r.out("HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
 	r.check(t, "GET /a?q=1 200", "POST /b 201")
-	if f := r.got[0]; f.proto != roleServer || f.req.start != 1000 || f.end != 2000 || f.req.msg.path() != "/a" {
-		t.Errorf("first: role %v start %d end %d path %q", f.proto, f.req.start, f.end, f.req.msg.path())
+	if f := r.got[0]; f.conn.role != roleServer || f.req.start != 1000 || f.end != 2000 || f.req.msg.path() != "/a" {
+		t.Errorf("first: role %v start %d end %d path %q", f.conn.role, f.req.start, f.end, f.req.msg.path())
 	}
 }
 
@@ -139,7 +139,7 @@ func TestClientChildOfServedRequest(t *testing.T) {
 	r.out(ok5)
 	r.check(t, "GET /back?token=s3cret 503", "GET /front 200")
 	client, server := r.got[0].req, r.got[1].req
-	if r.got[0].proto != roleClient || server.ids.trace != client.ids.trace || client.ids.parent != server.ids.span || server.ids.flags != 1 {
+	if r.got[0].conn.role != roleClient || server.ids.trace != client.ids.trace || client.ids.parent != server.ids.span || server.ids.flags != 1 {
 		t.Errorf("client %+v, server %+v", client.ids, server.ids)
 	}
 	if server.ids.parent != [8]byte{0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31} {

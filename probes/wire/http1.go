@@ -78,19 +78,20 @@ func parseHead(h []byte, cut bool) (message, bool) {
 			continue
 		}
 		value = bytes.TrimSpace(value)
-		switch string(bytes.ToLower(name)) {
-		case "host":
+		// Field names are case-insensitive; EqualFold allocates nothing.
+		switch {
+		case bytes.EqualFold(name, []byte("host")):
 			m.host = string(value)
-		case "traceparent":
+		case bytes.EqualFold(name, []byte("traceparent")):
 			m.traceparent = string(value)
-		case "tracestate":
+		case bytes.EqualFold(name, []byte("tracestate")):
 			m.tracestate = string(value)
-		case "content-length":
+		case bytes.EqualFold(name, []byte("content-length")):
 			if n, err := strconv.ParseInt(string(value), 10, 64); err == nil && n >= 0 {
 				m.length = n
 			}
-		case "transfer-encoding":
-			m.chunked = bytes.HasSuffix(bytes.ToLower(value), []byte("chunked"))
+		case bytes.EqualFold(name, []byte("transfer-encoding")):
+			m.chunked = len(value) >= 7 && bytes.EqualFold(value[len(value)-7:], []byte("chunked"))
 		}
 	}
 	return m, true

@@ -213,7 +213,7 @@ func (w *wireDecoder) span(f finished, proc *spans.Process) *spans.Span {
 	m := &r.msg
 	s.Name, s.Attrs = spans.HTTPMethod(s.Str([]byte(m.method)), s.Attrs)
 	host, port := spans.HostPort(m.host, 80)
-	if f.proto == roleServer {
+	if c.role == roleServer {
 		s.Kind = spans.KindServer
 		s.TraceState = s.Str([]byte(r.ids.state))
 		s.Attrs = append(s.Attrs, spans.String("url.path", s.Str([]byte(m.path()))), spans.String("url.scheme", "http"))

@@ -57,9 +57,9 @@ type handler interface {
 func (s *stream) feed(h handler, ts uint64, data []byte, n int64) {
 	var pos int64
 	for pos < n {
-		avail := data[min(pos, int64(len(data))):]
-		if pos >= int64(len(data)) {
-			avail = nil
+		var avail []byte // the captured bytes from pos on
+		if pos < int64(len(data)) {
+			avail = data[pos:]
 		}
 		switch {
 		case s.lost:
