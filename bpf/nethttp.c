@@ -26,8 +26,11 @@
 #include "chunk.h"
 #include "gomap.h"
 #include "goctx.h"
+#include "httphead.h"
+#include "sampling.h"
 #include "sock.h"
 #include "w3c.h"
+#include "wirectx.h"
 
 /* Field offsets of one target process's Go version (from DWARF or the
  * per-version table), keyed by tgid. Presence in this map is also the filter:
@@ -528,6 +531,38 @@ int uprobe_http2ClientConn_roundTrip(struct pt_regs *ctx)
 		}                                                                         \
 	} while (0)
 
+/* wire_admits tells whether a connection a wire target is opening goes
+ * under sk_msg: only to an endpoint seen speaking HTTP/1, and only for a
+ * target that does not ask FIONREAD. */
+static __always_inline int wire_admits(struct bpf_sock_ops *skops, __u32 tgid)
+{
+	struct wire_proc *wp = bpf_map_lookup_elem(&wire_procs, &tgid);
+	struct wire_peer p = {};
+	__u32 a[4];
+
+	if (!wp)
+		return 0;
+	p.family = skops->family;
+	p.port = bpf_ntohl(skops->remote_port);
+	if (p.family == 2) {
+		a[0] = skops->remote_ip4;
+		__builtin_memcpy(p.addr, a, 4);
+	} else {
+		a[0] = skops->remote_ip6[0];
+		a[1] = skops->remote_ip6[1];
+		a[2] = skops->remote_ip6[2];
+		a[3] = skops->remote_ip6[3];
+		__builtin_memcpy(p.addr, a, 16);
+	}
+	if (!bpf_map_lookup_elem(&wire_http_peers, &p))
+		return 0;
+	if (wp->flags & WIRE_LEAVE_ALONE) {
+		count(STAT_LEFT_ALONE);
+		return 0;
+	}
+	return 1;
+}
+
 SEC("sockops")
 int sockops_track_connect(struct bpf_sock_ops *skops)
 {
@@ -539,9 +574,10 @@ int sockops_track_connect(struct bpf_sock_ops *skops)
 		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 		struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
 
-		if (!o)
-			return 1;
-		if (o->left_alone) {
+		if (!o) {
+			if (!wire_admits(skops, tgid))
+				return 1;
+		} else if (o->left_alone) {
 			count(STAT_LEFT_ALONE);
 			return 1;
 		}
@@ -570,50 +606,111 @@ int sockops_track_connect(struct bpf_sock_ops *skops)
 	return 1;
 }
 
-#define SCAN_MAX 256 /* the request line must end within this many bytes */
+/* What sk_msg works in: the request's first bytes and the header line. */
+struct msg_scratch {
+	__u8 head[HEAD_SCAN + HEAD_SLACK];
+	char line[TRACEPARENT_HEADER_LEN];
+};
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct msg_scratch);
+} msg_scratch SEC(".maps");
+
+/* wire_context gives the context of a request a wire target's thread is
+ * writing while it serves exactly one request: that request's child. */
+static __always_inline int wire_context(struct wire_sent *ws)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct wire_thread *th;
+
+	if (!bpf_map_lookup_elem(&wire_procs, &tgid))
+		return -1;
+	th = bpf_map_lookup_elem(&wire_threads, &id);
+	if (!th || th->inflight != 1 || th->unsure)
+		return -1;
+	__builtin_memcpy(ws->sc.trace_id, th->server.trace_id, 16);
+	__builtin_memcpy(ws->sc.parent_id, th->server.span_id, 8);
+	random_bytes(ws->sc.span_id, 8);
+	ws->sc.flags = th->server.flags;
+	return 0;
+}
+
+/* Inserts a traceparent header line after the request line of a request
+ * written to a socket in the map: the one a Go client queued for this
+ * connection (nethttp_pending), or, for a wire target, its serving
+ * thread's child context. A wire request that already carries traceparent,
+ * or whose head does not end within what sk_msg sees, is left alone. */
 SEC("sk_msg")
 int sk_msg_traceparent(struct sk_msg_md *msg)
 {
+	struct wire_sent ws = {};
 	struct sock_tuple t = {};
 	struct pending_header *ph;
-	__u32 size = msg->size, n, off = 0, i;
-	char *d, *end;
+	struct msg_scratch *sc;
+	struct head_scan s;
+	__u32 zero = 0, n, off;
+	int wire = 0;
+	char *d;
 
 	TUPLE_FROM_CTX(&t, msg);
 	ph = bpf_map_lookup_elem(&nethttp_pending, &t);
-	if (!ph)
-		return SK_PASS;
-	n = size < SCAN_MAX ? size : SCAN_MAX;
-	if (n < 16 || bpf_msg_pull_data(msg, 0, n, 0))
-		return SK_PASS;
-	d = msg->data;
-	end = msg->data_end;
-	/* "METHOD SP target SP HTTP/1.x CRLF": find the CRLF. */
-	for (i = 0; i < SCAN_MAX - 1; i++) {
-		if (d + i + 2 > end)
-			break;
-		if (d[i] == '\r' && d[i + 1] == '\n') {
-			off = i + 2;
-			break;
-		}
+	if (!ph) {
+		if (wire_context(&ws))
+			return SK_PASS;
+		wire = 1;
 	}
-	if (!off || d + 8 > end || d[0] < 'A' || d[0] > 'Z')
+	sc = bpf_map_lookup_elem(&msg_scratch, &zero);
+	if (!sc)
+		return SK_PASS;
+	n = msg->size < HEAD_SCAN ? msg->size : HEAD_SCAN;
+	if (n < 16 || bpf_msg_pull_data(msg, 0, n, 0))
 		goto skip;
+	d = msg->data;
+	if ((long)((char *)msg->data_end - d) < (long)n)
+		goto skip;
+	asm volatile("%[n] &= 1023" : [n] "+r"(n)); /* for the verifier: n <= HEAD_SCAN */
+	if (bpf_probe_read_kernel(sc->head, n, d))
+		goto skip;
+	if (scan_head(&s, sc->head, n)) {
+		/* The Go path needs only the request line. */
+		if (wire || !s.line_end)
+			goto skip;
+	} else if (wire && s.tp) {
+		goto skip; /* the application propagates by itself */
+	}
+	if (wire)
+		format_traceparent_header(sc->line, &ws.sc);
+	else
+		__builtin_memcpy(sc->line, ph->line, TRACEPARENT_HEADER_LEN);
+	off = s.line_end;
 	if (bpf_msg_push_data(msg, off, TRACEPARENT_HEADER_LEN, 0) ||
 	    bpf_msg_pull_data(msg, off, off + TRACEPARENT_HEADER_LEN, 0))
 		goto skip;
 	d = msg->data;
-	end = msg->data_end;
-	if (d + TRACEPARENT_HEADER_LEN > end)
+	if (d + TRACEPARENT_HEADER_LEN > (char *)msg->data_end)
 		goto skip;
-	__builtin_memcpy(d, ph->line, TRACEPARENT_HEADER_LEN);
-	bpf_map_delete_elem(&nethttp_pending, &t);
+	__builtin_memcpy(d, sc->line, TRACEPARENT_HEADER_LEN);
 	count(STAT_INJECTED);
+	if (wire) {
+		__u64 id = bpf_get_current_pid_tgid();
+
+		ws.conn = t;
+		if (bpf_map_update_elem(&wire_sent, &id, &ws, BPF_ANY))
+			count(STAT_MAP_FULL);
+	} else {
+		bpf_map_delete_elem(&nethttp_pending, &t);
+	}
 	return SK_PASS;
 skip:
-	/* Not a request line within reach, or no room: leave the bytes alone. */
-	count(STAT_NOT_INJECTED);
-	bpf_map_delete_elem(&nethttp_pending, &t);
+	/* Not a request line within reach, or no room: leave the bytes alone.
+	 * (For a wire target most such writes are bodies: not counted.) */
+	if (!wire) {
+		count(STAT_NOT_INJECTED);
+		bpf_map_delete_elem(&nethttp_pending, &t);
+	}
 	return SK_PASS;
 }

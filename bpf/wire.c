@@ -10,24 +10,20 @@
  * the connection and the byte count (user space follows message boundaries
  * by counts). close(2) of a TCP socket ends its connection (at entry: the
  * descriptor is gone at exit). A process not in wire_procs costs one map
- * lookup per traced syscall, once. */
+ * lookup per traced syscall, once.
+ *
+ * For outgoing context (sk_msg, in nethttp.c) the kernel also keeps, per
+ * thread, the request it serves: a read that starts a request decides that
+ * request's span context here, and a write that starts a response ends it;
+ * the write that carried a traceparent reports it. */
 #include "common.h"
+#include "httphead.h"
+#include "sampling.h"
 #include "sock.h"
+#include "wirectx.h"
 
-enum wire_const { WIRE_CAP = 1024 }; /* a power of 2: the masks below */
+enum wire_const { WIRE_CAP = HEAD_SCAN }; /* a power of 2: the masks below */
 const enum wire_const *__export_wire_const __attribute__((unused));
-
-/* What a wire target needs; its presence is the filter. */
-struct wire_proc {
-	__u64 flags; /* none yet */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, struct wire_proc);
-} wire_procs SEC(".maps");
 
 /* How a syscall's buffer argument points to its bytes. */
 enum wire_buf {
@@ -43,7 +39,16 @@ enum wire_dir {
 	WIRE_CLOSE = 3, /* the connection's fd is closed */
 };
 
+/* What an event's ctx is. */
+enum wire_ctx {
+	CTX_NONE = 0,
+	CTX_BEGUN = 1, /* a read that starts a request: its server span */
+	CTX_SENT = 2,  /* a write whose request sk_msg gave this traceparent */
+};
+const enum wire_ctx *__export_wire_ctx __attribute__((unused));
+
 struct wire_event {
+	struct span_ctx ctx; /* enum wire_ctx ctx_kind */
 	__u64 ts;
 	__s64 len; /* bytes the syscall moved */
 	__u32 pid;
@@ -52,6 +57,8 @@ struct wire_event {
 	__u16 dir;  /* enum wire_dir */
 	__u16 size; /* bytes in data: the first of len, at most WIRE_CAP */
 	struct sock_tuple conn;
+	__u8 ctx_kind;
+	__u8 _pad[7];
 	__u8 data[3 * WIRE_CAP]; /* room for the verifier: only size are sent */
 };
 EXPORT_STRUCT(wire_event);
@@ -128,6 +135,69 @@ failed:
 	return 0;
 }
 
+/* begin_request: a read that starts a request (complete within the capture)
+ * on a target's thread. Its server span's context is decided here, where
+ * sk_msg can find it when the thread calls out: the incoming traceparent
+ * continued, or a new trace; user space takes the same ids. */
+static __always_inline void begin_request(struct wire_event *e, __u32 n, __u64 id)
+{
+	struct wire_thread fresh = {}, *th;
+	struct head_scan s;
+
+	if (scan_head(&s, e->data, n))
+		return;
+	if (head_traceparent(&e->ctx, &s)) {
+		new_root_span(&e->ctx);
+	} else {
+		random_bytes(e->ctx.span_id, 8);
+		if (!sampling_parent_based)
+			e->ctx.flags = (e->ctx.flags & ~1) | ratio_sampled(e->ctx.trace_id);
+	}
+	e->ctx_kind = CTX_BEGUN;
+	th = bpf_map_lookup_elem(&wire_threads, &id);
+	if (!th) {
+		if (bpf_map_update_elem(&wire_threads, &id, &fresh, BPF_ANY))
+			return;
+		th = bpf_map_lookup_elem(&wire_threads, &id);
+		if (!th)
+			return;
+	}
+	if (th->inflight)
+		th->unsure = 1; /* two at once: which one a call is for is unknown */
+	th->inflight++;
+	th->server = e->ctx;
+}
+
+/* begin_response: a write that starts a response on a target's thread. */
+static __always_inline void begin_response(struct wire_event *e, __u64 id)
+{
+	struct wire_thread *th;
+	const char v[] = "HTTP/1.";
+
+	for (int i = 0; i < sizeof(v) - 1; i++)
+		if (e->data[i] != v[i])
+			return;
+	th = bpf_map_lookup_elem(&wire_threads, &id);
+	if (!th || !th->inflight)
+		return;
+	if (--th->inflight == 0)
+		th->unsure = 0;
+}
+
+/* sent_context reports the traceparent sk_msg put in this write. */
+static __always_inline void sent_context(struct wire_event *e, __u64 id)
+{
+	struct wire_sent *ws = bpf_map_lookup_elem(&wire_sent, &id);
+
+	if (!ws)
+		return;
+	if (ws->conn.lport == e->conn.lport && ws->conn.rport == e->conn.rport) {
+		e->ctx = ws->sc;
+		e->ctx_kind = CTX_SENT;
+	}
+	bpf_map_delete_elem(&wire_sent, &id);
+}
+
 static __always_inline int leave(struct trace_event_raw_sys_exit *ctx, __u32 kind, __u16 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -147,6 +217,14 @@ static __always_inline int leave(struct trace_event_raw_sys_exit *ctx, __u32 kin
 	if (socket_tuple(fd, &e->conn))
 		return 0;
 	n = kind == BUF_NONE ? 0 : copy_bytes(e, buf, kind, ctx->ret);
+	e->ctx_kind = CTX_NONE;
+	if (dir == WIRE_IN)
+		begin_request(e, n, id);
+	else {
+		if (n >= 8)
+			begin_response(e, id);
+		sent_context(e, id);
+	}
 	e->ts = bpf_ktime_get_ns();
 	e->len = ctx->ret;
 	e->pid = tgid;
@@ -197,6 +275,7 @@ int wire_enter_close(struct trace_event_raw_sys_enter *ctx)
 	e->fd = ctx->args[0];
 	e->dir = WIRE_CLOSE;
 	e->size = 0;
+	e->ctx_kind = CTX_NONE;
 	output(&wire_events, e, offsetof(struct wire_event, data));
 	return 0;
 }

@@ -96,12 +96,15 @@ func (p *sockPeer) check(t *testing.T, base, file string) (sockResult, []byte) {
 	return r, p.got[len(p.got)-1]
 }
 
-// TestSocketSemantics: a traced Go target and traced Python and Java
-// processes (the last two from the wire) see the same FIONREAD, MSG_PEEK,
-// poll/epoll readiness and SO_RCVLOWAT on their outgoing TCP sockets (Java:
-// what its API asks, available() and the read), and deliver the same
-// sendfile bytes, with and without the agent. (On this kernel a socket under sk_msg answers FIONREAD
-// wrongly; a target whose code asks FIONREAD is left out of the socket map.)
+// TestSocketSemantics: a traced Go target and traced Python, Java and
+// Node.js processes (the last three from the wire) see the same FIONREAD,
+// MSG_PEEK, poll/epoll readiness and SO_RCVLOWAT on their outgoing TCP
+// sockets (Java: what its API asks, available() and the read; Node: the
+// read), and deliver the same sendfile (Node: piped) bytes, with and
+// without the agent, while their HTTP calls carry the traceparent the agent
+// adds. (On this kernel a socket under sk_msg answers FIONREAD wrongly: a
+// target whose runtime asks FIONREAD (Java) is left out of the socket map,
+// and only connections to endpoints seen speaking HTTP/1 go in.)
 func TestSocketSemantics(t *testing.T) {
 	requireEBPF(t)
 	file := filepath.Join(t.TempDir(), "body")
@@ -121,16 +124,24 @@ func TestSocketSemantics(t *testing.T) {
 	waitListening(t, py.port)
 
 	java := startJava(t, "javasock")
+	if err := npmOnce(); err != nil {
+		t.Fatal(err)
+	}
+	node := startInterpreted(t, "nodesock", "node", "nodeshop/server.js")
 
 	want := sockResult{FIONREAD: 128, Peek: 128, PollIn: true, EpollIn: true, LowatNotReady: true, LowatReady: true, Read: 128, Sent: len(body)}
 	// Java asks what its API lets it: available() (FIONREAD), the read, transferTo (sendfile).
 	wantJava := sockResult{FIONREAD: 128, Read: 128, Sent: len(body)}
+	wantNode := sockResult{Read: 128, Sent: len(body)}
 	checkAll := func(when string) {
-		for _, a := range []*app{goApp, py, java} {
+		for _, a := range []*app{goApp, py, java, node} {
 			got, sent := peer.check(t, a.url(""), file)
 			want := want
-			if a == java {
+			switch a {
+			case java:
 				want = wantJava
+			case node:
+				want = wantNode
 			}
 			if got != want {
 				t.Errorf("%s, %s saw %+v, want %+v", when, a.name, got, want)
@@ -143,9 +154,34 @@ func TestSocketSemantics(t *testing.T) {
 	checkAll("without the agent")
 
 	recv := otlptest.Start(t)
-	startAgent(t, recv, []string{"sockcheck", "python3", "javasock"})
+	startAgent(t, recv, []string{"sockcheck", "python3", "javasock", "nodesock"})
 	waitTraced(t, recv, goApp)
+	// HTTP calls of the Python and Node targets to the Go one: the first
+	// (once the agent has read it) teaches the agent the endpoint, the next
+	// ones carry a traceparent.
+	isCall := func(a *app) func(otlptest.Got) bool {
+		return func(g otlptest.Got) bool {
+			return g.Resource["process.pid"] == int64(a.cmd.Process.Pid) && g.Span.GetKind() == 3
+		}
+	}
+	for i, a := range []*app{py, node, py, node} {
+		if code := get(t, a.url(fmt.Sprintf("/call?port=%d&path=/from/%s", goApp.port, a.name))); code != 200 {
+			t.Fatalf("%s /call: %d", a.name, code)
+		}
+		recv.WaitSpans(t, 10*time.Second, isCall(a), i/2+1)
+	}
 	checkAll("with the agent")
+	for _, a := range []*app{py, node} {
+		calls := recv.WaitSpans(t, 10*time.Second, isCall(a), 2)
+		last := calls[len(calls)-1].Span
+		isChild := func(g otlptest.Got) bool {
+			return spanWithPath(goApp, "/from/"+a.name)(g) && bytes.Equal(g.Span.GetParentSpanId(), last.GetSpanId()) &&
+				bytes.Equal(g.Span.GetTraceId(), last.GetTraceId())
+		}
+		if !waitQuiet(recv, isChild, 5*time.Second) {
+			t.Errorf("%s: its last call %x carried no traceparent to the Go target", a.name, last.GetSpanId())
+		}
+	}
 	// The Go target is traced all the same.
 	recv.WaitSpans(t, 10*time.Second, spanWithPath(goApp, "/check"), 1)
 }

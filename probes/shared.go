@@ -13,8 +13,9 @@ import (
 // them all: go_server_spans (goctx.h), the server spans in flight by
 // goroutine, so a SQL or gRPC call finds the HTTP request its goroutine
 // serves; sampling_window (sampling.h), the rate limit's budget, which is
-// the node's.
-var sharedMaps = []string{"go_server_spans", "sampling_window"}
+// the node's; and the wire path's maps that sk_msg and sock_ops read too
+// (wirectx.h).
+var sharedMaps = []string{"go_server_spans", "sampling_window", "wire_procs", "wire_threads", "wire_sent", "wire_http_peers"}
 
 // Shared holds what the probes' programs use together: the shared maps,
 // which loading every object with Load gives one instance; and the sampler

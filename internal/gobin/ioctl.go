@@ -15,8 +15,22 @@ var fionread = []byte{0x1b, 0x54, 0x00, 0x00}
 // whether an instruction of its executable sections loads the request
 // number as an immediate (what a Go or cgo call site compiles to). A false
 // positive only costs propagation. Shared libraries are not read.
-func (b *Binary) AsksFIONREAD() (bool, error) {
-	for _, s := range b.elf.Sections {
+func (b *Binary) AsksFIONREAD() (bool, error) { return ELFAsksFIONREAD(b.elf) }
+
+// FileAsksFIONREAD is AsksFIONREAD for any ELF file (a runtime, a shared
+// library).
+func FileAsksFIONREAD(path string) (bool, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	return ELFAsksFIONREAD(f)
+}
+
+// ELFAsksFIONREAD is AsksFIONREAD for an open ELF file.
+func ELFAsksFIONREAD(f *elf.File) (bool, error) {
+	for _, s := range f.Sections {
 		if s.Type != elf.SHT_PROGBITS || s.Flags&elf.SHF_EXECINSTR == 0 {
 			continue
 		}

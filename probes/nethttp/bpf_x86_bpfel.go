@@ -48,6 +48,12 @@ type bpfGoroutineKey struct {
 	Pad  uint32
 }
 
+type bpfMsgScratch struct {
+	_    structs.HostLayout
+	Head [1095]uint8
+	Line [70]int8
+}
+
 type bpfNethttpClientEvent struct {
 	_         structs.HostLayout
 	Kind      uint32
@@ -218,12 +224,39 @@ const (
 	bpfTwStatSTAT_MAX          bpfTwStat = 10
 )
 
+type bpfWirePeer struct {
+	_      structs.HostLayout
+	Addr   [16]uint8
+	Port   uint16
+	Family uint16
+	Pad    uint32
+}
+
+type bpfWireProc struct {
+	_     structs.HostLayout
+	Flags uint64
+}
+
+type bpfWireSent struct {
+	_    structs.HostLayout
+	Conn bpfSockTuple
+	Sc   bpfSpanCtx
+}
+
+type bpfWireThread struct {
+	_        structs.HostLayout
+	Server   bpfSpanCtx
+	Inflight uint32
+	Unsure   uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	bpfMapChunks                          = "chunks"
 	bpfMapGoServerSpans                   = "go_server_spans"
+	bpfMapMsgScratch                      = "msg_scratch"
 	bpfMapNethttpClientInflight           = "nethttp_client_inflight"
 	bpfMapNethttpClientRequests           = "nethttp_client_requests"
 	bpfMapNethttpConnecting               = "nethttp_connecting"
@@ -233,6 +266,10 @@ const (
 	bpfMapNethttpSockets                  = "nethttp_sockets"
 	bpfMapSamplingWindow                  = "sampling_window"
 	bpfMapStats                           = "stats"
+	bpfMapWireHttpPeers                   = "wire_http_peers"
+	bpfMapWireProcs                       = "wire_procs"
+	bpfMapWireSent                        = "wire_sent"
+	bpfMapWireThreads                     = "wire_threads"
 	bpfProgSkMsgTraceparent               = "sk_msg_traceparent"
 	bpfProgSockopsTrackConnect            = "sockops_track_connect"
 	bpfProgUprobeReadResponse             = "uprobe_ReadResponse"
@@ -247,6 +284,7 @@ const (
 	bpfVarExportNethttpServerEvent        = "__export_nethttp_server_event"
 	bpfVarExportTwFlag                    = "__export_tw_flag"
 	bpfVarExportTwStat                    = "__export_tw_stat"
+	bpfVarExportWireProcFlag              = "__export_wire_proc_flag"
 	bpfVarSamplingBound                   = "sampling_bound"
 	bpfVarSamplingParentBased             = "sampling_parent_based"
 	bpfVarSamplingRateLimit               = "sampling_rate_limit"
@@ -310,6 +348,7 @@ type bpfProgramSpecs struct {
 type bpfMapSpecs struct {
 	Chunks                *ebpf.MapSpec `ebpf:"chunks"`
 	GoServerSpans         *ebpf.MapSpec `ebpf:"go_server_spans"`
+	MsgScratch            *ebpf.MapSpec `ebpf:"msg_scratch"`
 	NethttpClientInflight *ebpf.MapSpec `ebpf:"nethttp_client_inflight"`
 	NethttpClientRequests *ebpf.MapSpec `ebpf:"nethttp_client_requests"`
 	NethttpConnecting     *ebpf.MapSpec `ebpf:"nethttp_connecting"`
@@ -319,6 +358,10 @@ type bpfMapSpecs struct {
 	NethttpSockets        *ebpf.MapSpec `ebpf:"nethttp_sockets"`
 	SamplingWindow        *ebpf.MapSpec `ebpf:"sampling_window"`
 	Stats                 *ebpf.MapSpec `ebpf:"stats"`
+	WireHttpPeers         *ebpf.MapSpec `ebpf:"wire_http_peers"`
+	WireProcs             *ebpf.MapSpec `ebpf:"wire_procs"`
+	WireSent              *ebpf.MapSpec `ebpf:"wire_sent"`
+	WireThreads           *ebpf.MapSpec `ebpf:"wire_threads"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -331,6 +374,7 @@ type bpfVariableSpecs struct {
 	ExportNethttpServerEvent *ebpf.VariableSpec `ebpf:"__export_nethttp_server_event"`
 	ExportTwFlag             *ebpf.VariableSpec `ebpf:"__export_tw_flag"`
 	ExportTwStat             *ebpf.VariableSpec `ebpf:"__export_tw_stat"`
+	ExportWireProcFlag       *ebpf.VariableSpec `ebpf:"__export_wire_proc_flag"`
 	SamplingBound            *ebpf.VariableSpec `ebpf:"sampling_bound"`
 	SamplingParentBased      *ebpf.VariableSpec `ebpf:"sampling_parent_based"`
 	SamplingRateLimit        *ebpf.VariableSpec `ebpf:"sampling_rate_limit"`
@@ -358,6 +402,7 @@ func (o *bpfObjects) Close() error {
 type bpfMaps struct {
 	Chunks                *ebpf.Map `ebpf:"chunks"`
 	GoServerSpans         *ebpf.Map `ebpf:"go_server_spans"`
+	MsgScratch            *ebpf.Map `ebpf:"msg_scratch"`
 	NethttpClientInflight *ebpf.Map `ebpf:"nethttp_client_inflight"`
 	NethttpClientRequests *ebpf.Map `ebpf:"nethttp_client_requests"`
 	NethttpConnecting     *ebpf.Map `ebpf:"nethttp_connecting"`
@@ -367,12 +412,17 @@ type bpfMaps struct {
 	NethttpSockets        *ebpf.Map `ebpf:"nethttp_sockets"`
 	SamplingWindow        *ebpf.Map `ebpf:"sampling_window"`
 	Stats                 *ebpf.Map `ebpf:"stats"`
+	WireHttpPeers         *ebpf.Map `ebpf:"wire_http_peers"`
+	WireProcs             *ebpf.Map `ebpf:"wire_procs"`
+	WireSent              *ebpf.Map `ebpf:"wire_sent"`
+	WireThreads           *ebpf.Map `ebpf:"wire_threads"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Chunks,
 		m.GoServerSpans,
+		m.MsgScratch,
 		m.NethttpClientInflight,
 		m.NethttpClientRequests,
 		m.NethttpConnecting,
@@ -382,6 +432,10 @@ func (m *bpfMaps) Close() error {
 		m.NethttpSockets,
 		m.SamplingWindow,
 		m.Stats,
+		m.WireHttpPeers,
+		m.WireProcs,
+		m.WireSent,
+		m.WireThreads,
 	)
 }
 
@@ -395,6 +449,7 @@ type bpfVariables struct {
 	ExportNethttpServerEvent *ebpf.Variable `ebpf:"__export_nethttp_server_event"`
 	ExportTwFlag             *ebpf.Variable `ebpf:"__export_tw_flag"`
 	ExportTwStat             *ebpf.Variable `ebpf:"__export_tw_stat"`
+	ExportWireProcFlag       *ebpf.Variable `ebpf:"__export_wire_proc_flag"`
 	SamplingBound            *ebpf.Variable `ebpf:"sampling_bound"`
 	SamplingParentBased      *ebpf.Variable `ebpf:"sampling_parent_based"`
 	SamplingRateLimit        *ebpf.Variable `ebpf:"sampling_rate_limit"`

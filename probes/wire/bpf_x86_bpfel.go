@@ -23,6 +23,15 @@ type bpfSockTuple struct {
 	Pad    uint16
 }
 
+type bpfSpanCtx struct {
+	_        structs.HostLayout
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+	ParentId [8]uint8
+	Flags    uint8
+	Pad      [7]uint8
+}
+
 type bpfTwStat uint32
 
 const (
@@ -45,17 +54,36 @@ const (
 	bpfWireConstWIRE_CAP bpfWireConst = 1024
 )
 
+type bpfWireCtx uint32
+
+const (
+	bpfWireCtxCTX_NONE  bpfWireCtx = 0
+	bpfWireCtxCTX_BEGUN bpfWireCtx = 1
+	bpfWireCtxCTX_SENT  bpfWireCtx = 2
+)
+
 type bpfWireEvent struct {
-	_    structs.HostLayout
-	Ts   uint64
-	Len  int64
-	Pid  uint32
-	Tid  uint32
-	Fd   int32
-	Dir  uint16
-	Size uint16
-	Conn bpfSockTuple
-	Data [3072]uint8
+	_       structs.HostLayout
+	Ctx     bpfSpanCtx
+	Ts      uint64
+	Len     int64
+	Pid     uint32
+	Tid     uint32
+	Fd      int32
+	Dir     uint16
+	Size    uint16
+	Conn    bpfSockTuple
+	CtxKind uint8
+	Pad     [7]uint8
+	Data    [3072]uint8
+}
+
+type bpfWirePeer struct {
+	_      structs.HostLayout
+	Addr   [16]uint8
+	Port   uint16
+	Family uint16
+	Pad    uint32
 }
 
 type bpfWireProc struct {
@@ -63,14 +91,37 @@ type bpfWireProc struct {
 	Flags uint64
 }
 
+type bpfWireProcFlag uint32
+
+const (
+	bpfWireProcFlagWIRE_LEAVE_ALONE bpfWireProcFlag = 1
+)
+
+type bpfWireSent struct {
+	_    structs.HostLayout
+	Conn bpfSockTuple
+	Sc   bpfSpanCtx
+}
+
+type bpfWireThread struct {
+	_        structs.HostLayout
+	Server   bpfSpanCtx
+	Inflight uint32
+	Unsure   uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	bpfMapSamplingWindow      = "sampling_window"
 	bpfMapStats               = "stats"
 	bpfMapWireEvents          = "wire_events"
+	bpfMapWireHttpPeers       = "wire_http_peers"
 	bpfMapWireProcs           = "wire_procs"
 	bpfMapWireScratch         = "wire_scratch"
+	bpfMapWireSent            = "wire_sent"
+	bpfMapWireThreads         = "wire_threads"
 	bpfProgWireEnterClose     = "wire_enter_close"
 	bpfProgWireExitRead       = "wire_exit_read"
 	bpfProgWireExitReadv      = "wire_exit_readv"
@@ -84,7 +135,12 @@ const (
 	bpfVarExportTwFlag        = "__export_tw_flag"
 	bpfVarExportTwStat        = "__export_tw_stat"
 	bpfVarExportWireConst     = "__export_wire_const"
+	bpfVarExportWireCtx       = "__export_wire_ctx"
 	bpfVarExportWireEvent     = "__export_wire_event"
+	bpfVarExportWireProcFlag  = "__export_wire_proc_flag"
+	bpfVarSamplingBound       = "sampling_bound"
+	bpfVarSamplingParentBased = "sampling_parent_based"
+	bpfVarSamplingRateLimit   = "sampling_rate_limit"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -145,20 +201,29 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Stats       *ebpf.MapSpec `ebpf:"stats"`
-	WireEvents  *ebpf.MapSpec `ebpf:"wire_events"`
-	WireProcs   *ebpf.MapSpec `ebpf:"wire_procs"`
-	WireScratch *ebpf.MapSpec `ebpf:"wire_scratch"`
+	SamplingWindow *ebpf.MapSpec `ebpf:"sampling_window"`
+	Stats          *ebpf.MapSpec `ebpf:"stats"`
+	WireEvents     *ebpf.MapSpec `ebpf:"wire_events"`
+	WireHttpPeers  *ebpf.MapSpec `ebpf:"wire_http_peers"`
+	WireProcs      *ebpf.MapSpec `ebpf:"wire_procs"`
+	WireScratch    *ebpf.MapSpec `ebpf:"wire_scratch"`
+	WireSent       *ebpf.MapSpec `ebpf:"wire_sent"`
+	WireThreads    *ebpf.MapSpec `ebpf:"wire_threads"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
-	ExportTwFlag    *ebpf.VariableSpec `ebpf:"__export_tw_flag"`
-	ExportTwStat    *ebpf.VariableSpec `ebpf:"__export_tw_stat"`
-	ExportWireConst *ebpf.VariableSpec `ebpf:"__export_wire_const"`
-	ExportWireEvent *ebpf.VariableSpec `ebpf:"__export_wire_event"`
+	ExportTwFlag        *ebpf.VariableSpec `ebpf:"__export_tw_flag"`
+	ExportTwStat        *ebpf.VariableSpec `ebpf:"__export_tw_stat"`
+	ExportWireConst     *ebpf.VariableSpec `ebpf:"__export_wire_const"`
+	ExportWireCtx       *ebpf.VariableSpec `ebpf:"__export_wire_ctx"`
+	ExportWireEvent     *ebpf.VariableSpec `ebpf:"__export_wire_event"`
+	ExportWireProcFlag  *ebpf.VariableSpec `ebpf:"__export_wire_proc_flag"`
+	SamplingBound       *ebpf.VariableSpec `ebpf:"sampling_bound"`
+	SamplingParentBased *ebpf.VariableSpec `ebpf:"sampling_parent_based"`
+	SamplingRateLimit   *ebpf.VariableSpec `ebpf:"sampling_rate_limit"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -181,18 +246,26 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Stats       *ebpf.Map `ebpf:"stats"`
-	WireEvents  *ebpf.Map `ebpf:"wire_events"`
-	WireProcs   *ebpf.Map `ebpf:"wire_procs"`
-	WireScratch *ebpf.Map `ebpf:"wire_scratch"`
+	SamplingWindow *ebpf.Map `ebpf:"sampling_window"`
+	Stats          *ebpf.Map `ebpf:"stats"`
+	WireEvents     *ebpf.Map `ebpf:"wire_events"`
+	WireHttpPeers  *ebpf.Map `ebpf:"wire_http_peers"`
+	WireProcs      *ebpf.Map `ebpf:"wire_procs"`
+	WireScratch    *ebpf.Map `ebpf:"wire_scratch"`
+	WireSent       *ebpf.Map `ebpf:"wire_sent"`
+	WireThreads    *ebpf.Map `ebpf:"wire_threads"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
+		m.SamplingWindow,
 		m.Stats,
 		m.WireEvents,
+		m.WireHttpPeers,
 		m.WireProcs,
 		m.WireScratch,
+		m.WireSent,
+		m.WireThreads,
 	)
 }
 
@@ -200,10 +273,15 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
-	ExportTwFlag    *ebpf.Variable `ebpf:"__export_tw_flag"`
-	ExportTwStat    *ebpf.Variable `ebpf:"__export_tw_stat"`
-	ExportWireConst *ebpf.Variable `ebpf:"__export_wire_const"`
-	ExportWireEvent *ebpf.Variable `ebpf:"__export_wire_event"`
+	ExportTwFlag        *ebpf.Variable `ebpf:"__export_tw_flag"`
+	ExportTwStat        *ebpf.Variable `ebpf:"__export_tw_stat"`
+	ExportWireConst     *ebpf.Variable `ebpf:"__export_wire_const"`
+	ExportWireCtx       *ebpf.Variable `ebpf:"__export_wire_ctx"`
+	ExportWireEvent     *ebpf.Variable `ebpf:"__export_wire_event"`
+	ExportWireProcFlag  *ebpf.Variable `ebpf:"__export_wire_proc_flag"`
+	SamplingBound       *ebpf.Variable `ebpf:"sampling_bound"`
+	SamplingParentBased *ebpf.Variable `ebpf:"sampling_parent_based"`
+	SamplingRateLimit   *ebpf.Variable `ebpf:"sampling_rate_limit"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

@@ -62,6 +62,7 @@ type conn struct {
 	role          role
 	in, out       stream
 	reqs          []*request // in flight, oldest first (pipelining)
+	begun         kernelCtx  // the context the kernel gave the last syscall that had one
 	lastOut       uint64     // when the target last sent on it
 	seen          uint64
 }
@@ -83,6 +84,24 @@ type spanIDs struct {
 	state        string
 }
 
+// kernelCtx is the span context the kernel decided for the request a
+// syscall starts (enum wire_ctx): a server request's, which sk_msg gives
+// the thread's calls as their parent; or a client call's, which sk_msg sent
+// in its traceparent. The spans must carry the same ids.
+type kernelCtx struct {
+	kind uint8
+	ts   uint64 // the syscall's
+	in   bool
+	ids  spanIDs
+}
+
+// Kinds of kernelCtx, as enum wire_ctx.
+const (
+	ctxNone  = 0
+	ctxBegun = 1
+	ctxSent  = 2
+)
+
 // Counters are what the decoder counts, read by the probe's Counters.
 type Counters struct {
 	NoResponse   atomic.Uint64 // a request whose connection closed without a response
@@ -90,6 +109,10 @@ type Counters struct {
 	Cut          atomic.Uint64 // heads longer than the capture: some fields unknown
 	NoParent     atomic.Uint64 // client calls made while several requests were served on their thread
 	ConnsEvicted atomic.Uint64
+	// ContextMismatch: the kernel read a request's traceparent otherwise
+	// than user space (blanks, a field the capture cut); the span keeps
+	// the header's context, and its calls carry no traceparent.
+	ContextMismatch atomic.Uint64
 	// UnknownStatements are executions of statements prepared before the
 	// agent saw their connection: spans without a query text.
 	UnknownStatements atomic.Uint64
@@ -105,6 +128,27 @@ type decoder struct {
 	count   *Counters
 	out     []finished // spans completed by the event being decoded
 	swept   uint64     // when idle connections were last forgotten
+	// teach tells the kernel of an endpoint that speaks HTTP/1 (nil: no
+	// kernel); learned are those told, up to learnedMax.
+	teach   func(netip.AddrPort)
+	learned map[netip.AddrPort]bool
+}
+
+// learnedMax bounds the endpoints remembered as told to the kernel; past
+// it they are forgotten (and told again: the kernel's map is an LRU).
+const learnedMax = 1 << 14
+
+// learn records that ep speaks HTTP/1: the kernel then puts connections
+// to it under sk_msg, for outgoing traceparent.
+func (d *decoder) learn(ep netip.AddrPort) {
+	if d.teach == nil || d.learned[ep] {
+		return
+	}
+	if len(d.learned) >= learnedMax {
+		clear(d.learned)
+	}
+	d.learned[ep] = true
+	d.teach(ep)
 }
 
 type threadKey struct{ pid, tid uint32 }
@@ -123,7 +167,7 @@ func newDecoder(sampler sampling.Config, count *Counters) *decoder {
 		seed[i] = byte(rand.Uint32())
 	}
 	return &decoder{
-		conns: map[connKey]*conn{}, serving: map[threadKey][]*request{},
+		conns: map[connKey]*conn{}, serving: map[threadKey][]*request{}, learned: map[netip.AddrPort]bool{},
 		sampler: sampler, rand: rand.NewChaCha8(seed), count: count,
 	}
 }
@@ -137,6 +181,7 @@ type event struct {
 	local, remote netip.AddrPort
 	data          []byte // the captured first bytes
 	n             int64  // bytes moved
+	ctx           kernelCtx
 }
 
 // Directions, as enum wire_dir.
@@ -171,6 +216,9 @@ func (d *decoder) feed(e event) []finished {
 		d.conns[k] = c
 	}
 	c.seen = e.ts
+	if e.ctx.kind != ctxNone {
+		c.begun = e.ctx
+	}
 	if c.proto == protoUnknown {
 		d.recognise(c, &e)
 	}
@@ -311,7 +359,7 @@ type side struct {
 
 func (h *side) starts(data []byte) bool { return startsHTTP(data) }
 
-func (h *side) head(raw []byte, start, ts uint64, cut bool) (framing, int64) {
+func (h *side) head(raw []byte, start, ts uint64, fresh, cut bool) (framing, int64) {
 	d, c := h.d, h.c
 	m, ok := parseHead(raw, cut)
 	if !ok {
@@ -331,7 +379,17 @@ func (h *side) head(raw []byte, start, ts uint64, cut bool) (framing, int64) {
 			return frameLost, 0 // a request the wrong way: not HTTP as we know it
 		}
 		r := &request{msg: m, start: start, thread: threadKey{h.e.pid, h.e.tid}}
-		h.context(r)
+		var k *kernelCtx
+		if b := &c.begun; fresh && b.kind != ctxNone && b.ts == start && b.in == h.in {
+			k = b
+		}
+		h.context(r, k)
+		c.begun = kernelCtx{}
+		if h.in { // an endpoint that speaks HTTP/1
+			d.learn(c.local)
+		} else {
+			d.learn(c.remote)
+		}
 		if len(c.reqs) >= reqsMax { // pipelined requests nobody answers
 			d.count.NoResponse.Add(1)
 			d.unserve(c.reqs[0])
@@ -376,13 +434,38 @@ func (h *side) done(ts uint64) {
 
 // context chooses r's span context: a server request continues an incoming
 // traceparent; a client call made by a thread serving exactly one request
-// is that request's child; anything else starts a trace.
-func (h *side) context(r *request) {
+// is that request's child; anything else starts a trace. The kernel's
+// choice k, when it made one for this request, is the one its calls or
+// the next hop got: it wins.
+func (h *side) context(r *request, k *kernelCtx) {
 	d := h.d
+	if k != nil && k.kind == ctxSent {
+		// The next hop continues these ids whatever happens here; the
+		// parent is kept only when it is a request this thread serves.
+		r.ids = k.ids
+		for _, x := range d.serving[r.thread] {
+			if x.ids.trace == r.ids.trace && x.ids.span == r.ids.parent {
+				r.ids.state = x.ids.state
+				return
+			}
+		}
+		r.ids.parent = [8]byte{}
+		d.count.NoParent.Add(1)
+		return
+	}
 	d.rand.Read(r.ids.span[:])
 	if h.in {
 		d.serving[r.thread] = append(d.serving[r.thread], r)
-		if t, p, f, ok := spans.ParseTraceparent(r.msg.traceparent); ok {
+		t, p, f, ok := spans.ParseTraceparent(r.msg.traceparent)
+		if k != nil && k.kind == ctxBegun {
+			if !ok && k.ids.parent == ([8]byte{}) || ok && t == k.ids.trace && p == k.ids.parent {
+				r.ids = k.ids
+				r.ids.state = r.msg.tracestate
+				return
+			}
+			d.count.ContextMismatch.Add(1)
+		}
+		if ok {
 			r.ids.trace, r.ids.parent, r.ids.state = t, p, r.msg.tracestate
 			r.ids.flags = f & 1
 			if !d.sampler.ParentBased {

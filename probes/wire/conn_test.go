@@ -162,3 +162,90 @@ func TestCloseEnds(t *testing.T) {
 		t.Errorf("end %d, no response %d", r.got[0].end, r.d.count.NoResponse.Load())
 	}
 }
+
+// ioCtx is io with the context the kernel attached to the syscall.
+func (r *rig) ioCtx(dir uint16, s string, k kernelCtx) {
+	r.ts += 1000
+	k.ts, k.in = r.ts, dir == dirIn
+	e := event{ts: r.ts, pid: 1, tid: r.tid, fd: r.fd, dir: dir, data: []byte(s), n: int64(len(s)),
+		local: netip.MustParseAddrPort("10.0.0.1:8080"), remote: r.peer, ctx: k}
+	r.got = append(r.got, r.d.feed(e)...)
+}
+
+func ids(trace, span, parent byte) spanIDs {
+	return spanIDs{trace: [16]byte{15: trace}, span: [8]byte{7: span}, parent: [8]byte{7: parent}, flags: 1}
+}
+
+// The kernel's choices win: a server request takes the ids it began with
+// (sk_msg gave them to the thread's calls), and a call takes the ids its
+// traceparent carried.
+func TestKernelContext(t *testing.T) {
+	r := newRig()
+	var told []netip.AddrPort
+	r.d.teach = func(ep netip.AddrPort) { told = append(told, ep) }
+	server := ids(7, 1, 0)
+	r.ioCtx(dirIn, "GET /a HTTP/1.1\r\nHost: shop\r\n\r\n", kernelCtx{kind: ctxBegun, ids: server})
+	// The thread calls out on another connection, with the header sk_msg added.
+	r.fd, r.peer = 6, netip.MustParseAddrPort("10.0.0.7:9090")
+	sent := ids(7, 2, 1)
+	r.ioCtx(dirOut, "GET /down HTTP/1.1\r\nHost: down\r\n\r\n", kernelCtx{kind: ctxSent, ids: sent})
+	r.in(ok5)
+	r.fd, r.peer = 5, netip.MustParseAddrPort("10.0.0.9:40000")
+	r.out(ok5)
+	r.check(t, "GET /down 200", "GET /a 200")
+	if got := r.got[0].req.ids; got != sent {
+		t.Errorf("call ids %+v, want %+v", got, sent)
+	}
+	if got := r.got[1].req.ids; got != server {
+		t.Errorf("server ids %+v, want %+v", got, server)
+	}
+	want := []netip.AddrPort{netip.MustParseAddrPort("10.0.0.1:8080"), netip.MustParseAddrPort("10.0.0.7:9090")}
+	if len(told) != 2 || told[0] != want[0] || told[1] != want[1] {
+		t.Errorf("endpoints told %v, want %v", told, want)
+	}
+	// Told once each.
+	r.ioCtx(dirIn, "GET /b HTTP/1.1\r\nHost: shop\r\n\r\n", kernelCtx{})
+	if len(told) != 2 {
+		t.Errorf("endpoints told %v again", told)
+	}
+}
+
+// A kernel context that disagrees with the head (the kernel read another
+// traceparent) is not used for the server span; a call whose sent parent
+// is no request the thread serves keeps its ids but loses its parent.
+func TestKernelContextMismatch(t *testing.T) {
+	r := newRig()
+	tp := "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	r.ioCtx(dirIn, "GET /a HTTP/1.1\r\ntraceparent:  "+tp+"\r\n\r\n", kernelCtx{kind: ctxBegun, ids: ids(7, 1, 0)})
+	r.fd = 6
+	sent := ids(7, 2, 1)
+	r.ioCtx(dirOut, "GET /down HTTP/1.1\r\n\r\n", kernelCtx{kind: ctxSent, ids: sent})
+	r.in(ok5)
+	r.fd = 5
+	r.out(ok5)
+	r.check(t, "GET /down 200", "GET /a 200")
+	if r.d.count.ContextMismatch.Load() != 1 || r.d.count.NoParent.Load() != 1 {
+		t.Errorf("mismatch %d, no parent %d; want 1, 1", r.d.count.ContextMismatch.Load(), r.d.count.NoParent.Load())
+	}
+	call, server := r.got[0].req.ids, r.got[1].req.ids
+	if call.trace != sent.trace || call.span != sent.span || call.parent != ([8]byte{}) {
+		t.Errorf("call ids %+v", call)
+	}
+	if server.trace != [16]byte{0x0a, 0xf7, 0x65, 0x19, 0x16, 0xcd, 0x43, 0xdd, 0x84, 0x48, 0xeb, 0x21, 0x1c, 0x80, 0x31, 0x9c} {
+		t.Errorf("server trace %x, want the header's", server.trace)
+	}
+}
+
+// A kernel context begun by a syscall whose first bytes were a body is not
+// given to a request starting later in the same bytes.
+func TestKernelContextNotFresh(t *testing.T) {
+	r := newRig()
+	r.in("POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\n")
+	r.ioCtx(dirIn, "GET /GET /b HTTP/1.1\r\n\r\n", kernelCtx{kind: ctxBegun, ids: ids(7, 1, 0)})
+	r.out(ok5)
+	r.out(ok5)
+	r.check(t, "POST /p 200", "GET /b 200")
+	if got := r.got[1].req.ids; got.span == ids(7, 1, 0).span {
+		t.Errorf("request took the body's kernel context")
+	}
+}

@@ -12,10 +12,12 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/tracewire/tracewire/internal/gobin"
 	"github.com/tracewire/tracewire/internal/kernel"
@@ -42,7 +44,16 @@ var Decl = probes.Decl{
 		return &bpfWireProc{}, nil
 	},
 	Extend: func(coll *ebpf.Collection, log *slog.Logger) (probes.Extension, error) {
-		x := &extension{coll: coll, targets: map[int]bool{}}
+		x := &extension{coll: coll, log: log, targets: map[int]bool{}, peers: coll.Maps["wire_http_peers"]}
+		if x.peers == nil {
+			return nil, errors.New("no map wire_http_peers in the object")
+		}
+		changed, err := kernel.SockmapChangesFIONREAD()
+		if err != nil {
+			changed = true // unknown: assume the worst
+			log.Warn("cannot tell whether sockets under sk_msg keep FIONREAD; assuming they do not", "err", err)
+		}
+		x.fionreadChanged = changed
 		for _, sc := range syscalls {
 			if coll.Programs["wire_exit_"+sc] == nil {
 				return nil, fmt.Errorf("no program wire_exit_%s in the object", sc)
@@ -55,7 +66,9 @@ var Decl = probes.Decl{
 	},
 	Decoder: func(env probes.Env) probes.DecodeFunc {
 		x := env.Ext.(*extension)
-		return newWireDecoder(env, &x.counts).decode
+		w := newWireDecoder(env, &x.counts)
+		w.teach = x.teach
+		return w.decode
 	},
 }
 
@@ -64,14 +77,25 @@ var Decl = probes.Decl{
 // syscalls, so only while a target needs them.
 type extension struct {
 	coll   *ebpf.Collection
+	log    *slog.Logger
 	counts Counters
+	peers  *ebpf.Map // wire_http_peers
+	// fionreadChanged: this kernel answers FIONREAD wrongly for sockets
+	// under sk_msg (see nethttp), so targets that may ask stay out.
+	fionreadChanged bool
 
 	mu      sync.Mutex
 	links   []link.Link
 	targets map[int]bool
 }
 
-func (x *extension) Add(pid int, _ *gobin.Binary, _ any) error {
+func (x *extension) Add(pid int, _ *gobin.Binary, off any) error {
+	if x.fionreadChanged {
+		if asks, file := runtimeAsksFIONREAD(pid); asks {
+			off.(*bpfWireProc).Flags |= uint64(bpfWireProcFlagWIRE_LEAVE_ALONE)
+			x.log.Info("outgoing traceparent is off for this target: its runtime asks FIONREAD, which this kernel answers wrongly for sockets under sk_msg", "pid", pid, "file", file)
+		}
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.links != nil {
@@ -100,12 +124,33 @@ func (x *extension) Add(pid int, _ *gobin.Binary, _ any) error {
 	return nil
 }
 
+// teach puts ep in wire_http_peers: the kernel then puts targets'
+// connections to it under sk_msg. IPv4 goes in both forms a socket may
+// show it in (AF_INET, and v4-mapped on an AF_INET6 socket).
+func (x *extension) teach(ep netip.AddrPort) {
+	now := uint64(time.Now().UnixNano())
+	put := func(family uint16, addr [16]byte) {
+		k := bpfWirePeer{Addr: addr, Port: ep.Port(), Family: family}
+		if err := x.peers.Put(&k, now); err != nil {
+			x.log.Debug("remember an HTTP endpoint", "endpoint", ep, "err", err)
+		}
+	}
+	a := ep.Addr()
+	if a.Is4() {
+		var v4 [16]byte
+		copy(v4[:], a.AsSlice())
+		put(unix.AF_INET, v4)
+	}
+	put(unix.AF_INET6, a.As16())
+}
+
 // Counters are the decoder's.
 func (x *extension) Counters() map[string]uint64 {
 	c := &x.counts
 	return map[string]uint64{
 		"no_response": c.NoResponse.Load(), "unparsed": c.Unparsed.Load(), "cut": c.Cut.Load(),
 		"no_parent": c.NoParent.Load(), "conns_evicted": c.ConnsEvicted.Load(), "unknown_statements": c.UnknownStatements.Load(),
+		"context_mismatch": c.ContextMismatch.Load(),
 	}
 }
 
@@ -162,6 +207,10 @@ func (w *wireDecoder) decode(raw []byte, process func(pid int) *spans.Process, e
 		local:  netip.AddrPortFrom(probes.RemoteAddr(e.Conn.Family, e.Conn.Local), e.Conn.Lport),
 		remote: netip.AddrPortFrom(probes.RemoteAddr(e.Conn.Family, e.Conn.Remote), e.Conn.Rport),
 		data:   e.Data[:size],
+		ctx:    kernelCtx{kind: e.CtxKind, ts: e.Ts, in: e.Dir == dirIn},
+	}
+	if ev.ctx.kind != ctxNone {
+		ev.ctx.ids = spanIDs{trace: e.Ctx.TraceId, span: e.Ctx.SpanId, parent: e.Ctx.ParentId, flags: e.Ctx.Flags}
 	}
 	if ev.dir < dirIn || ev.dir > dirClose || ev.n < int64(size) {
 		return false

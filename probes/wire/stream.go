@@ -38,15 +38,17 @@ type stream struct {
 	line  []byte // a chunk-size or trailer line gathered across syscalls
 	head  []byte // a message head gathered across syscalls
 	ts    uint64 // when the head being gathered started
+	fresh bool   // it started at the first byte of a syscall
 	lost  bool
 }
 
 // handler is told what a stream finds.
 type handler interface {
 	// head is a message head (up to its empty line, or what was captured
-	// of it when cut); it returns how the message's body is framed, and
-	// its length for frameLength.
-	head(h []byte, start, ts uint64, cut bool) (framing, int64)
+	// of it when cut), begun at start (at the first byte of that syscall
+	// when fresh); it returns how the message's body is framed, and its
+	// length for frameLength.
+	head(h []byte, start, ts uint64, fresh, cut bool) (framing, int64)
 	// done is the end of the current message's body.
 	done(ts uint64)
 	// starts tells whether data can be the start of a message.
@@ -93,14 +95,14 @@ func (s *stream) feed(h handler, ts uint64, data []byte, n int64) {
 					s.lose()
 					return
 				}
-				s.ts = ts
+				s.ts, s.fresh = ts, pos == 0
 			}
 			k, found := s.gather(avail)
 			pos += k
 			if !found {
 				if pos < n || len(s.head) >= headMax {
 					// The head goes on in bytes not captured.
-					h.head(s.head, s.ts, ts, true)
+					h.head(s.head, s.ts, ts, s.fresh, true)
 					s.lose()
 					return
 				}
@@ -108,7 +110,7 @@ func (s *stream) feed(h handler, ts uint64, data []byte, n int64) {
 			}
 			head := s.head
 			s.head = s.head[:0]
-			f, length := h.head(head, s.ts, ts, false)
+			f, length := h.head(head, s.ts, ts, s.fresh, false)
 			if f == frameLost {
 				s.lose()
 				return

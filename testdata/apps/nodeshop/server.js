@@ -1,7 +1,11 @@
 // A Node.js service for the wire-path tests: one event loop serving HTTP,
-// calling another service with http.get and PostgreSQL through pg.
+// calling another service with http.get and PostgreSQL through pg. /check is
+// the Node twin of sockcheck: what Node can see of its own outgoing TCP
+// socket (the bytes read) and a file piped into it.
 "use strict";
+const fs = require("fs");
 const http = require("http");
+const net = require("net");
 const { Client } = require("pg");
 
 const addr = process.argv[process.argv.indexOf("-addr") + 1] || "127.0.0.1:8080";
@@ -28,6 +32,20 @@ http
           r.on("end", () => reply(res, 200, String(r.statusCode)));
         })
         .on("error", (e) => reply(res, 502, e.message)), Number(u.searchParams.get("ms") || 0));
+    } else if (u.pathname === "/check") {
+      // The peer sends 128 bytes first, then reads until EOF.
+      const [h, p] = [u.searchParams.get("peer").split(":")[0], Number(u.searchParams.get("peer").split(":")[1])];
+      const s = net.connect(p, h);
+      let read = 0;
+      const onData = (b) => {
+        read += b.length;
+        if (read < 128) return;
+        s.off("data", onData);
+        fs.createReadStream(u.searchParams.get("file"))
+          .on("end", () => s.end(() => reply(res, 200, JSON.stringify({ read, sent: s.bytesWritten }))))
+          .pipe(s, { end: false });
+      };
+      s.on("data", onData).on("error", (e) => reply(res, 500, e.message));
     } else if (u.pathname === "/wait") {
       setTimeout(() => reply(res, 200, "waited"), Number(u.searchParams.get("ms")));
     } else if (u.pathname === "/db") {

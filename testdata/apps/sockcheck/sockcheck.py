@@ -1,6 +1,7 @@
 """sockcheck.py: the Python twin of sockcheck (main.go), for a target that
 is not Go: it looks at its own outgoing TCP socket (FIONREAD, MSG_PEEK, poll
-and epoll readiness, SO_RCVLOWAT) and sends a file with sendfile."""
+and epoll readiness, SO_RCVLOWAT) and sends a file with sendfile. /call
+makes an HTTP call (urllib), which the agent gives a traceparent."""
 import argparse
 import fcntl
 import json
@@ -9,6 +10,7 @@ import socket
 import struct
 import termios
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -64,9 +66,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         u = urlparse(self.path)
         body = b""
+        q = {k: v[0] for k, v in parse_qs(u.query).items()}
         if u.path == "/check":
-            q = parse_qs(u.query)
-            body = json.dumps(check(q["peer"][0], q["file"][0])).encode()
+            body = json.dumps(check(q["peer"], q["file"])).encode()
+        elif u.path == "/call":
+            with urllib.request.urlopen("http://127.0.0.1:%s%s" % (q["port"], q["path"]), timeout=10) as r:
+                body = r.read()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
