@@ -47,19 +47,27 @@ static __always_inline int goroutine(struct pt_regs *ctx, struct g_offsets *o, s
 	return k->goid != 0;
 }
 
-/* child_span fills sc for a new client span on goroutine k: the child of
- * the request this goroutine serves, or of the one served by the goroutine
- * that started it (fan-out), else a new trace. */
-static __always_inline void child_span(struct pt_regs *ctx, struct g_offsets *o, struct goroutine_key *k, struct span_ctx *sc)
+/* serving finds the server span that goroutine k (whose g is g) serves, or
+ * that the goroutine that started it serves (fan-out); 0 when none. */
+static __always_inline struct server_inflight *serving(void *g, struct g_offsets *o, struct goroutine_key *k)
 {
 	struct server_inflight *parent = bpf_map_lookup_elem(&go_server_spans, k);
 	struct goroutine_key pk;
 
 	if (!parent && o->parent_goid != OFF_NONE) {
 		pk = *k;
-		pk.goid = read_s64(GO_G(ctx) + o->parent_goid);
+		pk.goid = read_s64(g + o->parent_goid);
 		parent = bpf_map_lookup_elem(&go_server_spans, &pk);
 	}
+	return parent;
+}
+
+/* child_span fills sc for a new client span on goroutine k: the child of
+ * the request it serves (serving), else a new trace. */
+static __always_inline void child_span(struct pt_regs *ctx, struct g_offsets *o, struct goroutine_key *k, struct span_ctx *sc)
+{
+	struct server_inflight *parent = serving(GO_G(ctx), o, k);
+
 	if (!parent) {
 		new_root_span(sc);
 		return;

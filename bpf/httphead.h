@@ -20,6 +20,7 @@ struct head_scan {
 	__u32 line_end; /* after the request line's CRLF; 0: not within n */
 	__u32 head_end; /* after the empty line; 0: not within n */
 	__u32 tp;       /* where traceparent's value starts; 0: no such field */
+	__u32 line_only; /* stop at the request line's end */
 };
 
 static __always_inline int lower_is(__u8 c, char want) { return (c | 0x20) == want; }
@@ -35,8 +36,11 @@ static long head_step(__u64 i, void *ctx)
 	i &= HEAD_SCAN - 1;
 	if (b[i] != '\n')
 		return 0;
-	if (!s->line_end)
+	if (!s->line_end) {
 		s->line_end = i + 1;
+		if (s->line_only)
+			return 1;
+	}
 	if (b[i + 1] == '\r') {
 		s->head_end = i + 3;
 		return 1;
@@ -55,10 +59,11 @@ static long head_step(__u64 i, void *ctx)
 }
 
 /* scan_head scans the n bytes of buf; 0 when they start with a request
- * line whose head ends within them. */
-static __always_inline int scan_head(struct head_scan *s, const __u8 *buf, __u32 n)
+ * line whose head (or, line_only, the line) ends within them. */
+static __always_inline int scan_head(struct head_scan *s, const __u8 *buf, __u32 n, int line_only)
 {
 	s->buf = buf;
+	s->line_only = line_only;
 	s->n = n < HEAD_SCAN ? n : HEAD_SCAN;
 	s->line_end = s->head_end = s->tp = 0;
 	/* "METHOD SP": upper-case letters, then a space. */
@@ -71,7 +76,7 @@ static __always_inline int scan_head(struct head_scan *s, const __u8 *buf, __u32
 			return -1;
 	}
 	bpf_loop(HEAD_SCAN, head_step, s, 0);
-	return s->line_end && s->head_end ? 0 : -1;
+	return s->line_end && (line_only || s->head_end) ? 0 : -1;
 }
 
 /* head_traceparent parses the traceparent a scanned head carries into sc;

@@ -675,13 +675,12 @@ int sk_msg_traceparent(struct sk_msg_md *msg)
 	asm volatile("%[n] &= 1023" : [n] "+r"(n)); /* for the verifier: n <= HEAD_SCAN */
 	if (bpf_probe_read_kernel(sc->head, n, d))
 		goto skip;
-	if (scan_head(&s, sc->head, n)) {
-		/* The Go path needs only the request line. */
-		if (wire || !s.line_end)
-			goto skip;
-	} else if (wire && s.tp) {
+	/* The Go path needs only the request line (the uprobe saw the
+	 * headers); a wire request, its whole head. */
+	if (scan_head(&s, sc->head, n, !wire))
+		goto skip;
+	if (wire && s.tp)
 		goto skip; /* the application propagates by itself */
-	}
 	if (wire)
 		format_traceparent_header(sc->line, &ws.sc);
 	else

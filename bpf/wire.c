@@ -44,6 +44,7 @@ enum wire_ctx {
 	CTX_NONE = 0,
 	CTX_BEGUN = 1, /* a read that starts a request: its server span */
 	CTX_SENT = 2,  /* a write whose request sk_msg gave this traceparent */
+	CTX_PARENT = 3, /* a Go target's write on a goroutine serving this span */
 };
 const enum wire_ctx *__export_wire_ctx __attribute__((unused));
 
@@ -58,7 +59,8 @@ struct wire_event {
 	__u16 size; /* bytes in data: the first of len, at most WIRE_CAP */
 	struct sock_tuple conn;
 	__u8 ctx_kind;
-	__u8 _pad[7];
+	__u8 go; /* a WIRE_GO target's: database connections only */
+	__u8 _pad[6];
 	__u8 data[3 * WIRE_CAP]; /* room for the verifier: only size are sent */
 };
 EXPORT_STRUCT(wire_event);
@@ -144,7 +146,7 @@ static __always_inline void begin_request(struct wire_event *e, __u32 n, __u64 i
 	struct wire_thread fresh = {}, *th;
 	struct head_scan s;
 
-	if (scan_head(&s, e->data, n))
+	if (scan_head(&s, e->data, n, 0))
 		return;
 	if (head_traceparent(&e->ctx, &s)) {
 		new_root_span(&e->ctx);
@@ -198,6 +200,28 @@ static __always_inline void sent_context(struct wire_event *e, __u64 id)
 	bpf_map_delete_elem(&wire_sent, &id);
 }
 
+/* go_parent gives a Go target's write the server span its goroutine serves:
+ * Go keeps the running g in thread-local storage, at fs_base - 8 on amd64. */
+static __always_inline void go_parent(struct wire_event *e, struct wire_proc *wp, __u32 tgid)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 fsbase = BPF_CORE_READ(task, thread.fsbase);
+	struct goroutine_key k = {.tgid = tgid};
+	struct server_inflight *p;
+	void *g = 0;
+
+	if (!fsbase || bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase - 8)) || !g)
+		return;
+	k.goid = read_s64(g + wp->g.goid);
+	p = k.goid ? serving(g, &wp->g, &k) : 0;
+	if (!p)
+		return;
+	__builtin_memcpy(e->ctx.trace_id, p->sc.trace_id, 16);
+	__builtin_memcpy(e->ctx.span_id, p->sc.span_id, 8);
+	e->ctx.flags = p->sc.flags;
+	e->ctx_kind = CTX_PARENT;
+}
+
 static __always_inline int leave(struct trace_event_raw_sys_exit *ctx, __u32 kind, __u16 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -206,7 +230,9 @@ static __always_inline int leave(struct trace_event_raw_sys_exit *ctx, __u32 kin
 	struct pt_regs *regs;
 	__u64 fd, buf;
 
-	if (ctx->ret <= 0 || !bpf_map_lookup_elem(&wire_procs, &tgid))
+	struct wire_proc *wp;
+
+	if (ctx->ret <= 0 || !(wp = bpf_map_lookup_elem(&wire_procs, &tgid)))
 		return 0;
 	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	e = bpf_map_lookup_elem(&wire_scratch, &zero);
@@ -218,9 +244,13 @@ static __always_inline int leave(struct trace_event_raw_sys_exit *ctx, __u32 kin
 		return 0;
 	n = kind == BUF_NONE ? 0 : copy_bytes(e, buf, kind, ctx->ret);
 	e->ctx_kind = CTX_NONE;
-	if (dir == WIRE_IN)
+	e->go = wp->flags & WIRE_GO ? 1 : 0;
+	if (e->go) {
+		if (dir == WIRE_OUT)
+			go_parent(e, wp, tgid);
+	} else if (dir == WIRE_IN) {
 		begin_request(e, n, id);
-	else {
+	} else {
 		if (n >= 8)
 			begin_response(e, id);
 		sent_context(e, id);
@@ -276,6 +306,7 @@ int wire_enter_close(struct trace_event_raw_sys_enter *ctx)
 	e->dir = WIRE_CLOSE;
 	e->size = 0;
 	e->ctx_kind = CTX_NONE;
+	e->go = 0;
 	output(&wire_events, e, offsetof(struct wire_event, data));
 	return 0;
 }

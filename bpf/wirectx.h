@@ -8,18 +8,24 @@
 #define TRACEWIRE_WIRECTX_H
 
 #include "common.h"
+#include "goctx.h"
 #include "sock.h"
 
 enum wire_proc_flag {
 	/* Its connections stay out of the socket map: it may ask FIONREAD,
 	 * which this kernel answers wrongly for sockets in the map. */
 	WIRE_LEAVE_ALONE = 1,
+	/* A Go program whose database client has no Go probe (no
+	 * database/sql): only its database connections are followed, and a
+	 * call's parent is the server span of its goroutine (g). */
+	WIRE_GO = 2,
 };
 const enum wire_proc_flag *__export_wire_proc_flag __attribute__((unused));
 
 /* What a wire target needs; its presence is the syscall programs' filter. */
 struct wire_proc {
 	__u64 flags; /* enum wire_proc_flag */
+	struct g_offsets g; /* WIRE_GO */
 };
 
 struct {

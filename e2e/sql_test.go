@@ -20,7 +20,7 @@ const dbsqlScope = "github.com/tracewire/tracewire/probes/dbsql"
 // dbSpan is what one database/sql span must be.
 type dbSpan struct {
 	name    string
-	attrs   map[string]any // besides db.system and server.*
+	attrs   map[string]any // besides db.system.name and server.*
 	errMsg  string         // status message when the call failed
 	errType string
 }
@@ -157,7 +157,7 @@ func checkDBSpan(t *testing.T, call string, s, server *tracepb.Span, w dbSpan, s
 		t.Errorf("%s: %s [%d, %d] is not within its server span [%d, %d]", call, s.Name,
 			s.StartTimeUnixNano, s.EndTimeUnixNano, server.StartTimeUnixNano, server.EndTimeUnixNano)
 	}
-	want := map[string]any{"db.system": system, "server.address": dbtest.Host, "server.port": int64(port)}
+	want := map[string]any{"db.system.name": system, "server.address": dbtest.Host, "server.port": int64(port)}
 	for k, v := range w.attrs {
 		want[k] = v
 	}

@@ -122,7 +122,7 @@ func TestWireDatabases(t *testing.T) {
 		if n := count(recv, mine); n != 2 {
 			t.Fatalf("%d spans, want 2", n)
 		}
-		base := map[string]any{"db.system": "postgresql", "server.address": dbtest.Host, "server.port": int64(pg.Port),
+		base := map[string]any{"db.system.name": "postgresql", "server.address": dbtest.Host, "server.port": int64(pg.Port),
 			"db.operation.name": "SELECT", "db.collection.name": "wire_users"}
 		with := func(kv ...any) map[string]any {
 			m := map[string]any{}
@@ -154,7 +154,7 @@ func TestWireDatabases(t *testing.T) {
 			t.Fatalf("%d spans, want 3 (one per execution of the prepared statement)", n)
 		}
 		for _, g := range got {
-			checkWireDBSpan(t, g, "SELECT wire_users", map[string]any{"db.system": "postgresql", "server.address": dbtest.Host,
+			checkWireDBSpan(t, g, "SELECT wire_users", map[string]any{"db.system.name": "postgresql", "server.address": dbtest.Host,
 				"server.port": int64(pg.Port), "db.operation.name": "SELECT", "db.collection.name": "wire_users",
 				"db.query.text": "SELECT name FROM wire_users WHERE id = $1;"}, "")
 		}
@@ -180,7 +180,7 @@ func TestWireDatabases(t *testing.T) {
 		}
 		// The mariadb client sends statements without their ';' (psql keeps it).
 		attrs := func(op, text string) map[string]any {
-			return map[string]any{"db.system": "mysql", "server.address": dbtest.Host, "server.port": int64(my.Port),
+			return map[string]any{"db.system.name": "mysql", "server.address": dbtest.Host, "server.port": int64(my.Port),
 				"db.operation.name": op, "db.collection.name": "wire_items", "db.query.text": text}
 		}
 		checkWireDBSpan(t, got[0], "CREATE wire_items", attrs("CREATE", "CREATE TABLE IF NOT EXISTS wire_items (id int)"), "")

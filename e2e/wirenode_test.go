@@ -80,7 +80,7 @@ func TestWireNode(t *testing.T) {
 			if g.Resource["service.name"] != "nodeshop" || a["http.response.status_code"] != int64(200) || g.Span.GetName() != "GET" {
 				t.Errorf("server span %s: service %v attrs %v name %q", a["url.path"], g.Resource["service.name"], a, g.Span.GetName())
 			}
-		case client(g) && a["db.system"] != nil:
+		case client(g) && a["db.system.name"] != nil:
 			dbClient = g
 		case client(g):
 			httpClient = g
@@ -92,7 +92,7 @@ func TestWireNode(t *testing.T) {
 		"network.peer.port": int64(goApp.port), "http.response.status_code": int64(200),
 	})
 	checkAttrs(t, dbClient.Span.GetAttributes(), map[string]any{
-		"db.system": "postgresql", "db.query.text": "SELECT name FROM wire_users WHERE id = $1", "db.operation.name": "SELECT",
+		"db.system.name": "postgresql", "db.query.text": "SELECT name FROM wire_users WHERE id = $1", "db.operation.name": "SELECT",
 		"db.collection.name": "wire_users", "server.address": dbtest.Host, "server.port": int64(pg.Port),
 	})
 	for _, c := range []struct {

@@ -197,7 +197,7 @@ func keyAttrs(s *spans.Span) string {
 		}
 		add("server", host)
 	}
-	if v, ok := get("db.system"); ok {
+	if v, ok := get("db.system.name"); ok {
 		add("db", v)
 	}
 	if v, ok := get("rpc.method"); ok {

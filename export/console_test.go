@@ -27,7 +27,7 @@ func TestConsoleSinkWaterfall(t *testing.T) {
 		Process: procB, TraceID: trace, SpanID: spanID(3), ParentID: client.SpanID,
 		Name: "SELECT carts", Kind: spans.KindClient, StartNs: t0 + 3*ms, EndNs: t0 + 7*ms,
 		Error: true, StatusMsg: "deadlock detected",
-		Attrs: []spans.Attr{spans.String("db.system", "postgresql")},
+		Attrs: []spans.Attr{spans.String("db.system.name", "postgresql")},
 	}
 	other := &spans.Span{
 		Process: procB, TraceID: [16]byte{1}, SpanID: spanID(4),

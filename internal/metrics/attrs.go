@@ -53,7 +53,7 @@ var shapes = [numInstruments]shape{
 	},
 	dbClient: {
 		name: "db.client.operation.duration", desc: "Duration of database client operations.",
-		str: [4]string{"db.system", "db.operation.name", "db.collection.name", "server.address"},
+		str: [4]string{"db.system.name", "db.operation.name", "db.collection.name", "server.address"},
 	},
 }
 
@@ -106,7 +106,7 @@ func keyOf(s *spans.Span) key {
 			rpcMethod = a.Str
 		case "rpc.grpc.status_code":
 			grpcCode, hasGRPC = a.Int, true
-		case "db.system":
+		case "db.system.name":
 			dbSystem = a.Str
 		case "db.operation.name":
 			op = a.Str

@@ -119,7 +119,7 @@ func (g *graph) observe(s *spans.Span, svc string, inst instrument, now time.Tim
 	switch inst {
 	case dbClient:
 		// Tempo's database edge: no server span will come.
-		g.record(edge{svc, orDefault(attr(s, "server.address"), attr(s, "db.system")), "database"}, secs, secs, s.Error)
+		g.record(edge{svc, orDefault(attr(s, "server.address"), attr(s, "db.system.name")), "database"}, secs, secs, s.Error)
 	case httpServer, rpcServer:
 		if s.ParentID == ([8]byte{}) {
 			// A call from outside any trace (a browser, curl): Tempo's

@@ -113,7 +113,7 @@ func TestGraphVirtualNodes(t *testing.T) {
 	r.Observe(httpSpan(front, spans.KindClient, 40, 1, 10, 0, false))
 	r.Observe(httpSpan(back, spans.KindServer, 20, 2, 21, 99, false)) // its client is elsewhere
 	r.Observe(httpSpan(back, spans.KindServer, 20, 3, 31, 0, true))   // a root
-	r.Observe(span(front, spans.KindClient, 5, false, spans.String("db.system", "postgresql"),
+	r.Observe(span(front, spans.KindClient, 5, false, spans.String("db.system.name", "postgresql"),
 		spans.String("server.address", "db1")))
 	r.Observe(span(front, spans.KindClient, 5, false, spans.String("rpc.system", "grpc"),
 		spans.String("server.address", "10.0.0.8")))

@@ -103,7 +103,7 @@ func TestRecorderHistograms(t *testing.T) {
 		spans.String("rpc.system", "grpc"), spans.String("rpc.service", "shop.Cart"), spans.String("rpc.method", "Add"),
 		spans.Int("rpc.grpc.status_code", 0), spans.String("client.address", "10.0.0.2")))
 	r.Observe(span(p, spans.KindClient, 3, true,
-		spans.String("db.system", "postgresql"), spans.String("db.query.text", "SELECT * FROM users WHERE id = ?"),
+		spans.String("db.system.name", "postgresql"), spans.String("db.query.text", "SELECT * FROM users WHERE id = ?"),
 		spans.String("db.operation.name", "SELECT"), spans.String("db.collection.name", "users"),
 		spans.String("server.address", "db"), spans.Int("server.port", 5432), spans.String("error.type", "*pgconn.PgError")))
 	// Neither HTTP, RPC nor SQL: not a request.
@@ -139,7 +139,7 @@ func TestRecorderHistograms(t *testing.T) {
 			attribute.Int64("server.port", 9000), attribute.String("error.type", "_OTHER")),
 		"rpc.server.duration": enc(attribute.String("rpc.system", "grpc"), attribute.String("rpc.service", "shop.Cart"),
 			attribute.String("rpc.method", "Add"), attribute.Int64("rpc.grpc.status_code", 0)),
-		"db.client.operation.duration": enc(attribute.String("db.system", "postgresql"), attribute.String("db.operation.name", "SELECT"),
+		"db.client.operation.duration": enc(attribute.String("db.system.name", "postgresql"), attribute.String("db.operation.name", "SELECT"),
 			attribute.String("db.collection.name", "users"), attribute.String("server.address", "db"),
 			attribute.String("error.type", "*pgconn.PgError")),
 	}

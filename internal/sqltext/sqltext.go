@@ -107,7 +107,7 @@ func Summarize(buf []byte, query string, truncated bool) (Summary, []byte) {
 }
 
 // SpanName appends the span name of s to buf: "OPERATION collection",
-// "OPERATION", or fallback (such as the db.system) without an operation.
+// "OPERATION", or fallback (such as the db.system.name) without an operation.
 func SpanName(buf []byte, s Summary, fallback string) []byte {
 	switch {
 	case s.Operation == "":

@@ -170,7 +170,7 @@ func offsets(bin *gobin.Binary) (*bpfDbsqlOffsets, error) {
 	return o, nil
 }
 
-// driverSystems names the db.system of each known driver by its package.
+// driverSystems names the db.system.name of each known driver by its package.
 var driverSystems = []struct{ pkg, system string }{
 	{"github.com/jackc/pgx/", "postgresql"},
 	{"github.com/lib/pq", "postgresql"},

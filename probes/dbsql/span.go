@@ -51,7 +51,7 @@ func (d *decoder) span(e *bpfDbsqlEvent, proc *spans.Process, pi *process) *span
 			system = pi.system
 		}
 	}
-	s.Attrs = append(s.Attrs, spans.String("db.system", system))
+	s.Attrs = append(s.Attrs, spans.String("db.system.name", system))
 	var query []byte
 	if op := bpfDbsqlOp(e.Op); op == bpfDbsqlOpDB_QUERY || op == bpfDbsqlOpDB_EXEC {
 		query = kernel.Text(e.Query[:], e.QueryLen)

@@ -235,6 +235,11 @@ type bpfWirePeer struct {
 type bpfWireProc struct {
 	_     structs.HostLayout
 	Flags uint64
+	G     struct {
+		_          structs.HostLayout
+		Goid       uint64
+		ParentGoid uint64
+	}
 }
 
 type bpfWireSent struct {

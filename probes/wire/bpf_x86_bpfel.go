@@ -13,6 +13,24 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type bpfGoroutineKey struct {
+	_    structs.HostLayout
+	Goid uint64
+	Tgid uint32
+	Pad  uint32
+}
+
+type bpfServerInflight struct {
+	_          structs.HostLayout
+	StartNs    uint64
+	Sc         bpfSpanCtx
+	Tracestate struct {
+		_   structs.HostLayout
+		Ptr uint64
+		Len int64
+	}
+}
+
 type bpfSockTuple struct {
 	_      structs.HostLayout
 	Local  [16]uint8
@@ -57,9 +75,10 @@ const (
 type bpfWireCtx uint32
 
 const (
-	bpfWireCtxCTX_NONE  bpfWireCtx = 0
-	bpfWireCtxCTX_BEGUN bpfWireCtx = 1
-	bpfWireCtxCTX_SENT  bpfWireCtx = 2
+	bpfWireCtxCTX_NONE   bpfWireCtx = 0
+	bpfWireCtxCTX_BEGUN  bpfWireCtx = 1
+	bpfWireCtxCTX_SENT   bpfWireCtx = 2
+	bpfWireCtxCTX_PARENT bpfWireCtx = 3
 )
 
 type bpfWireEvent struct {
@@ -74,7 +93,8 @@ type bpfWireEvent struct {
 	Size    uint16
 	Conn    bpfSockTuple
 	CtxKind uint8
-	Pad     [7]uint8
+	Go      uint8
+	Pad     [6]uint8
 	Data    [3072]uint8
 }
 
@@ -89,12 +109,18 @@ type bpfWirePeer struct {
 type bpfWireProc struct {
 	_     structs.HostLayout
 	Flags uint64
+	G     struct {
+		_          structs.HostLayout
+		Goid       uint64
+		ParentGoid uint64
+	}
 }
 
 type bpfWireProcFlag uint32
 
 const (
 	bpfWireProcFlagWIRE_LEAVE_ALONE bpfWireProcFlag = 1
+	bpfWireProcFlagWIRE_GO          bpfWireProcFlag = 2
 )
 
 type bpfWireSent struct {
@@ -114,6 +140,7 @@ type bpfWireThread struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	bpfMapGoServerSpans       = "go_server_spans"
 	bpfMapSamplingWindow      = "sampling_window"
 	bpfMapStats               = "stats"
 	bpfMapWireEvents          = "wire_events"
@@ -201,6 +228,7 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
+	GoServerSpans  *ebpf.MapSpec `ebpf:"go_server_spans"`
 	SamplingWindow *ebpf.MapSpec `ebpf:"sampling_window"`
 	Stats          *ebpf.MapSpec `ebpf:"stats"`
 	WireEvents     *ebpf.MapSpec `ebpf:"wire_events"`
@@ -246,6 +274,7 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
+	GoServerSpans  *ebpf.Map `ebpf:"go_server_spans"`
 	SamplingWindow *ebpf.Map `ebpf:"sampling_window"`
 	Stats          *ebpf.Map `ebpf:"stats"`
 	WireEvents     *ebpf.Map `ebpf:"wire_events"`
@@ -258,6 +287,7 @@ type bpfMaps struct {
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
+		m.GoServerSpans,
 		m.SamplingWindow,
 		m.Stats,
 		m.WireEvents,

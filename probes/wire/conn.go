@@ -97,9 +97,10 @@ type kernelCtx struct {
 
 // Kinds of kernelCtx, as enum wire_ctx.
 const (
-	ctxNone  = 0
-	ctxBegun = 1
-	ctxSent  = 2
+	ctxNone   = 0
+	ctxBegun  = 1
+	ctxSent   = 2
+	ctxParent = 3
 )
 
 // Counters are what the decoder counts, read by the probe's Counters.
@@ -128,6 +129,13 @@ type decoder struct {
 	count   *Counters
 	out     []finished // spans completed by the event being decoded
 	swept   uint64     // when idle connections were last forgotten
+	// goCall is set while a Go target's event is decoded: calls it starts
+	// take their parent from its goroutine (parent, when set), never from
+	// its thread.
+	goCall struct {
+		on     bool
+		parent *kernelCtx
+	}
 	// teach tells the kernel of an endpoint that speaks HTTP/1 (nil: no
 	// kernel); learned are those told, up to learnedMax.
 	teach   func(netip.AddrPort)
@@ -182,6 +190,7 @@ type event struct {
 	data          []byte // the captured first bytes
 	n             int64  // bytes moved
 	ctx           kernelCtx
+	goTarget      bool // a Go program's (WIRE_GO): database connections only
 }
 
 // Directions, as enum wire_dir.
@@ -219,8 +228,15 @@ func (d *decoder) feed(e event) []finished {
 	if e.ctx.kind != ctxNone {
 		c.begun = e.ctx
 	}
+	d.goCall.on, d.goCall.parent = e.goTarget, nil
+	if e.ctx.kind == ctxParent {
+		d.goCall.parent = &e.ctx
+	}
 	if c.proto == protoUnknown {
 		d.recognise(c, &e)
+	}
+	if e.goTarget && c.proto == protoUnknown {
+		return d.out // HTTP is the Go probes'
 	}
 	switch c.proto {
 	case protoPG:
@@ -255,10 +271,22 @@ func (d *decoder) recognise(c *conn, e *event) {
 	}
 }
 
-// newOp starts a database call of the thread th.
+// newOp starts a database call of the thread th (of a Go target: of the
+// goroutine whose write is being decoded).
 func (d *decoder) newOp(system string, ts uint64, th threadKey) *dbOp {
 	op := &dbOp{system: system, start: ts}
-	op.ids = d.clientIDs(th)
+	switch {
+	case d.goCall.parent != nil:
+		p := d.goCall.parent.ids
+		d.rand.Read(op.ids.span[:])
+		op.ids.trace, op.ids.parent, op.ids.flags = p.trace, p.span, p.flags
+	case d.goCall.on:
+		d.rand.Read(op.ids.span[:])
+		d.rand.Read(op.ids.trace[:])
+		op.ids.flags = b2f(d.sampler.Sampled(op.ids.trace))
+	default:
+		op.ids = d.clientIDs(th)
+	}
 	return op
 }
 

@@ -37,12 +37,7 @@ var Decl = probes.Decl{
 	Procs:    "wire_procs",
 	Events:   "wire_events",
 	Counters: []string{"ringbuf_full", "read_failed", "map_full"},
-	Offsets: func(bin *gobin.Binary) (any, error) {
-		if bin != nil {
-			return nil, fmt.Errorf("a Go program, for the Go probes: %w", probes.ErrNotUsed)
-		}
-		return &bpfWireProc{}, nil
-	},
+	Offsets:  goOffsets,
 	Extend: func(coll *ebpf.Collection, log *slog.Logger) (probes.Extension, error) {
 		x := &extension{coll: coll, log: log, targets: map[int]bool{}, peers: coll.Maps["wire_http_peers"]}
 		if x.peers == nil {
@@ -72,6 +67,42 @@ var Decl = probes.Decl{
 	},
 }
 
+// goDBClients are Go packages that speak a database protocol the wire path
+// reads without database/sql (whose probe, dbsql, traces them otherwise).
+var goDBClients = []string{
+	"github.com/jackc/pgx/v5/pgconn.", "github.com/jackc/pgconn.", "github.com/go-pg/pg/",
+	"github.com/go-mysql-org/go-mysql/client.",
+}
+
+// goOffsets is what a target needs from the wire path: a program that is
+// not Go, everything; a Go program, only the database connections of a
+// client no Go probe traces (not through database/sql), whose calls find
+// their parent by goroutine. Other Go programs are the Go probes' alone.
+func goOffsets(bin *gobin.Binary) (any, error) {
+	if bin == nil {
+		return &bpfWireProc{}, nil
+	}
+	if bin.HasFunc("database/sql.(*DB).conn") {
+		return nil, fmt.Errorf("a Go program using database/sql, for the Go probes: %w", probes.ErrNotUsed)
+	}
+	client := len(bin.Funcs(func(name string) bool {
+		for _, p := range goDBClients {
+			if strings.HasPrefix(name, p) {
+				return true
+			}
+		}
+		return false
+	})) > 0
+	if !client {
+		return nil, fmt.Errorf("a Go program, for the Go probes: %w", probes.ErrNotUsed)
+	}
+	o := &bpfWireProc{Flags: uint64(bpfWireProcFlagWIRE_GO)}
+	if err := probes.ResolveFields(bin, probes.GoroutineFields(&o.G.Goid, &o.G.ParentGoid)); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
 // extension attaches the tracepoints with the first target and detaches
 // them with the last: they cost every process on the node a little on those
 // syscalls, so only while a target needs them.
@@ -89,8 +120,8 @@ type extension struct {
 	targets map[int]bool
 }
 
-func (x *extension) Add(pid int, _ *gobin.Binary, off any) error {
-	if x.fionreadChanged {
+func (x *extension) Add(pid int, bin *gobin.Binary, off any) error {
+	if x.fionreadChanged && bin == nil {
 		if asks, file := runtimeAsksFIONREAD(pid); asks {
 			off.(*bpfWireProc).Flags |= uint64(bpfWireProcFlagWIRE_LEAVE_ALONE)
 			x.log.Info("outgoing traceparent is off for this target: its runtime asks FIONREAD, which this kernel answers wrongly for sockets under sk_msg", "pid", pid, "file", file)
@@ -204,10 +235,11 @@ func (w *wireDecoder) decode(raw []byte, process func(pid int) *spans.Process, e
 	}
 	ev := event{
 		ts: e.Ts, pid: e.Pid, tid: e.Tid, fd: e.Fd, dir: e.Dir, n: e.Len,
-		local:  netip.AddrPortFrom(probes.RemoteAddr(e.Conn.Family, e.Conn.Local), e.Conn.Lport),
-		remote: netip.AddrPortFrom(probes.RemoteAddr(e.Conn.Family, e.Conn.Remote), e.Conn.Rport),
-		data:   e.Data[:size],
-		ctx:    kernelCtx{kind: e.CtxKind, ts: e.Ts, in: e.Dir == dirIn},
+		local:    netip.AddrPortFrom(probes.RemoteAddr(e.Conn.Family, e.Conn.Local), e.Conn.Lport),
+		remote:   netip.AddrPortFrom(probes.RemoteAddr(e.Conn.Family, e.Conn.Remote), e.Conn.Rport),
+		data:     e.Data[:size],
+		ctx:      kernelCtx{kind: e.CtxKind, ts: e.Ts, in: e.Dir == dirIn},
+		goTarget: e.Go != 0,
 	}
 	if ev.ctx.kind != ctxNone {
 		ev.ctx.ids = spanIDs{trace: e.Ctx.TraceId, span: e.Ctx.SpanId, parent: e.Ctx.ParentId, flags: e.Ctx.Flags}
@@ -236,7 +268,7 @@ func (w *wireDecoder) dbSpan(f finished, proc *spans.Process) *spans.Span {
 	s.Process, s.Scope, s.Kind = proc, Scope, spans.KindClient
 	s.TraceID, s.SpanID, s.ParentID, s.TraceFlags = op.ids.trace, op.ids.span, op.ids.parent, op.ids.flags
 	s.StartNs, s.EndNs = w.clock.Wall(op.start), w.clock.Wall(f.end)
-	s.Attrs = append(s.Attrs, spans.String("db.system", op.system))
+	s.Attrs = append(s.Attrs, spans.String("db.system.name", op.system))
 	if op.unknown {
 		s.Name = op.system // the statement was prepared before the agent saw it
 	} else {
