@@ -77,6 +77,9 @@ func buildAll(t *testing.T) string {
 		wg.Go(func() {
 			errs <- goBuild("", "../testdata/apps/serveronly", filepath.Join(buildDir, "serveronly"), []string{"-ldflags=-s -w"})
 		})
+		wg.Go(func() {
+			errs <- goBuild("", "../testdata/apps/sqlapp/native", filepath.Join(buildDir, "pgxnative"), nil)
+		})
 		for _, app := range []string{"sqlapp", "grpcapp", "sockcheck", "idle"} {
 			wg.Go(func() {
 				errs <- goBuild("", "../testdata/apps/"+app, filepath.Join(buildDir, app), nil)
