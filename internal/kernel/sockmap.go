@@ -70,4 +70,3 @@ func sockmapChangesFIONREAD() (bool, error) {
 	}
 	return n != sent, nil
 }
-
