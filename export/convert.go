@@ -4,136 +4,160 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/tracewire/tracewire/spans"
 )
 
-// slab holds a batch's protobuf values in a few large arrays instead of
-// several small allocations per span and attribute; the whole slab dies with
-// the request once it is uploaded.
-type slab struct {
-	spans  arena[tracepb.Span]
-	status arena[tracepb.Status]
-	kvs    arena[commonpb.KeyValue]
-	vals   arena[commonpb.AnyValue]
-	strs   arena[commonpb.AnyValue_StringValue]
-	ints   arena[commonpb.AnyValue_IntValue]
-	attrs  []*commonpb.KeyValue
+// The OTLP protobuf is appended field by field straight from the spans: no
+// intermediate protobuf structs, no reflection, nothing allocated per span.
+// Field numbers are those of opentelemetry/proto (trace/v1, common/v1,
+// resource/v1, collector/trace/v1); the tests decode the bytes with the
+// generated types.
+const (
+	fRequestResourceSpans = 1 // ExportTraceServiceRequest.resource_spans
+
+	fResourceSpansResource   = 1
+	fResourceSpansScopeSpans = 2
+	fScopeSpansScope         = 1
+	fScopeSpansSpans         = 2
+
+	fSpanTraceID      = 1
+	fSpanSpanID       = 2
+	fSpanTraceState   = 3
+	fSpanParentSpanID = 4
+	fSpanName         = 5
+	fSpanKind         = 6
+	fSpanStart        = 7
+	fSpanEnd          = 8
+	fSpanAttributes   = 9
+	fSpanStatus       = 15
+	fSpanFlags        = 16
+
+	fStatusMessage = 2
+	fStatusCode    = 3
+	statusError    = 2 // STATUS_CODE_ERROR
+
+	fKeyValueKey   = 1
+	fKeyValueValue = 2
+	fAnyString     = 1
+	fAnyInt        = 3
+
+	fResourceAttributes = 1
+	fScopeName          = 1
+	fScopeVersion       = 2
+)
+
+// openLen starts a length-delimited field num: its tag and a one-byte
+// length to be fixed by closeLen, which gets the returned content start.
+func openLen(b []byte, num protowire.Number) ([]byte, int) {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	b = append(b, 0)
+	return b, len(b)
 }
 
-func newSlab(batch []*spans.Span) *slab {
-	var nAttrs, nInts, nErrs int
-	for _, s := range batch {
-		nAttrs += len(s.Attrs)
-		for _, a := range s.Attrs {
-			if a.IsInt {
-				nInts++
-			}
-		}
-		if s.Error {
-			nErrs++
-		}
+// closeLen writes the length of the content appended since start, moving
+// the content when the length needs more than one byte.
+func closeLen(b []byte, start int) []byte {
+	n := len(b) - start
+	if n < 0x80 {
+		b[start-1] = byte(n)
+		return b
 	}
-	return &slab{
-		spans:  newArena[tracepb.Span](len(batch)),
-		status: newArena[tracepb.Status](nErrs),
-		kvs:    newArena[commonpb.KeyValue](nAttrs),
-		vals:   newArena[commonpb.AnyValue](nAttrs),
-		strs:   newArena[commonpb.AnyValue_StringValue](nAttrs - nInts),
-		ints:   newArena[commonpb.AnyValue_IntValue](nInts),
-		attrs:  make([]*commonpb.KeyValue, 0, nAttrs),
+	k := protowire.SizeVarint(uint64(n))
+	for range k - 1 {
+		b = append(b, 0)
 	}
+	copy(b[start+k-1:], b[start:start+n])
+	protowire.AppendVarint(b[:start-1], uint64(n))
+	return b
 }
 
-// arena hands out the zero elements of one preallocated array. Elements are
-// never copied, as protobuf messages must not be.
-type arena[T any] struct {
-	items []T
-	next  int
+func appendString(b []byte, num protowire.Number, s string) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, validUTF8(s))
 }
 
-func newArena[T any](n int) arena[T] { return arena[T]{items: make([]T, n)} }
-
-func (a *arena[T]) alloc() *T {
-	p := &a.items[a.next]
-	a.next++
-	return p
+func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
 }
 
-// span converts s. Ids are referenced, not copied: the batch owns them.
-func (sl *slab) span(s *spans.Span) *tracepb.Span {
-	ps := sl.spans.alloc()
-	ps.TraceId = s.TraceID[:]
-	ps.SpanId = s.SpanID[:]
+// appendSpan appends the fields of one Span message.
+func appendSpan(b []byte, s *spans.Span) []byte {
+	b = appendBytes(b, fSpanTraceID, s.TraceID[:])
+	b = appendBytes(b, fSpanSpanID, s.SpanID[:])
+	if s.TraceState != "" {
+		b = appendString(b, fSpanTraceState, s.TraceState)
+	}
 	if s.ParentID != ([8]byte{}) {
-		ps.ParentSpanId = s.ParentID[:]
+		b = appendBytes(b, fSpanParentSpanID, s.ParentID[:])
 	}
-	ps.Flags = uint32(s.TraceFlags)
-	ps.TraceState = validUTF8(s.TraceState)
-	ps.Name = validUTF8(s.Name)
-	ps.Kind = spanKind(s.Kind)
-	ps.StartTimeUnixNano = uint64(s.StartNs)
-	ps.EndTimeUnixNano = uint64(s.EndNs)
-	// A nil status reads as UNSET, which saves a struct per healthy span.
+	if s.Name != "" {
+		b = appendString(b, fSpanName, s.Name)
+	}
+	if k := spanKind(s.Kind); k != 0 {
+		b = protowire.AppendTag(b, fSpanKind, protowire.VarintType)
+		b = protowire.AppendVarint(b, k)
+	}
+	b = protowire.AppendTag(b, fSpanStart, protowire.Fixed64Type)
+	b = protowire.AppendFixed64(b, uint64(s.StartNs))
+	b = protowire.AppendTag(b, fSpanEnd, protowire.Fixed64Type)
+	b = protowire.AppendFixed64(b, uint64(s.EndNs))
+	for _, a := range s.Attrs {
+		b = appendKeyValue(b, fSpanAttributes, a)
+	}
+	// No status field reads as UNSET.
 	if s.Error {
-		st := sl.status.alloc()
-		st.Code = tracepb.Status_STATUS_CODE_ERROR
-		st.Message = validUTF8(s.StatusMsg)
-		ps.Status = st
-	}
-	if len(s.Attrs) > 0 {
-		start := len(sl.attrs)
-		for _, a := range s.Attrs {
-			sl.attrs = append(sl.attrs, sl.attr(a))
+		var at int
+		b, at = openLen(b, fSpanStatus)
+		if s.StatusMsg != "" {
+			b = appendString(b, fStatusMessage, s.StatusMsg)
 		}
-		ps.Attributes = sl.attrs[start:len(sl.attrs):len(sl.attrs)]
+		b = protowire.AppendTag(b, fStatusCode, protowire.VarintType)
+		b = protowire.AppendVarint(b, statusError)
+		b = closeLen(b, at)
 	}
-	return ps
+	if s.TraceFlags != 0 {
+		b = protowire.AppendTag(b, fSpanFlags, protowire.Fixed32Type)
+		b = protowire.AppendFixed32(b, uint32(s.TraceFlags))
+	}
+	return b
 }
 
-func (sl *slab) attr(a spans.Attr) *commonpb.KeyValue {
-	kv := sl.kvs.alloc()
-	kv.Key = validUTF8(a.Key)
-	v := sl.vals.alloc()
+// appendKeyValue appends a as the KeyValue field num.
+func appendKeyValue(b []byte, num protowire.Number, a spans.Attr) []byte {
+	b, kv := openLen(b, num)
+	b = protowire.AppendTag(b, fKeyValueKey, protowire.BytesType)
+	b = protowire.AppendString(b, a.Key) // the probes' and the resource's own names: valid
+	b, v := openLen(b, fKeyValueValue)
 	if a.IsInt {
-		iv := sl.ints.alloc()
-		iv.IntValue = a.Int
-		v.Value = iv
+		b = protowire.AppendTag(b, fAnyInt, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(a.Int))
 	} else {
-		sv := sl.strs.alloc()
-		sv.StringValue = validUTF8(a.Str)
-		v.Value = sv
+		b = appendString(b, fAnyString, a.Str) // set even when empty: a oneof
 	}
-	kv.Value = v
-	return kv
+	b = closeLen(b, v)
+	return closeLen(b, kv)
 }
 
-// anyValue converts one attribute value outside a slab (resources, built once).
-func anyValue(a spans.Attr) *commonpb.AnyValue {
-	if a.IsInt {
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: a.Int}}
-	}
-	return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: validUTF8(a.Str)}}
-}
-
-func spanKind(k spans.Kind) tracepb.Span_SpanKind {
+// spanKind is the SpanKind enum value of k.
+func spanKind(k spans.Kind) uint64 {
 	switch k {
 	case spans.KindInternal:
-		return tracepb.Span_SPAN_KIND_INTERNAL
+		return 1
 	case spans.KindServer:
-		return tracepb.Span_SPAN_KIND_SERVER
+		return 2
 	case spans.KindClient:
-		return tracepb.Span_SPAN_KIND_CLIENT
+		return 3
 	default:
-		return tracepb.Span_SPAN_KIND_UNSPECIFIED
+		return 0 // SPAN_KIND_UNSPECIFIED
 	}
 }
 
 // validUTF8 repairs s if needed: strings read from a target's memory may be
-// cut mid-rune, and protobuf refuses to marshal a request containing one,
-// which would fail the whole batch forever.
+// cut mid-rune, and a collector refuses a request containing one, which
+// would fail the whole batch forever.
 func validUTF8(s string) string {
 	if utf8.ValidString(s) {
 		return s

@@ -31,7 +31,7 @@ func TestConvertSpanFields(t *testing.T) {
 		StatusMsg:  "boom",
 		Attrs:      []spans.Attr{spans.String("http.route", "/cart"), spans.Int("http.response.status_code", 500)},
 	}
-	rs := newOTLPSink(otlpConfig{}, ResourceConfig{AgentVersion: "0.9.0"}).request([]*spans.Span{s}, fixedNow)
+	rs := decodeRequest(t, newOTLPSink(otlpConfig{}, ResourceConfig{AgentVersion: "0.9.0"}), []*spans.Span{s})
 	if len(rs) != 1 || len(rs[0].ScopeSpans) != 1 || len(rs[0].ScopeSpans[0].Spans) != 1 {
 		t.Fatalf("want one resource, scope and span: %v", rs)
 	}
@@ -61,7 +61,7 @@ func TestConvertSpanFields(t *testing.T) {
 
 	// A root span has no parent id and an unset status.
 	s.ParentID, s.Error, s.Attrs = [8]byte{}, false, nil
-	p = newOTLPSink(otlpConfig{}, ResourceConfig{}).request([]*spans.Span{s}, fixedNow)[0].ScopeSpans[0].Spans[0]
+	p = decodeRequest(t, newOTLPSink(otlpConfig{}, ResourceConfig{}), []*spans.Span{s})[0].ScopeSpans[0].Spans[0]
 	check("root ParentSpanId", p.ParentSpanId == nil)
 	check("root Status", p.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_UNSET)
 	check("root Attributes", p.Attributes == nil)
@@ -74,7 +74,7 @@ func TestSpanKind(t *testing.T) {
 		spans.KindClient:   tracepb.Span_SPAN_KIND_CLIENT,
 		0:                  tracepb.Span_SPAN_KIND_UNSPECIFIED,
 	} {
-		if got := spanKind(k); got != want {
+		if got := spanKind(k); got != uint64(want) {
 			t.Errorf("spanKind(%d) = %v, want %v", k, got, want)
 		}
 	}
@@ -89,7 +89,7 @@ func TestRequestGroupsByProcessAndScope(t *testing.T) {
 	}
 	batch := []*spans.Span{mk(procA, "x", 0), mk(procB, "x", 1), mk(procA, "y", 2), mk(procA, "x", 3), mk(procB, "x", 4)}
 	sink := newOTLPSink(otlpConfig{}, ResourceConfig{})
-	rs := sink.request(batch, fixedNow)
+	rs := decodeRequest(t, sink, batch)
 
 	type scopeIDs struct {
 		scope string
@@ -121,7 +121,9 @@ func TestRequestGroupsByProcessAndScope(t *testing.T) {
 		t.Fatal("resources do not follow their processes")
 	}
 	// The next batch reuses the cached resource.
-	if sink.request(batch[:1], fixedNow)[0].Resource != rs[0].Resource {
+	cached := &sink.resources.get(procA, fixedNow)[0]
+	decodeRequest(t, sink, batch[:1])
+	if &sink.resources.get(procA, fixedNow)[0] != cached {
 		t.Fatal("resource not cached")
 	}
 }
@@ -130,10 +132,7 @@ func TestRequestRepairsInvalidUTF8(t *testing.T) {
 	s := testSpan(procA, 1)
 	s.Name = "GET /caf\xc3" // cut mid-rune, as a probe may read it
 	s.Attrs = []spans.Attr{spans.String("url.path", "/\xff")}
-	rs := newOTLPSink(otlpConfig{}, ResourceConfig{}).request([]*spans.Span{s}, fixedNow)
-	if _, err := proto.Marshal(&collectortracepb.ExportTraceServiceRequest{ResourceSpans: rs}); err != nil {
-		t.Fatalf("marshal: %v", err)
-	}
+	rs := decodeRequest(t, newOTLPSink(otlpConfig{}, ResourceConfig{}), []*spans.Span{s})
 	if name := rs[0].ScopeSpans[0].Spans[0].Name; !strings.HasPrefix(name, "GET /caf") || !strings.Contains(name, "\uFFFD") {
 		t.Fatalf("name = %q", name)
 	}
@@ -152,8 +151,20 @@ func BenchmarkRequest512(b *testing.B) {
 		batch[i] = s
 	}
 	sink := newOTLPSink(otlpConfig{}, ResourceConfig{HostName: "node-1"})
+	buf := sink.encodeRequest(nil, batch, fixedNow)
 	b.ReportAllocs()
 	for b.Loop() {
-		sink.request(batch, fixedNow)
+		buf = sink.encodeRequest(buf[:0], batch, fixedNow)
 	}
+}
+
+// decodeRequest encodes batch with sink and decodes it with the generated
+// protobuf types, which also check every string is valid UTF-8.
+func decodeRequest(t *testing.T, sink *otlpSink, batch []*spans.Span) []*tracepb.ResourceSpans {
+	t.Helper()
+	var req collectortracepb.ExportTraceServiceRequest
+	if err := proto.Unmarshal(sink.encodeRequest(nil, batch, fixedNow), &req); err != nil {
+		t.Fatalf("decode the encoded request: %v", err)
+	}
+	return req.ResourceSpans
 }

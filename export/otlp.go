@@ -8,19 +8,18 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	collectortracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tracewire/tracewire/spans"
 )
 
-// otlpSink converts batches to OTLP protobuf directly (no SDK pipeline) and
+// otlpSink encodes batches as OTLP protobuf directly (no SDK pipeline) and
 // POSTs them over OTLP/HTTP itself: the Batcher's choice between retrying,
 // waiting and dropping a batch rests on the status code and the Retry-After
 // header, which otlptracehttp's client does not expose.
@@ -31,7 +30,9 @@ type otlpSink struct {
 
 	mu        sync.Mutex // guards the caches below
 	resources *resourceCache
-	scopes    map[string]*commonpb.InstrumentationScope
+	scopes    map[string][]byte
+	grouping  grouping
+	lastSize  int // of the last request encoded
 }
 
 // NewOTLPSink returns a Sink that uploads over OTLP/HTTP. The endpoint,
@@ -52,7 +53,7 @@ func newOTLPSink(cfg otlpConfig, res ResourceConfig) *otlpSink {
 		http:      newHTTPClient(cfg),
 		version:   res.AgentVersion,
 		resources: newResourceCache(res),
-		scopes:    make(map[string]*commonpb.InstrumentationScope),
+		scopes:    make(map[string][]byte),
 	}
 }
 
@@ -145,12 +146,14 @@ func bodyText(b []byte) string {
 	return t
 }
 
-// encode marshals batch as an ExportTraceServiceRequest, gzipped when the
-// settings say so.
+// encode encodes batch as an ExportTraceServiceRequest, gzipped when the
+// settings say so. The body is a new buffer each time (the HTTP client may
+// still be sending it after an early answer), sized by the last one.
 func (s *otlpSink) encode(batch []*spans.Span) ([]byte, error) {
-	raw, err := proto.Marshal(&collectortracepb.ExportTraceServiceRequest{ResourceSpans: s.request(batch, time.Now())})
-	if err != nil || !s.cfg.gzip {
-		return raw, err
+	raw := s.encodeRequest(make([]byte, 0, s.lastSize+s.lastSize/8), batch, time.Now())
+	s.lastSize = len(raw)
+	if !s.cfg.gzip {
+		return raw, nil
 	}
 	var buf bytes.Buffer
 	zw := gzipWriters.Get().(*gzip.Writer)
@@ -173,6 +176,7 @@ type group struct {
 	proc  *spans.Process
 	scope string
 	n     int
+	first int // index of the group's first span in order
 }
 
 type groupKey struct {
@@ -180,62 +184,96 @@ type groupKey struct {
 	scope string
 }
 
-// request groups batch into one ResourceSpans per process and one
-// ScopeSpans per scope, in order of first appearance.
-func (s *otlpSink) request(batch []*spans.Span, now time.Time) []*tracepb.ResourceSpans {
-	// First pass: assign groups and count them, so that every ScopeSpans
-	// gets an exactly sized window of one shared pointer slice.
-	var groups []group
-	index := make(map[groupKey]int)
-	gid := make([]int, len(batch))
-	for i, sp := range batch {
+// grouping is encodeRequest's scratch, kept between batches.
+type grouping struct {
+	groups []group
+	index  map[groupKey]int
+	gid    []int // each span's group
+	order  []int // span indexes, grouped
+	procs  []*spans.Process
+}
+
+// encodeRequest appends batch to b as an ExportTraceServiceRequest: one
+// ResourceSpans per process and in it one ScopeSpans per scope, in order of
+// first appearance, spans in batch order within each.
+func (s *otlpSink) encodeRequest(b []byte, batch []*spans.Span, now time.Time) []byte {
+	g := &s.grouping
+	if g.index == nil {
+		g.index = make(map[groupKey]int)
+	}
+	clear(g.index)
+	g.groups, g.gid, g.procs = g.groups[:0], g.gid[:0], g.procs[:0]
+	last, i := groupKey{}, -1
+	for _, sp := range batch {
 		k := groupKey{sp.Process, sp.Scope}
-		g, ok := index[k]
-		if !ok {
-			g = len(groups)
-			index[k] = g
-			groups = append(groups, group{proc: sp.Process, scope: sp.Scope})
+		if k == last && i >= 0 { // spans of one probe and process come in runs
+			g.groups[i].n++
+			g.gid = append(g.gid, i)
+			continue
 		}
-		groups[g].n++
-		gid[i] = g
+		last = k
+		var ok bool
+		i, ok = g.index[k]
+		if !ok {
+			i = len(g.groups)
+			g.index[k] = i
+			g.groups = append(g.groups, group{proc: sp.Process, scope: sp.Scope})
+			if !slices.Contains(g.procs, sp.Process) {
+				g.procs = append(g.procs, sp.Process)
+			}
+		}
+		g.groups[i].n++
+		g.gid = append(g.gid, i)
+	}
+	// Counting sort of the spans by group.
+	off := 0
+	for i := range g.groups {
+		g.groups[i].first = off
+		off += g.groups[i].n
+	}
+	g.order = slices.Grow(g.order[:0], len(batch))[:len(batch)]
+	next := make([]int, len(g.groups))
+	for i := range g.groups {
+		next[i] = g.groups[i].first
+	}
+	for i, gi := range g.gid {
+		g.order[next[gi]] = i
+		next[gi]++
 	}
 
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.resources.sweep(now)
-
-	ptrs := make([]*tracepb.Span, len(batch))
-	scopeSpans := make([]*tracepb.ScopeSpans, len(groups))
-	byProc := make(map[*spans.Process]*tracepb.ResourceSpans)
-	var out []*tracepb.ResourceSpans
-	off := 0
-	for g, grp := range groups {
-		ss := &tracepb.ScopeSpans{Scope: s.scope(grp.scope), Spans: ptrs[off : off : off+grp.n]}
-		off += grp.n
-		scopeSpans[g] = ss
-		rs := byProc[grp.proc]
-		if rs == nil {
-			rs = &tracepb.ResourceSpans{Resource: s.resources.get(grp.proc, now)}
-			byProc[grp.proc] = rs
-			out = append(out, rs)
+	for _, p := range g.procs {
+		var rs, ss int
+		b, rs = openLen(b, fRequestResourceSpans)
+		b = appendBytes(b, fResourceSpansResource, s.resources.get(p, now))
+		for _, grp := range g.groups {
+			if grp.proc != p {
+				continue
+			}
+			b, ss = openLen(b, fResourceSpansScopeSpans)
+			b = appendBytes(b, fScopeSpansScope, s.scope(grp.scope))
+			for _, i := range g.order[grp.first : grp.first+grp.n] {
+				var sp int
+				b, sp = openLen(b, fScopeSpansSpans)
+				b = appendSpan(b, batch[i])
+				b = closeLen(b, sp)
+			}
+			b = closeLen(b, ss)
 		}
-		rs.ScopeSpans = append(rs.ScopeSpans, ss)
+		b = closeLen(b, rs)
 	}
-	s.mu.Unlock()
-
-	sl := newSlab(batch)
-	for i, sp := range batch {
-		ss := scopeSpans[gid[i]]
-		ss.Spans = append(ss.Spans, sl.span(sp))
-	}
-	return out
+	return b
 }
 
-// scope returns the cached scope named name; probes use a handful of
-// constant names, so the cache stays small.
-func (s *otlpSink) scope(name string) *commonpb.InstrumentationScope {
-	sc := s.scopes[name]
-	if sc == nil {
-		sc = &commonpb.InstrumentationScope{Name: validUTF8(name), Version: validUTF8(s.version)}
+// scope returns the InstrumentationScope message named name, encoded once;
+// probes use a handful of constant names, so the cache stays small.
+func (s *otlpSink) scope(name string) []byte {
+	sc, ok := s.scopes[name]
+	if !ok {
+		sc = appendString(nil, fScopeName, name)
+		sc = appendString(sc, fScopeVersion, s.version)
 		s.scopes[name] = sc
 	}
 	return sc

@@ -1,9 +1,6 @@
 package export
 
 import (
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
-
 	"github.com/tracewire/tracewire/spans"
 )
 
@@ -67,12 +64,12 @@ func setAttr(attrs []spans.Attr, a spans.Attr) []spans.Attr {
 	return append(attrs, a)
 }
 
-// buildResource returns p's resource protobuf.
-func buildResource(cfg ResourceConfig, p *spans.Process) *resourcepb.Resource {
-	attrs := resourceAttrs(cfg, p)
-	kvs := make([]*commonpb.KeyValue, len(attrs))
-	for i, a := range attrs {
-		kvs[i] = &commonpb.KeyValue{Key: validUTF8(a.Key), Value: anyValue(a)}
+// buildResource returns p's Resource message, encoded.
+func buildResource(cfg ResourceConfig, p *spans.Process) []byte {
+	var b []byte
+	for _, a := range resourceAttrs(cfg, p) {
+		a.Key = validUTF8(a.Key) // from the environment: not checked before
+		b = appendKeyValue(b, fResourceAttributes, a)
 	}
-	return &resourcepb.Resource{Attributes: kvs}
+	return b
 }

@@ -3,8 +3,6 @@ package export
 import (
 	"time"
 
-	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
-
 	"github.com/tracewire/tracewire/spans"
 )
 
@@ -15,7 +13,7 @@ const (
 	resourceSweep = time.Minute
 )
 
-// resourceCache builds each process's resource protobuf once.
+// resourceCache encodes each process's Resource message once.
 type resourceCache struct {
 	cfg       ResourceConfig
 	entries   map[*spans.Process]*cachedResource
@@ -23,7 +21,7 @@ type resourceCache struct {
 }
 
 type cachedResource struct {
-	res  *resourcepb.Resource
+	res  []byte
 	used time.Time
 }
 
@@ -32,7 +30,7 @@ func newResourceCache(cfg ResourceConfig) *resourceCache {
 }
 
 // get returns p's resource, marking it used at now.
-func (c *resourceCache) get(p *spans.Process, now time.Time) *resourcepb.Resource {
+func (c *resourceCache) get(p *spans.Process, now time.Time) []byte {
 	e := c.entries[p]
 	if e == nil {
 		e = &cachedResource{res: buildResource(c.cfg, p)}

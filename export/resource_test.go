@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/tracewire/tracewire/internal/otlptest"
 	"github.com/tracewire/tracewire/spans"
 )
@@ -28,7 +31,7 @@ func TestResourcePrecedence(t *testing.T) {
 			spans.Int("shard", 7),
 		},
 	}
-	got := otlptest.Attrs(buildResource(cfg, p).GetAttributes())
+	got := otlptest.Attrs(resourceOf(t, buildResource(cfg, p)).GetAttributes())
 	want := map[string]any{
 		"service.name":            "shop-svc",
 		"process.pid":             int64(42),
@@ -46,12 +49,12 @@ func TestResourcePrecedence(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %v\nwant %v", got, want)
 	}
-	if n := len(buildResource(cfg, p).GetAttributes()); n != len(want) {
+	if n := len(resourceOf(t, buildResource(cfg, p)).GetAttributes()); n != len(want) {
 		t.Fatalf("%d attributes, want %d without duplicate keys", n, len(want))
 	}
 
 	cfg.ServiceNameOverride = "override"
-	if got := otlptest.Attrs(buildResource(cfg, p).GetAttributes())["service.name"]; got != "override" {
+	if got := otlptest.Attrs(resourceOf(t, buildResource(cfg, p)).GetAttributes())["service.name"]; got != "override" {
 		t.Fatalf("service.name = %v, want the agent's override", got)
 	}
 }
@@ -60,7 +63,7 @@ func TestResourceCache(t *testing.T) {
 	c := newResourceCache(ResourceConfig{HostName: "h"})
 	t0 := time.Unix(1000, 0)
 	r1 := c.get(procA, t0)
-	if c.get(procA, t0.Add(time.Second)) != r1 {
+	if &c.get(procA, t0.Add(time.Second))[0] != &r1[0] {
 		t.Fatal("resource rebuilt for the same process")
 	}
 	c.get(procB, t0.Add(resourceTTL))
@@ -78,4 +81,14 @@ func TestResourceCache(t *testing.T) {
 	if _, ok := c.entries[procA]; !ok {
 		t.Fatal("swept more often than resourceSweep")
 	}
+}
+
+// resourceOf decodes an encoded Resource message.
+func resourceOf(t *testing.T, raw []byte) *resourcepb.Resource {
+	t.Helper()
+	var r resourcepb.Resource
+	if err := proto.Unmarshal(raw, &r); err != nil {
+		t.Fatalf("decode the resource: %v", err)
+	}
+	return &r
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -100,6 +101,20 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
+// cpuProfile writes the agent's CPU profile to path until stop is called:
+// for finding where its time goes under load (docs/performance.md).
+func cpuProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("TRACEWIRE_CPU_PROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("TRACEWIRE_CPU_PROFILE: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
 func run(args []string) int {
 	cfg, err := parseConfig(args, os.Stderr)
 	if err != nil {
@@ -110,6 +125,14 @@ func run(args []string) int {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
 	slog.SetDefault(log)
+	if path := os.Getenv("TRACEWIRE_CPU_PROFILE"); path != "" {
+		stop, err := cpuProfile(path)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "agent: %v\n", err)
+			return 1
+		}
+		defer stop()
+	}
 	if err := checkHost(); err != nil {
 		fmt.Fprintf(os.Stderr, "agent: %v\n", err)
 		return 1
