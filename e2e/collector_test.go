@@ -96,7 +96,7 @@ func TestCollectorFaults(t *testing.T) {
 
 // TestCollectorOutageMemory measures the agent's memory while the collector
 // is down for -collector-outage under 1000 requests/s, with the default
-// queue (2048 spans): its RSS must stay bounded, and the queued spans must
+// queue (16384 spans): its RSS must stay bounded, and the queued spans must
 // arrive exactly once when the collector is back.
 func TestCollectorOutageMemory(t *testing.T) {
 	requireEBPF(t)
@@ -148,7 +148,7 @@ func TestCollectorOutageMemory(t *testing.T) {
 	if d := c["spans_dropped_queue_full"]; int64(len(seen))+d < int64(sent) {
 		t.Errorf("%d requests during the outage, %d spans delivered and %d counted as dropped: some were lost silently", sent, len(seen), d)
 	}
-	if len(seen) > 2048 {
+	if len(seen) > 16384 {
 		t.Errorf("%d outage spans delivered, more than the queue holds", len(seen))
 	}
 	if peak-before > 64<<10 {

@@ -9,7 +9,7 @@ import (
 )
 
 // Options tune the Batcher; the defaults are the OpenTelemetry batch span
-// processor's.
+// processor's but for the queue, sized for a node agent.
 type Options struct {
 	ScheduleDelay      time.Duration // longest wait before queued spans are exported
 	MaxQueueSize       int           // spans held at most; more are dropped
@@ -17,16 +17,21 @@ type Options struct {
 	ExportTimeout      time.Duration // per upload attempt
 }
 
-// defaultOptions are the OTEL_BSP_* defaults.
+// defaultOptions are the OTEL_BSP_* defaults, but for MaxQueueSize: an SDK's
+// 2048 spans is one process's; a node agent queues every target's, and
+// 2048 is a tenth of a second at the rate one small VM serves (20 000
+// spans/s). 16384 spans is under a second of that, several seconds of a
+// moderate node, and at most ~22 MiB (a queued span with its attributes
+// and strings is ~1.4 KiB).
 var defaultOptions = Options{
 	ScheduleDelay:      5 * time.Second,
-	MaxQueueSize:       2048,
+	MaxQueueSize:       16384,
 	MaxExportBatchSize: 512,
 	ExportTimeout:      30 * time.Second,
 }
 
-// OptionsFromEnv reads the OTEL_BSP_* variables; unset ones keep their
-// specified defaults (5000 ms, 2048, 512, 30000 ms).
+// OptionsFromEnv reads the OTEL_BSP_* variables; unset ones keep the
+// defaults (5000 ms, 16384, 512, 30000 ms).
 func OptionsFromEnv() (Options, error) {
 	o := defaultOptions
 	for _, v := range []struct {

@@ -14,7 +14,7 @@ func TestOptionsFromEnvDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Options{ScheduleDelay: 5 * time.Second, MaxQueueSize: 2048, MaxExportBatchSize: 512, ExportTimeout: 30 * time.Second}
+	want := Options{ScheduleDelay: 5 * time.Second, MaxQueueSize: 16384, MaxExportBatchSize: 512, ExportTimeout: 30 * time.Second}
 	if o != want {
 		t.Fatalf("got %+v, want %+v", o, want)
 	}
