@@ -36,7 +36,8 @@ enum tw_stat {
 	STAT_HTTP2_SKIPPED = 7, /* HTTP/2 call or request served, not traced */
 	STAT_LEFT_ALONE = 8,    /* connection not put under sk_msg: it would change FIONREAD */
 	STAT_RATE_LIMITED = 9,  /* root kept by the sampler, refused by the rate limit */
-	STAT_MAX = 10,
+	STAT_NO_END = 10,       /* a request whose response no syscall showed: no span */
+	STAT_MAX = 11,
 };
 
 struct {

@@ -26,6 +26,7 @@ struct server_inflight {
 	__u64 start_ns;
 	struct span_ctx sc;
 	struct go_string tracestate; /* the request's, still alive at its end */
+	__u64 w; /* net/http: the *response, whose end the syscalls tell */
 };
 
 /* Server spans in flight, keyed by the goroutine serving them. Like every
@@ -38,6 +39,19 @@ struct {
 	__type(key, struct goroutine_key);
 	__type(value, struct server_inflight);
 } go_server_spans SEC(".maps");
+
+/* current_g returns the running goroutine's g at a syscall tracepoint (no
+ * R14 there): Go keeps it in thread-local storage, at fs_base - 8 on amd64. */
+static __always_inline void *current_g(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 fsbase = BPF_CORE_READ(task, thread.fsbase);
+	void *g = 0;
+
+	if (!fsbase || bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase - 8)))
+		return 0;
+	return g;
+}
 
 /* goroutine fills k with the goroutine running at a uprobe (g in R14). */
 static __always_inline int goroutine(struct pt_regs *ctx, struct g_offsets *o, struct goroutine_key *k, __u32 tgid)

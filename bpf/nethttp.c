@@ -2,10 +2,19 @@
 //go:build ignore
 /* Go net/http spans and W3C context propagation. Every uprobe sits on the
  * emulated PUSH RBP of its function.
- * Server (2 hits per request):
+ * Server (1 uprobe hit per request):
  *   net/http.serverHandler.ServeHTTP    start: time, ids (from an incoming
- *                                       traceparent or new), keyed by goroutine
- *   net/http.(*response).finishRequest  end: read request and status, emit
+ *                                       traceparent or new), the *response,
+ *                                       keyed by goroutine
+ *   syscall tracepoints, no trap        end: the serving goroutine's write
+ *                                       under (*response).finishRequest
+ *                                       (found by walking the frame
+ *                                       pointers) reads request and status
+ *                                       and emits; a response that finished
+ *                                       inside the handler (sendfile, Flush)
+ *                                       ends at its last output, emitted
+ *                                       when the goroutine is back in its
+ *                                       connection's loop
  * Client (3 hits per request):
  *   net/http.(*Transport).roundTrip     start: time, ids; parent = the server
  *                                       span of this goroutine or of the
@@ -71,6 +80,11 @@ struct nethttp_offsets {
 	 * outgoing traceparent): on this kernel a socket in a SOCKHASH answers
 	 * FIONREAD from the map's own queue, and the program may ask. */
 	__u64 left_alone;
+	/* This process's code addresses [lo, hi) of the functions that tell
+	 * where a syscall of a serving goroutine is (see where()). */
+	__u64 serve_http_lo, serve_http_hi; /* serverHandler.ServeHTTP */
+	__u64 finish_lo, finish_hi;         /* (*response).finishRequest */
+	__u64 conn_serve_lo, conn_serve_hi; /* (*conn).serve */
 };
 
 enum nethttp_const { BUFIO_WORDS = 8 };
@@ -232,6 +246,16 @@ const enum event_kind *__export_event_kind __attribute__((unused));
 
 /* ---------------------------------------------------------------- server */
 
+/* A zeroed event to insert into nethttp_ends (too big for the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nethttp_server_event);
+} end_scratch SEC(".maps");
+
+static __always_inline void flush_end(struct goroutine_key *k);
+
 SEC("uprobe/net/http.serverHandler.ServeHTTP")
 int uprobe_serverHandler_ServeHTTP(struct pt_regs *ctx)
 {
@@ -256,6 +280,10 @@ int uprobe_serverHandler_ServeHTTP(struct pt_regs *ctx)
 	find_w3c_headers(read_ptr(req + o->request_header), &o->maps, &h);
 	if (server_span(&v.sc, h.traceparent))
 		v.tracestate = h.tracestate;
+	v.w = (__u64)GO_ARG3(ctx); /* rw's data word: the *response */
+	/* The previous request of this goroutine, if its end is still kept
+	 * (nothing was read or closed in between: a buffered next request). */
+	flush_end(&k);
 	if (bpf_map_update_elem(&go_server_spans, &k, &v, BPF_ANY))
 		count(STAT_MAP_FULL);
 	return 0;
@@ -263,49 +291,24 @@ int uprobe_serverHandler_ServeHTTP(struct pt_regs *ctx)
 
 static __always_inline void client_failed(struct goroutine_key *k, __u64 now);
 
-SEC("uprobe/net/http.(*response).finishRequest")
-int uprobe_response_finishRequest(struct pt_regs *ctx)
+/* fill_server_event fills e from the request's start (in) and its response
+ * w, ended at end; -1 when the request cannot be read. */
+static __always_inline int fill_server_event(struct nethttp_server_event *e, struct nethttp_offsets *o,
+					     struct server_inflight *in, __u32 tgid, __u64 end)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct nethttp_server_event *e;
-	struct server_inflight *in;
-	struct goroutine_key k = {};
-	struct nethttp_offsets *o;
+	void *w = (void *)in->w, *url, *pat;
 	struct chunk *req;
-	void *w, *url, *pat;
 
-	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-	if (!o || !goroutine(ctx, &o->g, &k, tgid))
-		return 0;
-	in = bpf_map_lookup_elem(&go_server_spans, &k);
-	if (!in) {
-		count(STAT_NO_START);
-		return 0;
-	}
-	e = bpf_ringbuf_reserve(&nethttp_events, sizeof(*e), 0);
-	if (!e) {
-		count(STAT_RINGBUF_FULL);
-		bpf_map_delete_elem(&go_server_spans, &k);
-		return 0;
-	}
 	e->kind = EVENT_SERVER;
 	e->pid = tgid;
-	e->end_ns = bpf_ktime_get_ns();
+	e->end_ns = end;
 	e->start_ns = in->start_ns;
 	e->sc = in->sc;
 	e->tracestate_len = read_str(e->tracestate, TRACESTATE_MAX, in->tracestate);
-	bpf_map_delete_elem(&go_server_spans, &k);
-	/* A call of this handler's goroutine that never got its response. */
-	client_failed(&k, e->end_ns);
-
-	/* func (w *response) finishRequest() */
-	w = GO_ARG1(ctx);
 	e->status = read_s64(w + o->response_status);
 	req = read_chunk(0, read_ptr(w + o->response_req), o->request_size);
-	if (!req) {
-		bpf_ringbuf_discard(e, 0);
-		return 0;
-	}
+	if (!req)
+		return -1;
 	e->method_len = read_str(e->method, METHOD_MAX, chunk_string(req, o->request_method));
 	e->host_len = read_str(e->host, HOST_MAX, chunk_string(req, o->request_host));
 	e->remote_len = read_str(e->remote, REMOTE_MAX, chunk_string(req, o->request_remote_addr));
@@ -324,9 +327,166 @@ int uprobe_response_finishRequest(struct pt_regs *ctx)
 	e->path_len = 0;
 	if (url)
 		e->path_len = read_go_string(e->path, PATH_MAX_, url + o->url_path);
-	submit(&nethttp_events, e);
 	return 0;
 }
+
+/* A request's end as of its last output inside the handler, kept until
+ * the goroutine shows the response is over: a response finished inside
+ * the handler (sendfile, Flush) has nothing left to write at its finish. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct goroutine_key);
+	__type(value, struct nethttp_server_event);
+} nethttp_ends SEC(".maps");
+
+/* done forgets goroutine k's request; a call it made that never got its
+ * response ends failed at now. */
+static __always_inline void done(struct goroutine_key *k, __u64 now)
+{
+	bpf_map_delete_elem(&go_server_spans, k);
+	bpf_map_delete_elem(&nethttp_ends, k);
+	client_failed(k, now);
+}
+
+/* end_request emits goroutine k's request, ended now (its response's last
+ * write, under finishRequest). */
+static __always_inline void end_request(struct nethttp_offsets *o, struct goroutine_key *k, struct server_inflight *in)
+{
+	struct nethttp_server_event *e = bpf_ringbuf_reserve(&nethttp_events, sizeof(*e), 0);
+	__u64 now = bpf_ktime_get_ns();
+
+	if (!e)
+		count(STAT_RINGBUF_FULL);
+	else if (fill_server_event(e, o, in, k->tgid, now))
+		bpf_ringbuf_discard(e, 0);
+	else
+		submit(&nethttp_events, e);
+	done(k, now);
+}
+
+/* keep_end records goroutine k's request as ended now, by output inside
+ * its handler; a later output replaces it. */
+static __always_inline void keep_end(struct nethttp_offsets *o, struct goroutine_key *k, struct server_inflight *in)
+{
+	struct nethttp_server_event *e = bpf_map_lookup_elem(&nethttp_ends, k);
+
+	if (!e) {
+		__u32 zero = 0;
+		struct nethttp_server_event *blank = bpf_map_lookup_elem(&end_scratch, &zero);
+
+		if (!blank || bpf_map_update_elem(&nethttp_ends, k, blank, BPF_ANY))
+			return;
+		e = bpf_map_lookup_elem(&nethttp_ends, k);
+		if (!e)
+			return;
+	}
+	fill_server_event(e, o, in, k->tgid, bpf_ktime_get_ns());
+}
+
+/* flush_end emits goroutine k's request from its kept end, if it has an
+ * open request; one with no output at all is counted. */
+static __always_inline void flush_end(struct goroutine_key *k)
+{
+	struct nethttp_server_event *kept, *e;
+	__u64 now = bpf_ktime_get_ns();
+
+	if (!bpf_map_lookup_elem(&go_server_spans, k))
+		return;
+	kept = bpf_map_lookup_elem(&nethttp_ends, k);
+	if (!kept) {
+		count(STAT_NO_END);
+	} else if ((e = bpf_ringbuf_reserve(&nethttp_events, sizeof(*e), 0))) {
+		__builtin_memcpy(e, kept, sizeof(*e));
+		submit(&nethttp_events, e);
+	} else {
+		count(STAT_RINGBUF_FULL);
+	}
+	done(k, now);
+}
+
+enum where {
+	WHERE_UNKNOWN = 0,
+	WHERE_HANDLER = 1, /* under serverHandler.ServeHTTP */
+	WHERE_FINISH = 2,  /* under (*response).finishRequest */
+	WHERE_CONN = 3,    /* in the connection's loop, between requests */
+};
+
+#define FRAMES_MAX 24 /* deeper handler code is WHERE_UNKNOWN: no end from it */
+
+/* where walks the frame pointers (Go keeps them on amd64) from the
+ * syscall up to the first return address in one of the functions that say
+ * where a serving goroutine is. */
+static __always_inline int where(struct nethttp_offsets *o, struct pt_regs *regs)
+{
+	__u64 fp = regs->bp, frame[2];
+
+	for (int i = 0; i < FRAMES_MAX; i++) {
+		if (!fp || bpf_probe_read_user(frame, sizeof(frame), (void *)fp))
+			return WHERE_UNKNOWN;
+		if (frame[1] >= o->finish_lo && frame[1] < o->finish_hi)
+			return WHERE_FINISH;
+		if (frame[1] >= o->serve_http_lo && frame[1] < o->serve_http_hi)
+			return WHERE_HANDLER;
+		if (frame[1] >= o->conn_serve_lo && frame[1] < o->conn_serve_hi)
+			return WHERE_CONN;
+		fp = frame[0];
+	}
+	return WHERE_UNKNOWN;
+}
+
+/* serving_io follows a syscall of a goroutine serving an HTTP/1 request:
+ * output under finishRequest ends it; output inside the handler is kept as
+ * its end so far; any syscall back in the connection's loop ends it with
+ * what was kept. out: the syscall writes. */
+static __always_inline int serving_io(int out)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct goroutine_key k = {.tgid = tgid};
+	struct server_inflight *in;
+	struct nethttp_offsets *o;
+	struct pt_regs *regs;
+	void *g;
+
+	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+	if (!o || !o->finish_hi || !(g = current_g()))
+		return 0;
+	k.goid = read_s64(g + o->g.goid);
+	in = bpf_map_lookup_elem(&go_server_spans, &k);
+	if (!in || !in->w)
+		return 0;
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (!regs)
+		return 0;
+	switch (where(o, regs)) {
+	case WHERE_FINISH:
+		if (out)
+			end_request(o, &k, in);
+		break;
+	case WHERE_CONN:
+		flush_end(&k);
+		break;
+	default:
+		if (out)
+			keep_end(o, &k, in);
+	}
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_write")
+int nethttp_exit_write(struct trace_event_raw_sys_exit *ctx) { return serving_io(1); }
+
+SEC("tracepoint/syscalls/sys_exit_writev")
+int nethttp_exit_writev(struct trace_event_raw_sys_exit *ctx) { return serving_io(1); }
+
+SEC("tracepoint/syscalls/sys_exit_sendfile64")
+int nethttp_exit_sendfile64(struct trace_event_raw_sys_exit *ctx) { return serving_io(1); }
+
+SEC("tracepoint/syscalls/sys_exit_read")
+int nethttp_exit_read(struct trace_event_raw_sys_exit *ctx) { return serving_io(0); }
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int nethttp_enter_close(struct trace_event_raw_sys_enter *ctx) { return serving_io(0); }
 
 /* ---------------------------------------------------------------- client */
 

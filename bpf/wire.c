@@ -200,17 +200,14 @@ static __always_inline void sent_context(struct wire_event *e, __u64 id)
 	bpf_map_delete_elem(&wire_sent, &id);
 }
 
-/* go_parent gives a Go target's write the server span its goroutine serves:
- * Go keeps the running g in thread-local storage, at fs_base - 8 on amd64. */
+/* go_parent gives a Go target's write the server span its goroutine serves. */
 static __always_inline void go_parent(struct wire_event *e, struct wire_proc *wp, __u32 tgid)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 fsbase = BPF_CORE_READ(task, thread.fsbase);
 	struct goroutine_key k = {.tgid = tgid};
 	struct server_inflight *p;
-	void *g = 0;
+	void *g = current_g();
 
-	if (!fsbase || bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase - 8)) || !g)
+	if (!g)
 		return;
 	k.goid = read_s64(g + wp->g.goid);
 	p = k.goid ? serving(g, &wp->g, &k) : 0;

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -55,11 +56,21 @@ func TestServerSpans(t *testing.T) {
 				{"/status", "?code=503", 503, "/status"},
 				{"/status", "?code=404", 404, "/status"},
 				{"/silent", "", 200, "/silent"},
+				// Responses that end inside the handler: sendfile, and
+				// flushed parts (the span ends with the last of them).
+				{"/file", "", 200, "/file"},
+				{"/stream", "?ms=30", 202, "/stream"},
 			}
 			for _, r := range reqs {
 				before := time.Now().UnixNano()
-				if got := get(t, a.url(r.path+r.query)); got != r.status {
-					t.Fatalf("GET %s: status %d, want %d", r.path+r.query, got, r.status)
+				resp, err := client.Get(a.url(r.path + r.query))
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body) // the whole response, then the span ends
+				resp.Body.Close()
+				if resp.StatusCode != r.status {
+					t.Fatalf("GET %s: status %d, want %d", r.path+r.query, resp.StatusCode, r.status)
 				}
 				after := time.Now().UnixNano()
 				match := func(g otlptest.Got) bool {
@@ -108,6 +119,9 @@ func TestServerSpans(t *testing.T) {
 				// The span lies inside the client's view of the request.
 				if int64(s.StartTimeUnixNano) < before || int64(s.EndTimeUnixNano) > after || s.EndTimeUnixNano < s.StartTimeUnixNano {
 					t.Errorf("span [%d, %d] outside request [%d, %d]", s.StartTimeUnixNano, s.EndTimeUnixNano, before, after)
+				}
+				if d := time.Duration(s.EndTimeUnixNano - s.StartTimeUnixNano); r.path == "/stream" && d < 60*time.Millisecond {
+					t.Errorf("/stream: span of %v, want the two 30 ms parts in it", d)
 				}
 				if got[0].Scope != "github.com/tracewire/tracewire/probes/nethttp" {
 					t.Errorf("scope %q", got[0].Scope)

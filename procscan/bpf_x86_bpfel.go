@@ -34,7 +34,8 @@ const (
 	bpfTwStatSTAT_HTTP2SKIPPED bpfTwStat = 7
 	bpfTwStatSTAT_LEFT_ALONE   bpfTwStat = 8
 	bpfTwStatSTAT_RATE_LIMITED bpfTwStat = 9
-	bpfTwStatSTAT_MAX          bpfTwStat = 10
+	bpfTwStatSTAT_NO_END       bpfTwStat = 10
+	bpfTwStatSTAT_MAX          bpfTwStat = 11
 )
 
 // Names of all BPF objects in the ELF.

@@ -164,6 +164,12 @@ func (b *Binary) HasFunc(name string) bool {
 	return ok
 }
 
+// FuncRange returns function name's link-time code addresses [start, end).
+func (b *Binary) FuncRange(name string) (start, end uint64, ok bool) {
+	r, ok := b.funcs[name]
+	return r.start, r.end, ok
+}
+
 // Funcs returns the link-time start address and name of every function
 // whose name match accepts.
 func (b *Binary) Funcs(match func(name string) bool) map[uint64]string {

@@ -130,6 +130,12 @@ type bpfNethttpOffsets struct {
 	ConnFd            uint64
 	NetfdSysfd        uint64
 	LeftAlone         uint64
+	ServeHttpLo       uint64
+	ServeHttpHi       uint64
+	FinishLo          uint64
+	FinishHi          uint64
+	ConnServeLo       uint64
+	ConnServeHi       uint64
 }
 
 type bpfNethttpServerEvent struct {
@@ -181,6 +187,7 @@ type bpfServerInflight struct {
 		Ptr uint64
 		Len int64
 	}
+	W uint64
 }
 
 type bpfSockTuple struct {
@@ -221,7 +228,8 @@ const (
 	bpfTwStatSTAT_HTTP2SKIPPED bpfTwStat = 7
 	bpfTwStatSTAT_LEFT_ALONE   bpfTwStat = 8
 	bpfTwStatSTAT_RATE_LIMITED bpfTwStat = 9
-	bpfTwStatSTAT_MAX          bpfTwStat = 10
+	bpfTwStatSTAT_NO_END       bpfTwStat = 10
+	bpfTwStatSTAT_MAX          bpfTwStat = 11
 )
 
 type bpfWirePeer struct {
@@ -260,11 +268,13 @@ type bpfWireThread struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	bpfMapChunks                          = "chunks"
+	bpfMapEndScratch                      = "end_scratch"
 	bpfMapGoServerSpans                   = "go_server_spans"
 	bpfMapMsgScratch                      = "msg_scratch"
 	bpfMapNethttpClientInflight           = "nethttp_client_inflight"
 	bpfMapNethttpClientRequests           = "nethttp_client_requests"
 	bpfMapNethttpConnecting               = "nethttp_connecting"
+	bpfMapNethttpEnds                     = "nethttp_ends"
 	bpfMapNethttpEvents                   = "nethttp_events"
 	bpfMapNethttpPending                  = "nethttp_pending"
 	bpfMapNethttpProcs                    = "nethttp_procs"
@@ -275,13 +285,17 @@ const (
 	bpfMapWireProcs                       = "wire_procs"
 	bpfMapWireSent                        = "wire_sent"
 	bpfMapWireThreads                     = "wire_threads"
+	bpfProgNethttpEnterClose              = "nethttp_enter_close"
+	bpfProgNethttpExitRead                = "nethttp_exit_read"
+	bpfProgNethttpExitSendfile64          = "nethttp_exit_sendfile64"
+	bpfProgNethttpExitWrite               = "nethttp_exit_write"
+	bpfProgNethttpExitWritev              = "nethttp_exit_writev"
 	bpfProgSkMsgTraceparent               = "sk_msg_traceparent"
 	bpfProgSockopsTrackConnect            = "sockops_track_connect"
 	bpfProgUprobeReadResponse             = "uprobe_ReadResponse"
 	bpfProgUprobeTransportRoundTrip       = "uprobe_Transport_roundTrip"
 	bpfProgUprobeHttp2ClientConnRoundTrip = "uprobe_http2ClientConn_roundTrip"
 	bpfProgUprobePersistConnRoundTrip     = "uprobe_persistConn_roundTrip"
-	bpfProgUprobeResponseFinishRequest    = "uprobe_response_finishRequest"
 	bpfProgUprobeServerHandlerServeHTTP   = "uprobe_serverHandler_ServeHTTP"
 	bpfVarExportEventKind                 = "__export_event_kind"
 	bpfVarExportNethttpClientEvent        = "__export_nethttp_client_event"
@@ -337,13 +351,17 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
+	NethttpEnterClose              *ebpf.ProgramSpec `ebpf:"nethttp_enter_close"`
+	NethttpExitRead                *ebpf.ProgramSpec `ebpf:"nethttp_exit_read"`
+	NethttpExitSendfile64          *ebpf.ProgramSpec `ebpf:"nethttp_exit_sendfile64"`
+	NethttpExitWrite               *ebpf.ProgramSpec `ebpf:"nethttp_exit_write"`
+	NethttpExitWritev              *ebpf.ProgramSpec `ebpf:"nethttp_exit_writev"`
 	SkMsgTraceparent               *ebpf.ProgramSpec `ebpf:"sk_msg_traceparent"`
 	SockopsTrackConnect            *ebpf.ProgramSpec `ebpf:"sockops_track_connect"`
 	UprobeReadResponse             *ebpf.ProgramSpec `ebpf:"uprobe_ReadResponse"`
 	UprobeTransportRoundTrip       *ebpf.ProgramSpec `ebpf:"uprobe_Transport_roundTrip"`
 	UprobeHttp2ClientConnRoundTrip *ebpf.ProgramSpec `ebpf:"uprobe_http2ClientConn_roundTrip"`
 	UprobePersistConnRoundTrip     *ebpf.ProgramSpec `ebpf:"uprobe_persistConn_roundTrip"`
-	UprobeResponseFinishRequest    *ebpf.ProgramSpec `ebpf:"uprobe_response_finishRequest"`
 	UprobeServerHandlerServeHTTP   *ebpf.ProgramSpec `ebpf:"uprobe_serverHandler_ServeHTTP"`
 }
 
@@ -352,11 +370,13 @@ type bpfProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
 	Chunks                *ebpf.MapSpec `ebpf:"chunks"`
+	EndScratch            *ebpf.MapSpec `ebpf:"end_scratch"`
 	GoServerSpans         *ebpf.MapSpec `ebpf:"go_server_spans"`
 	MsgScratch            *ebpf.MapSpec `ebpf:"msg_scratch"`
 	NethttpClientInflight *ebpf.MapSpec `ebpf:"nethttp_client_inflight"`
 	NethttpClientRequests *ebpf.MapSpec `ebpf:"nethttp_client_requests"`
 	NethttpConnecting     *ebpf.MapSpec `ebpf:"nethttp_connecting"`
+	NethttpEnds           *ebpf.MapSpec `ebpf:"nethttp_ends"`
 	NethttpEvents         *ebpf.MapSpec `ebpf:"nethttp_events"`
 	NethttpPending        *ebpf.MapSpec `ebpf:"nethttp_pending"`
 	NethttpProcs          *ebpf.MapSpec `ebpf:"nethttp_procs"`
@@ -406,11 +426,13 @@ func (o *bpfObjects) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
 	Chunks                *ebpf.Map `ebpf:"chunks"`
+	EndScratch            *ebpf.Map `ebpf:"end_scratch"`
 	GoServerSpans         *ebpf.Map `ebpf:"go_server_spans"`
 	MsgScratch            *ebpf.Map `ebpf:"msg_scratch"`
 	NethttpClientInflight *ebpf.Map `ebpf:"nethttp_client_inflight"`
 	NethttpClientRequests *ebpf.Map `ebpf:"nethttp_client_requests"`
 	NethttpConnecting     *ebpf.Map `ebpf:"nethttp_connecting"`
+	NethttpEnds           *ebpf.Map `ebpf:"nethttp_ends"`
 	NethttpEvents         *ebpf.Map `ebpf:"nethttp_events"`
 	NethttpPending        *ebpf.Map `ebpf:"nethttp_pending"`
 	NethttpProcs          *ebpf.Map `ebpf:"nethttp_procs"`
@@ -426,11 +448,13 @@ type bpfMaps struct {
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Chunks,
+		m.EndScratch,
 		m.GoServerSpans,
 		m.MsgScratch,
 		m.NethttpClientInflight,
 		m.NethttpClientRequests,
 		m.NethttpConnecting,
+		m.NethttpEnds,
 		m.NethttpEvents,
 		m.NethttpPending,
 		m.NethttpProcs,
@@ -464,25 +488,33 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
+	NethttpEnterClose              *ebpf.Program `ebpf:"nethttp_enter_close"`
+	NethttpExitRead                *ebpf.Program `ebpf:"nethttp_exit_read"`
+	NethttpExitSendfile64          *ebpf.Program `ebpf:"nethttp_exit_sendfile64"`
+	NethttpExitWrite               *ebpf.Program `ebpf:"nethttp_exit_write"`
+	NethttpExitWritev              *ebpf.Program `ebpf:"nethttp_exit_writev"`
 	SkMsgTraceparent               *ebpf.Program `ebpf:"sk_msg_traceparent"`
 	SockopsTrackConnect            *ebpf.Program `ebpf:"sockops_track_connect"`
 	UprobeReadResponse             *ebpf.Program `ebpf:"uprobe_ReadResponse"`
 	UprobeTransportRoundTrip       *ebpf.Program `ebpf:"uprobe_Transport_roundTrip"`
 	UprobeHttp2ClientConnRoundTrip *ebpf.Program `ebpf:"uprobe_http2ClientConn_roundTrip"`
 	UprobePersistConnRoundTrip     *ebpf.Program `ebpf:"uprobe_persistConn_roundTrip"`
-	UprobeResponseFinishRequest    *ebpf.Program `ebpf:"uprobe_response_finishRequest"`
 	UprobeServerHandlerServeHTTP   *ebpf.Program `ebpf:"uprobe_serverHandler_ServeHTTP"`
 }
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
+		p.NethttpEnterClose,
+		p.NethttpExitRead,
+		p.NethttpExitSendfile64,
+		p.NethttpExitWrite,
+		p.NethttpExitWritev,
 		p.SkMsgTraceparent,
 		p.SockopsTrackConnect,
 		p.UprobeReadResponse,
 		p.UprobeTransportRoundTrip,
 		p.UprobeHttp2ClientConnRoundTrip,
 		p.UprobePersistConnRoundTrip,
-		p.UprobeResponseFinishRequest,
 		p.UprobeServerHandlerServeHTTP,
 	)
 }

@@ -7,10 +7,13 @@ package nethttp
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
+	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/tracewire/tracewire/internal/gobin"
@@ -31,10 +34,9 @@ var Decl = probes.Decl{
 	Stale: []string{
 		"go_server_spans", "nethttp_client_inflight", "nethttp_client_requests", "nethttp_pending", "nethttp_connecting",
 	},
-	Counters: []string{"ringbuf_full", "read_failed", "map_full", "no_start", "socket_busy", "injected", "not_injected", "http2_skipped", "left_alone", "rate_limited"},
+	Counters: []string{"ringbuf_full", "read_failed", "map_full", "no_start", "socket_busy", "injected", "not_injected", "http2_skipped", "left_alone", "rate_limited", "no_end"},
 	Hooks: []probes.Hook{
 		{Symbols: []string{"net/http.serverHandler.ServeHTTP"}, Program: "uprobe_serverHandler_ServeHTTP"},
-		{Symbols: []string{"net/http.(*response).finishRequest"}, Program: "uprobe_response_finishRequest"},
 		{Symbols: []string{"net/http.(*Transport).roundTrip"}, Program: "uprobe_Transport_roundTrip"},
 		{Symbols: []string{"net/http.(*persistConn).roundTrip"}, Program: "uprobe_persistConn_roundTrip"},
 		{Symbols: []string{"net/http.ReadResponse"}, Program: "uprobe_ReadResponse"},
@@ -48,7 +50,12 @@ var Decl = probes.Decl{
 		if err != nil {
 			return nil, err
 		}
-		x := &extension{log: log}
+		x := &extension{log: log, coll: coll, targets: map[int]bool{}}
+		for _, t := range endTracepoints {
+			if coll.Programs[t.prog] == nil {
+				return nil, fmt.Errorf("no program %s in the object", t.prog)
+			}
+		}
 		if x.prop, err = attachPropagation(objs); err != nil {
 			log.Warn("outgoing traceparent propagation is off", "reason", err)
 		} else if x.prop.fionreadChanged {
@@ -67,6 +74,22 @@ var Decl = probes.Decl{
 type extension struct {
 	prop *propagation // nil when off
 	log  *slog.Logger
+
+	coll    *ebpf.Collection
+	mu      sync.Mutex
+	links   []link.Link // endTracepoints, while a target is traced
+	targets map[int]bool
+}
+
+// endTracepoints are the syscalls that end a server request (serving_io in
+// nethttp.c): the serving goroutine's writes, and its reads and closes back
+// in the connection's loop.
+var endTracepoints = []struct{ name, prog string }{
+	{"sys_exit_write", "nethttp_exit_write"},
+	{"sys_exit_writev", "nethttp_exit_writev"},
+	{"sys_exit_sendfile64", "nethttp_exit_sendfile64"},
+	{"sys_exit_read", "nethttp_exit_read"},
+	{"sys_enter_close", "nethttp_enter_close"},
 }
 
 // Add keeps the target's sockets out of the socket map when they must be
@@ -74,6 +97,15 @@ type extension struct {
 // before it was traced.
 func (x *extension) Add(pid int, bin *gobin.Binary, offsets any) error {
 	off := offsets.(*bpfNethttpOffsets)
+	server, err := codeRanges(off, pid, bin)
+	if err != nil {
+		return err
+	}
+	if server {
+		if err := x.attachEnds(pid); err != nil {
+			return err
+		}
+	}
 	off.LeftAlone = x.leaveAlone(pid, bin)
 	if x.prop != nil && off.LeftAlone == 0 {
 		// A process that already exited has no connections to adopt.
@@ -84,11 +116,75 @@ func (x *extension) Add(pid int, bin *gobin.Binary, offsets any) error {
 	return nil
 }
 
-// Remove has nothing to do: a process's sockets leave the map as they close.
-func (x *extension) Remove(int) {}
+// codeRanges puts in off the code addresses, in process pid, of the
+// functions that tell where a serving goroutine's syscall is; false (and
+// none) when the program serves no HTTP (a client only).
+func codeRanges(off *bpfNethttpOffsets, pid int, bin *gobin.Binary) (bool, error) {
+	bias, err := bin.LoadBias(pid)
+	if err != nil {
+		return false, err
+	}
+	for _, r := range []struct {
+		fn     string
+		lo, hi *uint64
+	}{
+		{"net/http.serverHandler.ServeHTTP", &off.ServeHttpLo, &off.ServeHttpHi},
+		{"net/http.(*response).finishRequest", &off.FinishLo, &off.FinishHi},
+		{"net/http.(*conn).serve", &off.ConnServeLo, &off.ConnServeHi},
+	} {
+		start, end, ok := bin.FuncRange(r.fn)
+		if !ok {
+			off.ServeHttpHi, off.FinishHi, off.ConnServeHi = 0, 0, 0
+			return false, nil
+		}
+		*r.lo, *r.hi = start+bias, end+bias
+	}
+	return true, nil
+}
 
-// Detach removes the propagation programs: traffic flows unmodified.
+// attachEnds attaches endTracepoints with the first target: they cost every
+// process on the node a little on those syscalls, so only while needed.
+func (x *extension) attachEnds(pid int) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.links == nil {
+		for _, t := range endTracepoints {
+			l, err := link.Tracepoint("syscalls", t.name, x.coll.Programs[t.prog], nil)
+			if err != nil {
+				x.detachEnds()
+				return fmt.Errorf("attach tracepoint syscalls/%s: %w", t.name, err)
+			}
+			x.links = append(x.links, l)
+		}
+	}
+	x.targets[pid] = true
+	return nil
+}
+
+func (x *extension) detachEnds() {
+	for _, l := range x.links {
+		l.Close()
+	}
+	x.links = nil
+}
+
+// Remove detaches endTracepoints with the last target; a process's sockets
+// leave the socket map as they close.
+func (x *extension) Remove(pid int) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	delete(x.targets, pid)
+	if len(x.targets) == 0 {
+		x.detachEnds()
+	}
+}
+
+// Detach removes the propagation and end programs: traffic flows
+// unmodified.
 func (x *extension) Detach() {
+	x.mu.Lock()
+	x.detachEnds()
+	x.mu.Unlock()
 	if x.prop != nil {
 		x.prop.close()
 	}

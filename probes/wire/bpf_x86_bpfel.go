@@ -29,6 +29,7 @@ type bpfServerInflight struct {
 		Ptr uint64
 		Len int64
 	}
+	W uint64
 }
 
 type bpfSockTuple struct {
@@ -63,7 +64,8 @@ const (
 	bpfTwStatSTAT_HTTP2SKIPPED bpfTwStat = 7
 	bpfTwStatSTAT_LEFT_ALONE   bpfTwStat = 8
 	bpfTwStatSTAT_RATE_LIMITED bpfTwStat = 9
-	bpfTwStatSTAT_MAX          bpfTwStat = 10
+	bpfTwStatSTAT_NO_END       bpfTwStat = 10
+	bpfTwStatSTAT_MAX          bpfTwStat = 11
 )
 
 type bpfWireConst uint32

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // Handlers that call another service, for the distributed-trace tests. The
@@ -104,7 +106,34 @@ func echo(w http.ResponseWriter, r *http.Request) {
 	w.Write(b)
 }
 
+// file serves this program's own executable: its body goes out with
+// sendfile from inside the handler, so nothing is left to write when the
+// request finishes.
+func file(w http.ResponseWriter, r *http.Request) {
+	exe, err := os.Executable()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	http.ServeFile(w, r, exe)
+}
+
+// stream sends its body in flushed parts, ?ms apart, Content-Length set:
+// the last part leaves the handler with nothing more to write.
+func stream(w http.ResponseWriter, r *http.Request) {
+	ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+	w.Header().Set("Content-Length", "10")
+	w.WriteHeader(http.StatusAccepted)
+	for _, part := range []string{"01234", "56789"} {
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		io.WriteString(w, part)
+		w.(http.Flusher).Flush()
+	}
+}
+
 func callRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("/file", file)
+	mux.HandleFunc("/stream", stream)
 	mux.HandleFunc("/call", call)
 	mux.HandleFunc("/fanout", fanout)
 	mux.HandleFunc("/relay", relay)
