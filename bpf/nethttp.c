@@ -435,11 +435,14 @@ static __always_inline int where(struct nethttp_offsets *o, struct pt_regs *regs
 	return WHERE_UNKNOWN;
 }
 
+#define EAGAIN_ 11
+
 /* serving_io follows a syscall of a goroutine serving an HTTP/1 request:
  * output under finishRequest ends it; output inside the handler is kept as
- * its end so far; any syscall back in the connection's loop ends it with
- * what was kept. out: the syscall writes. */
-static __always_inline int serving_io(int out)
+ * its end so far, or ends it when it failed (the peer is gone: net/http
+ * writes nothing more); any syscall back in the connection's loop ends it
+ * with what was kept. out: the syscall writes; ret: what it returned. */
+static __always_inline int serving_io(int out, long ret)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct goroutine_key k = {.tgid = tgid};
@@ -467,26 +470,28 @@ static __always_inline int serving_io(int out)
 		flush_end(&k);
 		break;
 	default:
-		if (out)
+		if (out && ret < 0 && ret != -EAGAIN_)
+			end_request(o, &k, in);
+		else if (out)
 			keep_end(o, &k, in);
 	}
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_write")
-int nethttp_exit_write(struct trace_event_raw_sys_exit *ctx) { return serving_io(1); }
+int nethttp_exit_write(struct trace_event_raw_sys_exit *ctx) { return serving_io(1, ctx->ret); }
 
 SEC("tracepoint/syscalls/sys_exit_writev")
-int nethttp_exit_writev(struct trace_event_raw_sys_exit *ctx) { return serving_io(1); }
+int nethttp_exit_writev(struct trace_event_raw_sys_exit *ctx) { return serving_io(1, ctx->ret); }
 
 SEC("tracepoint/syscalls/sys_exit_sendfile64")
-int nethttp_exit_sendfile64(struct trace_event_raw_sys_exit *ctx) { return serving_io(1); }
+int nethttp_exit_sendfile64(struct trace_event_raw_sys_exit *ctx) { return serving_io(1, ctx->ret); }
 
 SEC("tracepoint/syscalls/sys_exit_read")
-int nethttp_exit_read(struct trace_event_raw_sys_exit *ctx) { return serving_io(0); }
+int nethttp_exit_read(struct trace_event_raw_sys_exit *ctx) { return serving_io(0, ctx->ret); }
 
 SEC("tracepoint/syscalls/sys_enter_close")
-int nethttp_enter_close(struct trace_event_raw_sys_enter *ctx) { return serving_io(0); }
+int nethttp_enter_close(struct trace_event_raw_sys_enter *ctx) { return serving_io(0, 0); }
 
 /* ---------------------------------------------------------------- client */
 

@@ -30,16 +30,25 @@ func StatFile(path string) (FileID, error) {
 	return FileID{Dev: st.Dev, Ino: st.Ino}, nil
 }
 
+// idlePollMax is how far an idle ring's polls are spaced out: a probe
+// whose library nobody calls should not wake the agent ten times a second.
+const idlePollMax = time.Second
+
 // ReadRing calls handle for every record of rd until done is closed and the
 // ring is empty, or rd is closed. Probes submit without waking the reader, so
-// it also polls every interval; raw is only valid during the call.
+// it also polls: every interval while records come, and, while none do,
+// twice as far apart each time up to idlePollMax (a record then waits at
+// most that, or until the ring is a quarter full). raw is only valid during
+// the call.
 func ReadRing(rd *ringbuf.Reader, interval time.Duration, done <-chan struct{}, handle func(raw []byte)) {
 	var rec ringbuf.Record
-	rd.SetDeadline(time.Now().Add(interval))
+	wait, got := interval, false
+	rd.SetDeadline(time.Now().Add(wait))
 	for {
 		err := rd.ReadInto(&rec)
 		switch {
 		case err == nil:
+			got = true
 			handle(rec.RawSample)
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// The reader returns this only once the ring is empty.
@@ -48,7 +57,13 @@ func ReadRing(rd *ringbuf.Reader, interval time.Duration, done <-chan struct{}, 
 				return
 			default:
 			}
-			rd.SetDeadline(time.Now().Add(interval))
+			if got {
+				wait = interval
+			} else {
+				wait = min(2*wait, max(interval, idlePollMax))
+			}
+			got = false
+			rd.SetDeadline(time.Now().Add(wait))
 		case errors.Is(err, ringbuf.ErrClosed):
 			return
 		default:
