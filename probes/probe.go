@@ -109,15 +109,19 @@ type Extension interface {
 // uprobes of each executable, the ring buffer read, kernel counters, and
 // eviction of stale per-call state.
 type Probe struct {
-	decl        Decl
-	sampler     sampling.Config
-	coll        *ebpf.Collection
-	ext         Extension
-	att         Attachments
-	hooks       []attachHook
-	procs       *ebpf.Map
-	counters    []string // every tw_stat name, by index
+	decl     Decl
+	sampler  sampling.Config
+	coll     *ebpf.Collection
+	ext      Extension
+	att      Attachments
+	hooks    []attachHook
+	procs    *ebpf.Map
+	counters []string // every tw_stat name, by index
+	// rd is opened with the first target (ready closed then): a mapped ring
+	// is resident memory, and most nodes use only some of the probes.
+	rdMu        sync.Mutex
 	rd          *ringbuf.Reader
+	ready       chan struct{}
 	evicted     sync.Map // map name -> *atomic.Uint64
 	undecodable atomic.Uint64
 	log         *slog.Logger
@@ -131,8 +135,8 @@ type attachHook struct {
 	prog    *ebpf.Program
 }
 
-// Load loads d's object with the maps and settings shared (see Shared),
-// opens its ring and starts sweeping stale state.
+// Load loads d's object with the maps and settings shared (see Shared) and
+// starts sweeping stale state; the ring is opened with the first target.
 func Load(d Decl, shared *Shared, log *slog.Logger) (*Probe, error) {
 	spec, err := d.Objects()
 	if err != nil {
@@ -142,7 +146,7 @@ func Load(d Decl, shared *Shared, log *slog.Logger) (*Probe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s BPF objects: %w", d.Name, err)
 	}
-	p := &Probe{decl: d, coll: coll, sampler: shared.sampler(), log: log.With("probe", d.Name), stop: make(chan struct{})}
+	p := &Probe{decl: d, coll: coll, sampler: shared.sampler(), log: log.With("probe", d.Name), stop: make(chan struct{}), ready: make(chan struct{})}
 	if err := p.init(spec); err != nil {
 		coll.Close()
 		return nil, fmt.Errorf("%s: %w", d.Name, err)
@@ -182,12 +186,27 @@ func (p *Probe) init(spec *ebpf.CollectionSpec) error {
 			return err
 		}
 	}
-	if p.rd, err = ringbuf.NewReader(p.coll.Maps[d.Events]); err != nil {
-		if p.ext != nil {
-			p.ext.Detach()
-		}
-		return fmt.Errorf("open ring buffer %s: %w", d.Events, err)
+	return nil
+}
+
+// openRing opens the ring buffer's reader once, for Run.
+func (p *Probe) openRing() error {
+	p.rdMu.Lock()
+	defer p.rdMu.Unlock()
+	if p.rd != nil {
+		return nil
 	}
+	select {
+	case <-p.stop:
+		return errors.New("probe closed")
+	default:
+	}
+	rd, err := ringbuf.NewReader(p.coll.Maps[p.decl.Events])
+	if err != nil {
+		return fmt.Errorf("open ring buffer %s: %w", p.decl.Events, err)
+	}
+	p.rd = rd
+	close(p.ready)
 	return nil
 }
 
@@ -205,6 +224,9 @@ func (p *Probe) Add(pid int, file kernel.FileID, exe string, bin *gobin.Binary) 
 	}
 	off, err := p.decl.Offsets(bin)
 	if err != nil {
+		return err
+	}
+	if err := p.openRing(); err != nil {
 		return err
 	}
 	if p.ext != nil {
@@ -240,6 +262,11 @@ func (p *Probe) Remove(pid int, file kernel.FileID) {
 // is closed and every record already submitted is read. A record that
 // cannot be decoded is counted (undecodable).
 func (p *Probe) Run(done <-chan struct{}, process func(pid int) *spans.Process, emit func(*spans.Span)) {
+	select {
+	case <-p.ready:
+	case <-done:
+		return // no target ever: nothing was submitted
+	}
 	decode := p.decl.Decoder(Env{Clock: kernel.NewClock(), Ext: p.ext, Sampler: p.sampler})
 	kernel.ReadRing(p.rd, 100*time.Millisecond, done, func(raw []byte) {
 		if !decode(raw, process, emit) {
@@ -294,7 +321,11 @@ func (p *Probe) Detach() {
 func (p *Probe) Close() {
 	p.Detach()
 	p.once.Do(func() { close(p.stop) })
-	p.rd.Close()
+	p.rdMu.Lock()
+	if p.rd != nil {
+		p.rd.Close()
+	}
+	p.rdMu.Unlock()
 	p.coll.Close()
 }
 
