@@ -41,6 +41,8 @@
 #include "w3c.h"
 #include "wirectx.h"
 
+enum nethttp_const { BUFIO_WORDS = 8, OUTPUT_FUNCS = 4 };
+
 /* Field offsets of one target process's Go version (from DWARF or the
  * per-version table), keyed by tgid. Presence in this map is also the filter:
  * uprobes are attached per executable file, so non-target processes running
@@ -85,9 +87,12 @@ struct nethttp_offsets {
 	__u64 serve_http_lo, serve_http_hi; /* serverHandler.ServeHTTP */
 	__u64 finish_lo, finish_hi;         /* (*response).finishRequest */
 	__u64 conn_serve_lo, conn_serve_hi; /* (*conn).serve */
+	/* The functions through which a handler's response output goes:
+	 * (*chunkWriter).Write and .flush, (*response).FlushError and
+	 * .ReadFrom (sendfile); [lo, hi), absent ones 0. */
+	__u64 output[OUTPUT_FUNCS][2];
 };
 
-enum nethttp_const { BUFIO_WORDS = 8 };
 const enum nethttp_const *__export_nethttp_const __attribute__((unused));
 
 struct {
@@ -407,9 +412,10 @@ static __always_inline void flush_end(struct goroutine_key *k)
 
 enum where {
 	WHERE_UNKNOWN = 0,
-	WHERE_HANDLER = 1, /* under serverHandler.ServeHTTP */
+	WHERE_HANDLER = 1, /* under serverHandler.ServeHTTP, not the response's output */
 	WHERE_FINISH = 2,  /* under (*response).finishRequest */
 	WHERE_CONN = 3,    /* in the connection's loop, between requests */
+	WHERE_OUTPUT = 4,  /* the handler's response output (Write, Flush, sendfile) */
 };
 
 #define FRAMES_MAX 24 /* deeper handler code is WHERE_UNKNOWN: no end from it */
@@ -426,6 +432,9 @@ static __always_inline int where(struct nethttp_offsets *o, struct pt_regs *regs
 			return WHERE_UNKNOWN;
 		if (frame[1] >= o->finish_lo && frame[1] < o->finish_hi)
 			return WHERE_FINISH;
+		for (int j = 0; j < OUTPUT_FUNCS; j++)
+			if (frame[1] >= o->output[j][0] && frame[1] < o->output[j][1])
+				return WHERE_OUTPUT;
 		if (frame[1] >= o->serve_http_lo && frame[1] < o->serve_http_hi)
 			return WHERE_HANDLER;
 		if (frame[1] >= o->conn_serve_lo && frame[1] < o->conn_serve_hi)
@@ -438,10 +447,11 @@ static __always_inline int where(struct nethttp_offsets *o, struct pt_regs *regs
 #define EAGAIN_ 11
 
 /* serving_io follows a syscall of a goroutine serving an HTTP/1 request:
- * output under finishRequest ends it; output inside the handler is kept as
- * its end so far, or ends it when it failed (the peer is gone: net/http
- * writes nothing more); any syscall back in the connection's loop ends it
- * with what was kept. out: the syscall writes; ret: what it returned. */
+ * output under finishRequest ends it; the handler's response output is
+ * kept as its end so far, or ends it when it failed (the peer is gone:
+ * net/http writes nothing more); its other I/O (a database) is none of the
+ * response's; any syscall back in the connection's loop ends it with what
+ * was kept. out: the syscall writes; ret: what it returned. */
 static __always_inline int serving_io(int out, long ret)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -469,7 +479,7 @@ static __always_inline int serving_io(int out, long ret)
 	case WHERE_CONN:
 		flush_end(&k);
 		break;
-	default:
+	case WHERE_OUTPUT:
 		if (out && ret < 0 && ret != -EAGAIN_)
 			end_request(o, &k, in);
 		else if (out)

@@ -81,7 +81,8 @@ type bpfNethttpClientEvent struct {
 type bpfNethttpConst uint32
 
 const (
-	bpfNethttpConstBUFIO_WORDS bpfNethttpConst = 8
+	bpfNethttpConstBUFIO_WORDS  bpfNethttpConst = 8
+	bpfNethttpConstOUTPUT_FUNCS bpfNethttpConst = 4
 )
 
 type bpfNethttpOffsets struct {
@@ -136,6 +137,7 @@ type bpfNethttpOffsets struct {
 	FinishHi          uint64
 	ConnServeLo       uint64
 	ConnServeHi       uint64
+	Output            [4][2]uint64
 }
 
 type bpfNethttpServerEvent struct {

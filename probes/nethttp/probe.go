@@ -139,7 +139,20 @@ func codeRanges(off *bpfNethttpOffsets, pid int, bin *gobin.Binary) (bool, error
 		}
 		*r.lo, *r.hi = start+bias, end+bias
 	}
+	// A program that never flushes or sends files may lack some.
+	for i, fn := range outputFuncs {
+		if start, end, ok := bin.FuncRange(fn); ok {
+			off.Output[i] = [2]uint64{start + bias, end + bias}
+		}
+	}
 	return true, nil
+}
+
+// outputFuncs are the functions a handler's response output goes through
+// (nethttp_offsets.output).
+var outputFuncs = [bpfNethttpConstOUTPUT_FUNCS]string{
+	"net/http.(*chunkWriter).Write", "net/http.(*chunkWriter).flush",
+	"net/http.(*response).FlushError", "net/http.(*response).ReadFrom",
 }
 
 // attachEnds attaches endTracepoints with the first target: they cost every
