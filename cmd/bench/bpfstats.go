@@ -36,8 +36,10 @@ type progSample struct {
 }
 
 // hookPrefixes select the per-request programs: the uprobes, the sk_msg
-// program and the sock_ops program (connection events only).
-var hookPrefixes = []string{"uprobe_", "sk_msg", "sockops"}
+// program, the sock_ops program (connection events only), and the syscall
+// tracepoints of the server-end and wire paths (their runs count every
+// process's syscalls, the load generator's too, mostly cheap misses).
+var hookPrefixes = []string{"uprobe_", "sk_msg", "sockops", "nethttp_exit", "nethttp_enter", "wire_"}
 
 // agentPrograms samples the hook programs that pid holds. Programs are found
 // through the process's fds rather than by name alone, because an agent of
