@@ -91,10 +91,6 @@ struct nethttp_offsets {
 	 * (*chunkWriter).Write and .flush, (*response).FlushError and
 	 * .ReadFrom (sendfile); [lo, hi), absent ones 0. */
 	__u64 output[OUTPUT_FUNCS][2];
-	/* Requests of this process with an end kept in nethttp_ends (set to 0
-	 * by user space, counted here): while none, reads and closes need no
-	 * look at the goroutine. */
-	__s64 kept;
 };
 
 const enum nethttp_const *__export_nethttp_const __attribute__((unused));
@@ -263,8 +259,7 @@ struct {
 	__type(value, struct nethttp_server_event);
 } end_scratch SEC(".maps");
 
-struct nethttp_offsets;
-static __always_inline void flush_end(struct nethttp_offsets *o, struct goroutine_key *k);
+static __always_inline void flush_end(struct goroutine_key *k);
 
 SEC("uprobe/net/http.serverHandler.ServeHTTP")
 int uprobe_serverHandler_ServeHTTP(struct pt_regs *ctx)
@@ -293,7 +288,7 @@ int uprobe_serverHandler_ServeHTTP(struct pt_regs *ctx)
 	v.w = (__u64)GO_ARG3(ctx); /* rw's data word: the *response */
 	/* The previous request of this goroutine, if its end is still kept
 	 * (nothing was read or closed in between: a buffered next request). */
-	flush_end(o, &k);
+	flush_end(&k);
 	if (bpf_map_update_elem(&go_server_spans, &k, &v, BPF_ANY))
 		count(STAT_MAP_FULL);
 	return 0;
@@ -352,20 +347,19 @@ struct {
 
 /* done forgets goroutine k's request; a call it made that never got its
  * response ends failed at now. */
-static __always_inline void done(struct nethttp_offsets *o, struct goroutine_key *k, __u64 now)
+static __always_inline void done(struct goroutine_key *k, __u64 now)
 {
 	bpf_map_delete_elem(&go_server_spans, k);
-	if (!bpf_map_delete_elem(&nethttp_ends, k))
-		__sync_fetch_and_add(&o->kept, -1);
+	bpf_map_delete_elem(&nethttp_ends, k);
 	client_failed(k, now);
 }
 
-/* end_request emits goroutine k's request, ended at now (when its
- * response's last write began, under finishRequest). */
-static __always_inline void end_request(struct nethttp_offsets *o, struct goroutine_key *k, struct server_inflight *in,
-					__u64 now)
+/* end_request emits goroutine k's request, ended now (its response's last
+ * write, under finishRequest). */
+static __always_inline void end_request(struct nethttp_offsets *o, struct goroutine_key *k, struct server_inflight *in)
 {
 	struct nethttp_server_event *e = bpf_ringbuf_reserve(&nethttp_events, sizeof(*e), 0);
+	__u64 now = bpf_ktime_get_ns();
 
 	if (!e)
 		count(STAT_RINGBUF_FULL);
@@ -373,13 +367,12 @@ static __always_inline void end_request(struct nethttp_offsets *o, struct gorout
 		bpf_ringbuf_discard(e, 0);
 	else
 		submit(&nethttp_events, e);
-	done(o, k, now);
+	done(k, now);
 }
 
-/* keep_end records goroutine k's request as ended at now, by output
- * inside its handler; a later output replaces it. */
-static __always_inline void keep_end(struct nethttp_offsets *o, struct goroutine_key *k, struct server_inflight *in,
-				    __u64 now)
+/* keep_end records goroutine k's request as ended now, by output inside
+ * its handler; a later output replaces it. */
+static __always_inline void keep_end(struct nethttp_offsets *o, struct goroutine_key *k, struct server_inflight *in)
 {
 	struct nethttp_server_event *e = bpf_map_lookup_elem(&nethttp_ends, k);
 
@@ -389,17 +382,16 @@ static __always_inline void keep_end(struct nethttp_offsets *o, struct goroutine
 
 		if (!blank || bpf_map_update_elem(&nethttp_ends, k, blank, BPF_ANY))
 			return;
-		__sync_fetch_and_add(&o->kept, 1);
 		e = bpf_map_lookup_elem(&nethttp_ends, k);
 		if (!e)
 			return;
 	}
-	fill_server_event(e, o, in, k->tgid, now);
+	fill_server_event(e, o, in, k->tgid, bpf_ktime_get_ns());
 }
 
 /* flush_end emits goroutine k's request from its kept end, if it has an
  * open request; one with no output at all is counted. */
-static __always_inline void flush_end(struct nethttp_offsets *o, struct goroutine_key *k)
+static __always_inline void flush_end(struct goroutine_key *k)
 {
 	struct nethttp_server_event *kept, *e;
 	__u64 now = bpf_ktime_get_ns();
@@ -415,7 +407,7 @@ static __always_inline void flush_end(struct nethttp_offsets *o, struct goroutin
 	} else {
 		count(STAT_RINGBUF_FULL);
 	}
-	done(o, k, now);
+	done(k, now);
 }
 
 enum where {
@@ -454,48 +446,6 @@ static __always_inline int where(struct nethttp_offsets *o, struct pt_regs *regs
 
 #define EAGAIN_ 11
 
-/* When this CPU's current output syscall began, and by which thread: a
- * span ends when its last write begins (a client on this node may have
- * its response, and end its own span, before the write returns). Go's
- * socket writes do not block, so a syscall ends on the CPU it began on;
- * a thread that moved finds another id and uses its exit time. */
-struct out_start {
-	__u64 id;
-	__u64 ts;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct out_start);
-} out_starts SEC(".maps");
-
-static __always_inline int output_begins(void)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32, zero = 0;
-	struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-	struct out_start *st;
-
-	if (!o || !o->finish_hi || !(st = bpf_map_lookup_elem(&out_starts, &zero)))
-		return 0;
-	st->id = id;
-	st->ts = bpf_ktime_get_ns();
-	return 0;
-}
-
-/* output_began returns when the output syscall now ending began. */
-static __always_inline __u64 output_began(void)
-{
-	__u32 zero = 0;
-	struct out_start *st = bpf_map_lookup_elem(&out_starts, &zero);
-
-	if (st && st->id == bpf_get_current_pid_tgid())
-		return st->ts;
-	return bpf_ktime_get_ns();
-}
-
 /* serving_io follows a syscall of a goroutine serving an HTTP/1 request:
  * output under finishRequest ends it; the handler's response output is
  * kept as its end so far, or ends it when it failed (the peer is gone:
@@ -512,8 +462,7 @@ static __always_inline int serving_io(int out, long ret)
 	void *g;
 
 	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-	/* A read or close only ends a request whose end was kept. */
-	if (!o || !o->finish_hi || (!out && o->kept <= 0) || !(g = current_g()))
+	if (!o || !o->finish_hi || !(g = current_g()))
 		return 0;
 	k.goid = read_s64(g + o->g.goid);
 	in = bpf_map_lookup_elem(&go_server_spans, &k);
@@ -525,28 +474,19 @@ static __always_inline int serving_io(int out, long ret)
 	switch (where(o, regs)) {
 	case WHERE_FINISH:
 		if (out)
-			end_request(o, &k, in, output_began());
+			end_request(o, &k, in);
 		break;
 	case WHERE_CONN:
-		flush_end(o, &k);
+		flush_end(&k);
 		break;
 	case WHERE_OUTPUT:
 		if (out && ret < 0 && ret != -EAGAIN_)
-			end_request(o, &k, in, output_began());
+			end_request(o, &k, in);
 		else if (out)
-			keep_end(o, &k, in, output_began());
+			keep_end(o, &k, in);
 	}
 	return 0;
 }
-
-SEC("tracepoint/syscalls/sys_enter_write")
-int nethttp_enter_write(struct trace_event_raw_sys_enter *ctx) { return output_begins(); }
-
-SEC("tracepoint/syscalls/sys_enter_writev")
-int nethttp_enter_writev(struct trace_event_raw_sys_enter *ctx) { return output_begins(); }
-
-SEC("tracepoint/syscalls/sys_enter_sendfile64")
-int nethttp_enter_sendfile64(struct trace_event_raw_sys_enter *ctx) { return output_begins(); }
 
 SEC("tracepoint/syscalls/sys_exit_write")
 int nethttp_exit_write(struct trace_event_raw_sys_exit *ctx) { return serving_io(1, ctx->ret); }

@@ -138,7 +138,6 @@ type bpfNethttpOffsets struct {
 	ConnServeLo       uint64
 	ConnServeHi       uint64
 	Output            [4][2]uint64
-	Kept              int64
 }
 
 type bpfNethttpServerEvent struct {
@@ -165,12 +164,6 @@ type bpfNethttpServerEvent struct {
 	Host          [64]int8
 	Remote        [64]int8
 	Tracestate    [128]int8
-}
-
-type bpfOutStart struct {
-	_  structs.HostLayout
-	Id uint64
-	Ts uint64
 }
 
 type bpfPendingHeader struct {
@@ -288,7 +281,6 @@ const (
 	bpfMapNethttpPending                  = "nethttp_pending"
 	bpfMapNethttpProcs                    = "nethttp_procs"
 	bpfMapNethttpSockets                  = "nethttp_sockets"
-	bpfMapOutStarts                       = "out_starts"
 	bpfMapSamplingWindow                  = "sampling_window"
 	bpfMapStats                           = "stats"
 	bpfMapWireHttpPeers                   = "wire_http_peers"
@@ -296,9 +288,6 @@ const (
 	bpfMapWireSent                        = "wire_sent"
 	bpfMapWireThreads                     = "wire_threads"
 	bpfProgNethttpEnterClose              = "nethttp_enter_close"
-	bpfProgNethttpEnterSendfile64         = "nethttp_enter_sendfile64"
-	bpfProgNethttpEnterWrite              = "nethttp_enter_write"
-	bpfProgNethttpEnterWritev             = "nethttp_enter_writev"
 	bpfProgNethttpExitRead                = "nethttp_exit_read"
 	bpfProgNethttpExitSendfile64          = "nethttp_exit_sendfile64"
 	bpfProgNethttpExitWrite               = "nethttp_exit_write"
@@ -365,9 +354,6 @@ type bpfSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
 	NethttpEnterClose              *ebpf.ProgramSpec `ebpf:"nethttp_enter_close"`
-	NethttpEnterSendfile64         *ebpf.ProgramSpec `ebpf:"nethttp_enter_sendfile64"`
-	NethttpEnterWrite              *ebpf.ProgramSpec `ebpf:"nethttp_enter_write"`
-	NethttpEnterWritev             *ebpf.ProgramSpec `ebpf:"nethttp_enter_writev"`
 	NethttpExitRead                *ebpf.ProgramSpec `ebpf:"nethttp_exit_read"`
 	NethttpExitSendfile64          *ebpf.ProgramSpec `ebpf:"nethttp_exit_sendfile64"`
 	NethttpExitWrite               *ebpf.ProgramSpec `ebpf:"nethttp_exit_write"`
@@ -397,7 +383,6 @@ type bpfMapSpecs struct {
 	NethttpPending        *ebpf.MapSpec `ebpf:"nethttp_pending"`
 	NethttpProcs          *ebpf.MapSpec `ebpf:"nethttp_procs"`
 	NethttpSockets        *ebpf.MapSpec `ebpf:"nethttp_sockets"`
-	OutStarts             *ebpf.MapSpec `ebpf:"out_starts"`
 	SamplingWindow        *ebpf.MapSpec `ebpf:"sampling_window"`
 	Stats                 *ebpf.MapSpec `ebpf:"stats"`
 	WireHttpPeers         *ebpf.MapSpec `ebpf:"wire_http_peers"`
@@ -454,7 +439,6 @@ type bpfMaps struct {
 	NethttpPending        *ebpf.Map `ebpf:"nethttp_pending"`
 	NethttpProcs          *ebpf.Map `ebpf:"nethttp_procs"`
 	NethttpSockets        *ebpf.Map `ebpf:"nethttp_sockets"`
-	OutStarts             *ebpf.Map `ebpf:"out_starts"`
 	SamplingWindow        *ebpf.Map `ebpf:"sampling_window"`
 	Stats                 *ebpf.Map `ebpf:"stats"`
 	WireHttpPeers         *ebpf.Map `ebpf:"wire_http_peers"`
@@ -477,7 +461,6 @@ func (m *bpfMaps) Close() error {
 		m.NethttpPending,
 		m.NethttpProcs,
 		m.NethttpSockets,
-		m.OutStarts,
 		m.SamplingWindow,
 		m.Stats,
 		m.WireHttpPeers,
@@ -508,9 +491,6 @@ type bpfVariables struct {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
 	NethttpEnterClose              *ebpf.Program `ebpf:"nethttp_enter_close"`
-	NethttpEnterSendfile64         *ebpf.Program `ebpf:"nethttp_enter_sendfile64"`
-	NethttpEnterWrite              *ebpf.Program `ebpf:"nethttp_enter_write"`
-	NethttpEnterWritev             *ebpf.Program `ebpf:"nethttp_enter_writev"`
 	NethttpExitRead                *ebpf.Program `ebpf:"nethttp_exit_read"`
 	NethttpExitSendfile64          *ebpf.Program `ebpf:"nethttp_exit_sendfile64"`
 	NethttpExitWrite               *ebpf.Program `ebpf:"nethttp_exit_write"`
@@ -527,9 +507,6 @@ type bpfPrograms struct {
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
 		p.NethttpEnterClose,
-		p.NethttpEnterSendfile64,
-		p.NethttpEnterWrite,
-		p.NethttpEnterWritev,
 		p.NethttpExitRead,
 		p.NethttpExitSendfile64,
 		p.NethttpExitWrite,

@@ -82,12 +82,9 @@ type extension struct {
 }
 
 // endTracepoints are the syscalls that end a server request (serving_io in
-// nethttp.c): the serving goroutine's writes (their start is the end), and
-// its reads and closes back in the connection's loop.
+// nethttp.c): the serving goroutine's writes, and its reads and closes back
+// in the connection's loop.
 var endTracepoints = []struct{ name, prog string }{
-	{"sys_enter_write", "nethttp_enter_write"},
-	{"sys_enter_writev", "nethttp_enter_writev"},
-	{"sys_enter_sendfile64", "nethttp_enter_sendfile64"},
 	{"sys_exit_write", "nethttp_exit_write"},
 	{"sys_exit_writev", "nethttp_exit_writev"},
 	{"sys_exit_sendfile64", "nethttp_exit_sendfile64"},
