@@ -7,13 +7,10 @@ package nethttp
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
-	"sync"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/tracewire/tracewire/internal/gobin"
@@ -50,11 +47,9 @@ var Decl = probes.Decl{
 		if err != nil {
 			return nil, err
 		}
-		x := &extension{log: log, coll: coll, targets: map[int]bool{}}
-		for _, t := range endTracepoints {
-			if coll.Programs[t.prog] == nil {
-				return nil, fmt.Errorf("no program %s in the object", t.prog)
-			}
+		x := &extension{log: log}
+		if x.ends, err = probes.NewTracepoints(coll, endTracepoints); err != nil {
+			return nil, err
 		}
 		if x.prop, err = attachPropagation(objs); err != nil {
 			log.Warn("outgoing traceparent propagation is off", "reason", err)
@@ -75,21 +70,18 @@ type extension struct {
 	prop *propagation // nil when off
 	log  *slog.Logger
 
-	coll    *ebpf.Collection
-	mu      sync.Mutex
-	links   []link.Link // endTracepoints, while a target is traced
-	targets map[int]bool
+	ends *probes.Tracepoints // endTracepoints, while a server is traced
 }
 
 // endTracepoints are the syscalls that end a server request (serving_io in
 // nethttp.c): the serving goroutine's writes, and its reads and closes back
 // in the connection's loop.
-var endTracepoints = []struct{ name, prog string }{
-	{"sys_exit_write", "nethttp_exit_write"},
-	{"sys_exit_writev", "nethttp_exit_writev"},
-	{"sys_exit_sendfile64", "nethttp_exit_sendfile64"},
-	{"sys_exit_read", "nethttp_exit_read"},
-	{"sys_enter_close", "nethttp_enter_close"},
+var endTracepoints = []probes.Tracepoint{
+	{Name: "sys_exit_write", Program: "nethttp_exit_write"},
+	{Name: "sys_exit_writev", Program: "nethttp_exit_writev"},
+	{Name: "sys_exit_sendfile64", Program: "nethttp_exit_sendfile64"},
+	{Name: "sys_exit_read", Program: "nethttp_exit_read"},
+	{Name: "sys_enter_close", Program: "nethttp_enter_close"},
 }
 
 // Add keeps the target's sockets out of the socket map when they must be
@@ -102,7 +94,7 @@ func (x *extension) Add(pid int, bin *gobin.Binary, offsets any) error {
 		return err
 	}
 	if server {
-		if err := x.attachEnds(pid); err != nil {
+		if err := x.ends.Acquire(pid); err != nil {
 			return err
 		}
 	}
@@ -155,49 +147,14 @@ var outputFuncs = [bpfNethttpConstOUTPUT_FUNCS]string{
 	"net/http.(*response).FlushError", "net/http.(*response).ReadFrom",
 }
 
-// attachEnds attaches endTracepoints with the first target: they cost every
-// process on the node a little on those syscalls, so only while needed.
-func (x *extension) attachEnds(pid int) error {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.links == nil {
-		for _, t := range endTracepoints {
-			l, err := link.Tracepoint("syscalls", t.name, x.coll.Programs[t.prog], nil)
-			if err != nil {
-				x.detachEnds()
-				return fmt.Errorf("attach tracepoint syscalls/%s: %w", t.name, err)
-			}
-			x.links = append(x.links, l)
-		}
-	}
-	x.targets[pid] = true
-	return nil
-}
-
-func (x *extension) detachEnds() {
-	for _, l := range x.links {
-		l.Close()
-	}
-	x.links = nil
-}
-
 // Remove detaches endTracepoints with the last target; a process's sockets
 // leave the socket map as they close.
-func (x *extension) Remove(pid int) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	delete(x.targets, pid)
-	if len(x.targets) == 0 {
-		x.detachEnds()
-	}
-}
+func (x *extension) Remove(pid int) { x.ends.Release(pid) }
 
 // Detach removes the propagation and end programs: traffic flows
 // unmodified.
 func (x *extension) Detach() {
-	x.mu.Lock()
-	x.detachEnds()
-	x.mu.Unlock()
+	x.ends.Detach()
 	if x.prop != nil {
 		x.prop.close()
 	}

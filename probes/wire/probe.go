@@ -11,12 +11,10 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/tracewire/tracewire/internal/gobin"
@@ -25,10 +23,15 @@ import (
 	"github.com/tracewire/tracewire/spans"
 )
 
-// syscalls are the tracepoints of the wire path: the exit of each
-// read/write-family call (its arguments are read from the saved registers),
-// and the entry of close.
-var syscalls = []string{"read", "recvfrom", "readv", "recvmsg", "write", "sendto", "writev", "sendmsg", "sendfile64"}
+// tracepoints are the wire path's: the exit of each read/write-family call
+// (its arguments are read from the saved registers), and the entry of close.
+var tracepoints = func() []probes.Tracepoint {
+	ts := []probes.Tracepoint{{Name: "sys_enter_close", Program: "wire_enter_close"}}
+	for _, sc := range []string{"read", "recvfrom", "readv", "recvmsg", "write", "sendto", "writev", "sendmsg", "sendfile64"} {
+		ts = append(ts, probes.Tracepoint{Name: "sys_exit_" + sc, Program: "wire_exit_" + sc})
+	}
+	return ts
+}()
 
 // Decl declares the wire probe.
 var Decl = probes.Decl{
@@ -39,9 +42,13 @@ var Decl = probes.Decl{
 	Counters: []string{"ringbuf_full", "read_failed", "map_full"},
 	Offsets:  goOffsets,
 	Extend: func(coll *ebpf.Collection, log *slog.Logger) (probes.Extension, error) {
-		x := &extension{coll: coll, log: log, targets: map[int]bool{}, peers: coll.Maps["wire_http_peers"]}
+		x := &extension{log: log, peers: coll.Maps["wire_http_peers"]}
 		if x.peers == nil {
 			return nil, errors.New("no map wire_http_peers in the object")
+		}
+		var err error
+		if x.tps, err = probes.NewTracepoints(coll, tracepoints); err != nil {
+			return nil, err
 		}
 		changed, err := kernel.SockmapChangesFIONREAD()
 		if err != nil {
@@ -49,14 +56,6 @@ var Decl = probes.Decl{
 			log.Warn("cannot tell whether sockets under sk_msg keep FIONREAD; assuming they do not", "err", err)
 		}
 		x.fionreadChanged = changed
-		for _, sc := range syscalls {
-			if coll.Programs["wire_exit_"+sc] == nil {
-				return nil, fmt.Errorf("no program wire_exit_%s in the object", sc)
-			}
-		}
-		if coll.Programs["wire_enter_close"] == nil {
-			return nil, errors.New("no program wire_enter_close in the object")
-		}
 		return x, nil
 	},
 	Decoder: func(env probes.Env) probes.DecodeFunc {
@@ -103,21 +102,17 @@ func goOffsets(bin *gobin.Binary) (any, error) {
 	return o, nil
 }
 
-// extension attaches the tracepoints with the first target and detaches
-// them with the last: they cost every process on the node a little on those
-// syscalls, so only while a target needs them.
+// extension is the tracepoints (with the first target, see
+// probes.Tracepoints), the endpoints the decoder learns, and the decoder's
+// counters.
 type extension struct {
-	coll   *ebpf.Collection
+	tps    *probes.Tracepoints
 	log    *slog.Logger
 	counts Counters
 	peers  *ebpf.Map // wire_http_peers
 	// fionreadChanged: this kernel answers FIONREAD wrongly for sockets
 	// under sk_msg (see nethttp), so targets that may ask stay out.
 	fionreadChanged bool
-
-	mu      sync.Mutex
-	links   []link.Link
-	targets map[int]bool
 }
 
 func (x *extension) Add(pid int, bin *gobin.Binary, off any) error {
@@ -127,32 +122,7 @@ func (x *extension) Add(pid int, bin *gobin.Binary, off any) error {
 			x.log.Info("outgoing traceparent is off for this target: its runtime asks FIONREAD, which this kernel answers wrongly for sockets under sk_msg", "pid", pid, "file", file)
 		}
 	}
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.links != nil {
-		x.targets[pid] = true
-		return nil
-	}
-	attach := func(name, prog string) error {
-		l, err := link.Tracepoint("syscalls", name, x.coll.Programs[prog], nil)
-		if err != nil {
-			return fmt.Errorf("attach tracepoint syscalls/%s: %w", name, err)
-		}
-		x.links = append(x.links, l)
-		return nil
-	}
-	err := attach("sys_enter_close", "wire_enter_close")
-	for _, sc := range syscalls {
-		if err == nil {
-			err = attach("sys_exit_"+sc, "wire_exit_"+sc)
-		}
-	}
-	if err != nil {
-		x.detach()
-		return err
-	}
-	x.targets[pid] = true
-	return nil
+	return x.tps.Acquire(pid)
 }
 
 // teach puts ep in wire_http_peers: the kernel then puts targets'
@@ -187,27 +157,9 @@ func (x *extension) Counters() map[string]uint64 {
 
 // Remove detaches the tracepoints with the last target; the decoder forgets
 // idle connections by itself.
-func (x *extension) Remove(pid int) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	delete(x.targets, pid)
-	if len(x.targets) == 0 {
-		x.detach()
-	}
-}
+func (x *extension) Remove(pid int) { x.tps.Release(pid) }
 
-func (x *extension) Detach() {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	x.detach()
-}
-
-func (x *extension) detach() {
-	for _, l := range x.links {
-		l.Close()
-	}
-	x.links = nil
-}
+func (x *extension) Detach() { x.tps.Detach() }
 
 // wireDecoder turns records into events for the connection decoder and its
 // finished requests into spans.
