@@ -37,7 +37,8 @@ enum tw_stat {
 	STAT_LEFT_ALONE = 8,    /* connection not put under sk_msg: it would change FIONREAD */
 	STAT_RATE_LIMITED = 9,  /* root kept by the sampler, refused by the rate limit */
 	STAT_NO_END = 10,       /* a request whose response no syscall showed: no span */
-	STAT_MAX = 11,
+	STAT_CTX_LATE = 11,     /* a request whose context was known only at its end: its calls have no parent */
+	STAT_MAX = 12,
 };
 
 struct {

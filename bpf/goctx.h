@@ -22,11 +22,24 @@ struct goroutine_key {
 	__u32 _pad;
 };
 
+enum server_flag {
+	/* Its context is not decided yet (net/http, started from the wire:
+	 * the head did not fit the read that began it): no parent for now. */
+	SERVER_CTX_LATE = 1,
+	/* Its head carries tracestate, read from the request when w is known. */
+	SERVER_TRACESTATE = 2,
+	/* Emitted: the goroutine serves nothing until its next request. */
+	SERVER_ENDED = 4,
+	/* net/http, started from the wire: its *response is found later. */
+	SERVER_WIRE = 8,
+};
+
 struct server_inflight {
 	__u64 start_ns;
 	struct span_ctx sc;
 	struct go_string tracestate; /* the request's, still alive at its end */
 	__u64 w; /* net/http: the *response, whose end the syscalls tell */
+	__u64 flags; /* enum server_flag */
 };
 
 /* Server spans in flight, keyed by the goroutine serving them. Like every
@@ -73,6 +86,8 @@ static __always_inline struct server_inflight *serving(void *g, struct g_offsets
 		pk.goid = read_s64(g + o->parent_goid);
 		parent = bpf_map_lookup_elem(&go_server_spans, &pk);
 	}
+	if (parent && parent->flags & (SERVER_CTX_LATE | SERVER_ENDED))
+		return 0;
 	return parent;
 }
 

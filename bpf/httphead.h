@@ -7,6 +7,7 @@
 #define TRACEWIRE_HTTPHEAD_H
 
 #include "common.h"
+#include "sampling.h"
 #include "w3c.h"
 
 /* Bytes scanned at most; a power of 2 (the masks). The buffer scanned must
@@ -19,7 +20,9 @@ struct head_scan {
 	__u32 n;        /* captured bytes in buf */
 	__u32 line_end; /* after the request line's CRLF; 0: not within n */
 	__u32 head_end; /* after the empty line; 0: not within n */
-	__u32 tp;       /* where traceparent's value starts; 0: no such field */
+	__u32 tp;       /* where the last traceparent's value starts; 0: none */
+	__u32 tp_first; /* where the first one's does */
+	__u32 ts;       /* 1: a tracestate field */
 	__u32 line_only; /* stop at the request line's end */
 };
 
@@ -45,45 +48,92 @@ static long head_step(__u64 i, void *ctx)
 		s->head_end = i + 3;
 		return 1;
 	}
-	/* "traceparent:" (the name in any case), then optional blanks. */
+	/* "traceparent:" (the name in any case), then optional blanks;
+	 * "tracestate:" is only noted. */
 	if (!lower_is(b[i + 1], 't') || !lower_is(b[i + 2], 'r') || !lower_is(b[i + 3], 'a') ||
-	    !lower_is(b[i + 4], 'c') || !lower_is(b[i + 5], 'e') || !lower_is(b[i + 6], 'p') ||
-	    !lower_is(b[i + 7], 'a') || !lower_is(b[i + 8], 'r') || !lower_is(b[i + 9], 'e') ||
-	    !lower_is(b[i + 10], 'n') || !lower_is(b[i + 11], 't') || b[i + 12] != ':')
+	    !lower_is(b[i + 4], 'c') || !lower_is(b[i + 5], 'e'))
+		return 0;
+	if (lower_is(b[i + 6], 's') && lower_is(b[i + 7], 't') && lower_is(b[i + 8], 'a') &&
+	    lower_is(b[i + 9], 't') && lower_is(b[i + 10], 'e') && b[i + 11] == ':') {
+		s->ts = 1;
+		return 0;
+	}
+	if (!lower_is(b[i + 6], 'p') || !lower_is(b[i + 7], 'a') || !lower_is(b[i + 8], 'r') ||
+	    !lower_is(b[i + 9], 'e') || !lower_is(b[i + 10], 'n') || !lower_is(b[i + 11], 't') ||
+	    b[i + 12] != ':')
 		return 0;
 	k = i + 13;
 	if (b[k] == ' ' || b[k] == '\t')
 		k++;
-	s->tp = k; /* the last one counts, as in user space */
+	s->tp = k; /* the last one counts, as in the wire path's user space */
+	if (!s->tp_first)
+		s->tp_first = k; /* Go's Header.Get takes the first */
 	return 0;
 }
 
-/* scan_head scans the n bytes of buf; 0 when they start with a request
- * line whose head (or, line_only, the line) ends within them. */
+/* method_token: the 16 bytes at buf start with "METHOD SP" (upper-case
+ * letters, then a space), as a request line does. */
+static __always_inline int method_token(const __u8 *buf)
+{
+	if (buf[0] < 'A' || buf[0] > 'Z')
+		return 0;
+	for (int i = 1; i < 16; i++) {
+		if (buf[i] == ' ')
+			return 1;
+		if (buf[i] < 'A' || buf[i] > 'Z')
+			return 0;
+	}
+	return 0;
+}
+
+/* is_tchar: c may be in a method (RFC 9110 token). */
+static __always_inline int is_tchar(__u8 c)
+{
+	if (c <= ' ' || c >= 0x7f)
+		return 0;
+	switch (c) {
+	case '"': case '(': case ')': case ',': case '/': case ':': case ';': case '<':
+	case '=': case '>': case '?': case '@': case '[': case '\\': case ']': case '{': case '}':
+		return 0;
+	}
+	return 1;
+}
+
+/* token_start: the n bytes at b (16 at most looked at) can begin a request
+ * line of any method a server accepts: token characters up to a space or to
+ * their end. */
+static __always_inline int token_start(const __u8 *b, __u32 n)
+{
+	if (!n || !is_tchar(b[0]))
+		return 0;
+	for (int i = 1; i < 16 && i < n; i++) {
+		if (b[i] == ' ')
+			return 1;
+		if (!is_tchar(b[i]))
+			return 0;
+	}
+	return 1;
+}
+
+/* scan_head scans the n bytes of buf (the caller checked how they start);
+ * 0 when they hold a line whose head (or, line_only, the line) ends within
+ * them. */
 static __always_inline int scan_head(struct head_scan *s, const __u8 *buf, __u32 n, int line_only)
 {
 	s->buf = buf;
 	s->line_only = line_only;
 	s->n = n < HEAD_SCAN ? n : HEAD_SCAN;
-	s->line_end = s->head_end = s->tp = 0;
-	/* "METHOD SP": upper-case letters, then a space. */
-	if (s->n < 16 || buf[0] < 'A' || buf[0] > 'Z')
+	s->line_end = s->head_end = s->tp = s->tp_first = s->ts = 0;
+	if (s->n < 16)
 		return -1;
-	for (int i = 1; i < 16; i++) {
-		if (buf[i] == ' ')
-			break;
-		if (buf[i] < 'A' || buf[i] > 'Z' || i == 15)
-			return -1;
-	}
 	bpf_loop(HEAD_SCAN, head_step, s, 0);
 	return s->line_end && (line_only || s->head_end) ? 0 : -1;
 }
 
-/* head_traceparent parses the traceparent a scanned head carries into sc;
- * 0 when there is a valid one. */
-static __always_inline int head_traceparent(struct span_ctx *sc, const struct head_scan *s)
+/* head_traceparent parses the traceparent value at offset at (tp or
+ * tp_first) of a scanned head into sc; 0 when there is a valid one. */
+static __always_inline int head_traceparent(struct span_ctx *sc, const struct head_scan *s, __u32 at)
 {
-	__u32 at = s->tp;
 	const __u8 *v;
 	__s64 len = TRACEPARENT_LEN;
 
@@ -94,6 +144,34 @@ static __always_inline int head_traceparent(struct span_ctx *sc, const struct he
 	if (v[TRACEPARENT_LEN] != '\r' && v[TRACEPARENT_LEN] != ' ' && v[TRACEPARENT_LEN] != '\t')
 		len++;
 	return parse_traceparent(sc, (const char *)v, len);
+}
+
+/* head_span fills sc for the server span of a scanned head: the incoming
+ * traceparent at offset at continued (returns 1), else a new trace (0). */
+static __always_inline int head_span(struct span_ctx *sc, const struct head_scan *s, __u32 at)
+{
+	if (head_traceparent(sc, s, at)) {
+		new_root_span(sc);
+		return 0;
+	}
+	continue_span(sc);
+	return 1;
+}
+
+/* http1_line: the scanned request line ends in " HTTP/1.x" (not an HTTP/2
+ * preface, nor another protocol that looks alike). */
+static __always_inline int http1_line(const struct head_scan *s)
+{
+	const char v[] = " HTTP/1.";
+	const __u8 *b;
+
+	if (s->line_end < 16)
+		return 0;
+	b = s->buf + ((s->line_end - 11) & (HEAD_SCAN - 1));
+	for (int i = 0; i < sizeof(v) - 1; i++)
+		if (b[i] != v[i])
+			return 0;
+	return 1;
 }
 
 #endif

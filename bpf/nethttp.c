@@ -2,10 +2,12 @@
 //go:build ignore
 /* Go net/http spans and W3C context propagation. Every uprobe sits on the
  * emulated PUSH RBP of its function.
- * Server (1 uprobe hit per request):
- *   net/http.serverHandler.ServeHTTP    start: time, ids (from an incoming
- *                                       traceparent or new), the *response,
- *                                       keyed by goroutine
+ * Server (no uprobe hit per request; 1 for a program that may serve TLS):
+ *   the read syscall that brings a      start: time, ids (from an incoming
+ *   request's head (tracepoint)         traceparent or new), keyed by the
+ *                                       goroutine in thread-local storage
+ *   net/http.serverHandler.ServeHTTP    instead, in a program that may serve
+ *                                       TLS: the same from the *Request
  *   syscall tracepoints, no trap        end: the serving goroutine's write
  *                                       under (*response).finishRequest
  *                                       (found by walking the frame
@@ -91,6 +93,11 @@ struct nethttp_offsets {
 	 * (*chunkWriter).Write and .flush, (*response).FlushError and
 	 * .ReadFrom (sendfile); [lo, hi), absent ones 0. */
 	__u64 output[OUTPUT_FUNCS][2];
+	/* 1: a request starts at the read that brings its head (no uprobe);
+	 * 0: at serverHandler.ServeHTTP, for a program that may serve TLS
+	 * (its heads are encrypted when read). */
+	__u64 wire_start;
+	__u64 conn_cur_req; /* net/http.conn.curReq: the *response being served */
 };
 
 const enum nethttp_const *__export_nethttp_const __attribute__((unused));
@@ -259,8 +266,22 @@ struct {
 	__type(value, struct nethttp_server_event);
 } end_scratch SEC(".maps");
 
+/* The bytes of a read that may start a request, for scan_head (room past
+ * HEAD_SCAN for its slack and for the verifier's view of the copy). */
+struct head_buf {
+	__u8 b[2 * HEAD_SCAN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct head_buf);
+} head_scratch SEC(".maps");
+
 static __always_inline void flush_end(struct goroutine_key *k);
 
+/* Only in a program that may serve TLS (nethttp_offsets.wire_start 0). */
 SEC("uprobe/net/http.serverHandler.ServeHTTP")
 int uprobe_serverHandler_ServeHTTP(struct pt_regs *ctx)
 {
@@ -292,6 +313,79 @@ int uprobe_serverHandler_ServeHTTP(struct pt_regs *ctx)
 	if (bpf_map_update_elem(&go_server_spans, &k, &v, BPF_ANY))
 		count(STAT_MAP_FULL);
 	return 0;
+}
+
+/* The start of a request head that came in a read too short to tell
+ * (Go >= 1.24 with unencrypted HTTP/2 on reads 14 bytes first, to compare
+ * them with the HTTP/2 preface), by goroutine: its next read goes on. */
+#define PREFIX_MAX 64
+struct head_prefix {
+	__u32 len; /* < PREFIX_MAX */
+	__u8 b[PREFIX_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct goroutine_key);
+	__type(value, struct head_prefix);
+} nethttp_prefixes SEC(".maps");
+
+/* begin_request: a read of ret bytes at buf by goroutine k, which serves
+ * nothing. When they start an HTTP/1 request head (after what its last
+ * read kept, if that was too short to tell), k serves that request from
+ * now. (net/http's background read may have taken the connection's first
+ * byte: the rest still reads as a head.) Its context is decided here when
+ * the whole head is in; else (SERVER_CTX_LATE) the request starts anew at
+ * each read of the rest of its head, its context is decided at its first
+ * output, and its calls until then have no parent (counted). */
+static __always_inline void begin_request(struct goroutine_key *k, __u64 buf, long ret)
+{
+	struct server_inflight v = {.start_ns = bpf_ktime_get_ns(), .flags = SERVER_WIRE};
+	struct head_prefix *pre, keep = {};
+	__u32 zero = 0, plen = 0, n;
+	struct head_buf *hb = bpf_map_lookup_elem(&head_scratch, &zero);
+	struct head_scan s;
+
+	if (!hb)
+		return;
+	pre = bpf_map_lookup_elem(&nethttp_prefixes, k);
+	if (pre) {
+		__builtin_memcpy(hb->b, pre->b, PREFIX_MAX);
+		plen = pre->len & (PREFIX_MAX - 1);
+		bpf_map_delete_elem(&nethttp_prefixes, k);
+	} else {
+		/* The request line's start first: most reads are not one. */
+		n = ret < 16 ? ret : 16;
+		asm volatile("%[n] &= 31" : [n] "+r"(n));
+		if (bpf_probe_read_user(hb->b, n, (void *)buf) || !token_start(hb->b, n))
+			return;
+	}
+	n = ret < HEAD_SCAN - PREFIX_MAX ? ret : HEAD_SCAN - PREFIX_MAX;
+	asm volatile("%[n] &= 1023" : [n] "+r"(n)); /* for the verifier: n <= 960 */
+	if (bpf_probe_read_user(hb->b + plen, n, (void *)buf))
+		return;
+	n += plen;
+	scan_head(&s, hb->b, n, 0);
+	if (!s.line_end && n < PREFIX_MAX) {
+		if (token_start(hb->b, n)) {
+			keep.len = n;
+			__builtin_memcpy(keep.b, hb->b, PREFIX_MAX);
+			bpf_map_update_elem(&nethttp_prefixes, k, &keep, BPF_ANY);
+		}
+		return;
+	}
+	/* A request line longer than the scan cannot show its version. */
+	if (s.line_end ? !http1_line(&s) : !token_start(hb->b, 16))
+		return;
+	if (!s.head_end) {
+		v.flags |= SERVER_CTX_LATE;
+		count(STAT_CTX_LATE);
+	} else if (head_span(&v.sc, &s, s.tp_first) && s.ts) {
+		v.flags |= SERVER_TRACESTATE;
+	}
+	if (bpf_map_update_elem(&go_server_spans, k, &v, BPF_ANY))
+		count(STAT_MAP_FULL);
 }
 
 static __always_inline void client_failed(struct goroutine_key *k, __u64 now);
@@ -355,7 +449,9 @@ static __always_inline void done(struct goroutine_key *k, __u64 now)
 }
 
 /* end_request emits goroutine k's request, ended now (its response's last
- * write, under finishRequest). */
+ * write, under finishRequest). A request started from the wire stays, as
+ * ended at now: a response the connection serves next without a read in
+ * between was pipelined, and starts there (resolve). */
 static __always_inline void end_request(struct nethttp_offsets *o, struct goroutine_key *k, struct server_inflight *in)
 {
 	struct nethttp_server_event *e = bpf_ringbuf_reserve(&nethttp_events, sizeof(*e), 0);
@@ -367,7 +463,14 @@ static __always_inline void end_request(struct nethttp_offsets *o, struct gorout
 		bpf_ringbuf_discard(e, 0);
 	else
 		submit(&nethttp_events, e);
-	done(k, now);
+	if (!o->wire_start) {
+		done(k, now);
+		return;
+	}
+	in->flags = SERVER_WIRE | SERVER_ENDED;
+	in->start_ns = now;
+	bpf_map_delete_elem(&nethttp_ends, k);
+	client_failed(k, now);
 }
 
 /* keep_end records goroutine k's request as ended now, by output inside
@@ -394,10 +497,15 @@ static __always_inline void keep_end(struct nethttp_offsets *o, struct goroutine
 static __always_inline void flush_end(struct goroutine_key *k)
 {
 	struct nethttp_server_event *kept, *e;
+	struct server_inflight *in = bpf_map_lookup_elem(&go_server_spans, k);
 	__u64 now = bpf_ktime_get_ns();
 
-	if (!bpf_map_lookup_elem(&go_server_spans, k))
+	if (!in)
 		return;
+	if (in->flags & SERVER_ENDED) {
+		bpf_map_delete_elem(&go_server_spans, k);
+		return;
+	}
 	kept = bpf_map_lookup_elem(&nethttp_ends, k);
 	if (!kept) {
 		count(STAT_NO_END);
@@ -408,6 +516,35 @@ static __always_inline void flush_end(struct goroutine_key *k)
 		count(STAT_RINGBUF_FULL);
 	}
 	done(k, now);
+}
+
+/* resolve gives a request started from the wire its *response: the one
+ * its connection serves now (c.curReq), found at its first output. An
+ * ended request whose connection serves another response was followed by
+ * a pipelined one, read with it: that one starts where it ended. A context
+ * the head did not give is decided now, from the request's headers. -1:
+ * nothing to end. */
+static __always_inline int resolve(struct nethttp_offsets *o, struct server_inflight *in, __u64 conn)
+{
+	struct w3c_headers h = {};
+	__u64 w;
+
+	if (!conn || !(w = (__u64)read_ptr((void *)conn + o->conn_cur_req)))
+		return -1;
+	if (in->flags & SERVER_ENDED) {
+		if (w == in->w)
+			return -1; /* more of the ended response */
+		in->flags = SERVER_WIRE | SERVER_CTX_LATE; /* start_ns: the previous end */
+		count(STAT_CTX_LATE);
+	}
+	in->w = w;
+	if (!(in->flags & (SERVER_CTX_LATE | SERVER_TRACESTATE)))
+		return 0;
+	find_w3c_headers(read_ptr(read_ptr((void *)w + o->response_req) + o->request_header), &o->maps, &h);
+	if (!(in->flags & SERVER_CTX_LATE) || server_span(&in->sc, h.traceparent))
+		in->tracestate = h.tracestate;
+	in->flags = SERVER_WIRE;
+	return 0;
 }
 
 enum where {
@@ -422,86 +559,119 @@ enum where {
 
 /* where walks the frame pointers (Go keeps them on amd64) from the
  * syscall up to the first return address in one of the functions that say
- * where a serving goroutine is. */
-static __always_inline int where(struct nethttp_offsets *o, struct pt_regs *regs)
+ * where a serving goroutine is. Given conn, a finishRequest or output
+ * syscall walks on to (*conn).serve for its receiver c: live across every
+ * call serve makes, so kept in its spill slot, 16 bytes above serve's frame
+ * pointer. */
+static __always_inline int where(struct nethttp_offsets *o, struct pt_regs *regs, __u64 *conn)
 {
 	__u64 fp = regs->bp, frame[2];
+	int at = WHERE_UNKNOWN;
 
 	for (int i = 0; i < FRAMES_MAX; i++) {
 		if (!fp || bpf_probe_read_user(frame, sizeof(frame), (void *)fp))
-			return WHERE_UNKNOWN;
-		if (frame[1] >= o->finish_lo && frame[1] < o->finish_hi)
-			return WHERE_FINISH;
-		for (int j = 0; j < OUTPUT_FUNCS; j++)
-			if (frame[1] >= o->output[j][0] && frame[1] < o->output[j][1])
-				return WHERE_OUTPUT;
-		if (frame[1] >= o->serve_http_lo && frame[1] < o->serve_http_hi)
-			return WHERE_HANDLER;
-		if (frame[1] >= o->conn_serve_lo && frame[1] < o->conn_serve_hi)
-			return WHERE_CONN;
+			return at;
+		if (frame[1] >= o->conn_serve_lo && frame[1] < o->conn_serve_hi) {
+			if (conn)
+				*conn = (__u64)read_ptr((void *)frame[0] + 16);
+			return at ? at : WHERE_CONN;
+		}
+		if (!at) {
+			if (frame[1] >= o->finish_lo && frame[1] < o->finish_hi)
+				at = WHERE_FINISH;
+			for (int j = 0; j < OUTPUT_FUNCS; j++)
+				if (frame[1] >= o->output[j][0] && frame[1] < o->output[j][1])
+					at = WHERE_OUTPUT;
+			if (frame[1] >= o->serve_http_lo && frame[1] < o->serve_http_hi)
+				return WHERE_HANDLER;
+			if (at && !conn)
+				return at;
+		}
 		fp = frame[0];
 	}
-	return WHERE_UNKNOWN;
+	return at;
 }
 
 #define EAGAIN_ 11
+
+enum io { IO_READ, IO_WRITE, IO_CLOSE };
 
 /* serving_io follows a syscall of a goroutine serving an HTTP/1 request:
  * output under finishRequest ends it; the handler's response output is
  * kept as its end so far, or ends it when it failed (the peer is gone:
  * net/http writes nothing more); its other I/O (a database) is none of the
  * response's; any syscall back in the connection's loop ends it with what
- * was kept. out: the syscall writes; ret: what it returned. */
-static __always_inline int serving_io(int out, long ret)
+ * was kept. A read by a goroutine serving nothing may start a request
+ * (begin_request). ret: what the syscall returned. */
+static __always_inline int serving_io(enum io io, long ret)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct goroutine_key k = {.tgid = tgid};
 	struct server_inflight *in;
 	struct nethttp_offsets *o;
 	struct pt_regs *regs;
+	__u64 conn = 0;
+	int at;
 	void *g;
 
 	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
 	if (!o || !o->finish_hi || !(g = current_g()))
 		return 0;
-	k.goid = read_s64(g + o->g.goid);
-	in = bpf_map_lookup_elem(&go_server_spans, &k);
-	if (!in || !in->w)
-		return 0;
 	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	if (!regs)
 		return 0;
-	switch (where(o, regs)) {
-	case WHERE_FINISH:
-		if (out)
-			end_request(o, &k, in);
-		break;
-	case WHERE_CONN:
-		flush_end(&k);
-		break;
-	case WHERE_OUTPUT:
-		if (out && ret < 0 && ret != -EAGAIN_)
-			end_request(o, &k, in);
-		else if (out)
-			keep_end(o, &k, in);
+	k.goid = read_s64(g + o->g.goid);
+	in = bpf_map_lookup_elem(&go_server_spans, &k);
+	if (io == IO_READ) {
+		/* While serving, a read matters only with an end kept and the
+		 * goroutine back in its connection's loop. */
+		if (in && in->flags & SERVER_CTX_LATE && !in->w) {
+			/* More of its head (not the handler reading the body). */
+			if (ret > 0 && where(o, regs, 0) == WHERE_CONN)
+				in->start_ns = bpf_ktime_get_ns();
+			return 0;
+		}
+		if (in && !(in->flags & SERVER_ENDED)) {
+			if (!bpf_map_lookup_elem(&nethttp_ends, &k) || where(o, regs, 0) != WHERE_CONN)
+				return 0;
+			flush_end(&k);
+		} else if (in) {
+			bpf_map_delete_elem(&go_server_spans, &k);
+		}
+		if (o->wire_start && ret > 0)
+			begin_request(&k, regs->si, ret);
+		return 0;
 	}
+	if (!in || !(in->w || in->flags & SERVER_WIRE))
+		return 0; /* not net/http's (gRPC's) */
+	at = where(o, regs, in->w && !(in->flags & SERVER_ENDED) ? 0 : &conn);
+	if (at == WHERE_CONN)
+		flush_end(&k);
+	if (io != IO_WRITE || (at != WHERE_FINISH && at != WHERE_OUTPUT))
+		return 0;
+	if ((!in->w || in->flags & SERVER_ENDED) && resolve(o, in, conn))
+		return 0;
+	if (at == WHERE_FINISH || (ret < 0 && ret != -EAGAIN_))
+		end_request(o, &k, in);
+	else
+		keep_end(o, &k, in);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_write")
-int nethttp_exit_write(struct trace_event_raw_sys_exit *ctx) { return serving_io(1, ctx->ret); }
+int nethttp_exit_write(struct trace_event_raw_sys_exit *ctx) { return serving_io(IO_WRITE, ctx->ret); }
 
 SEC("tracepoint/syscalls/sys_exit_writev")
-int nethttp_exit_writev(struct trace_event_raw_sys_exit *ctx) { return serving_io(1, ctx->ret); }
+int nethttp_exit_writev(struct trace_event_raw_sys_exit *ctx) { return serving_io(IO_WRITE, ctx->ret); }
 
 SEC("tracepoint/syscalls/sys_exit_sendfile64")
-int nethttp_exit_sendfile64(struct trace_event_raw_sys_exit *ctx) { return serving_io(1, ctx->ret); }
+int nethttp_exit_sendfile64(struct trace_event_raw_sys_exit *ctx) { return serving_io(IO_WRITE, ctx->ret); }
 
 SEC("tracepoint/syscalls/sys_exit_read")
-int nethttp_exit_read(struct trace_event_raw_sys_exit *ctx) { return serving_io(0, ctx->ret); }
+int nethttp_exit_read(struct trace_event_raw_sys_exit *ctx) { return serving_io(IO_READ, ctx->ret); }
 
 SEC("tracepoint/syscalls/sys_enter_close")
-int nethttp_enter_close(struct trace_event_raw_sys_enter *ctx) { return serving_io(0, 0); }
+int nethttp_enter_close(struct trace_event_raw_sys_enter *ctx) { return serving_io(IO_CLOSE, 0); }
 
 /* ---------------------------------------------------------------- client */
 
@@ -852,7 +1022,7 @@ int sk_msg_traceparent(struct sk_msg_md *msg)
 		goto skip;
 	/* The Go path needs only the request line (the uprobe saw the
 	 * headers); a wire request, its whole head. */
-	if (scan_head(&s, sc->head, n, !wire))
+	if (!method_token(sc->head) || scan_head(&s, sc->head, n, !wire))
 		goto skip;
 	if (wire && s.tp)
 		goto skip; /* the application propagates by itself */

@@ -93,6 +93,15 @@ static __always_inline void new_root_span(struct span_ctx *sc)
 	sc->flags = root_sampled(sc->trace_id);
 }
 
+/* continue_span completes sc, parsed from an incoming traceparent, as the
+ * context of the server span that continues it. */
+static __always_inline void continue_span(struct span_ctx *sc)
+{
+	random_bytes(sc->span_id, 8);
+	if (!sampling_parent_based)
+		sc->flags = (sc->flags & ~1) | ratio_sampled(sc->trace_id);
+}
+
 /* server_span fills sc for a server span: it continues the incoming
  * traceparent when that is valid (returns 1), else it starts a trace (0). */
 static __always_inline int server_span(struct span_ctx *sc, struct go_string traceparent)
@@ -101,9 +110,7 @@ static __always_inline int server_span(struct span_ctx *sc, struct go_string tra
 		new_root_span(sc);
 		return 0;
 	}
-	random_bytes(sc->span_id, 8);
-	if (!sampling_parent_based)
-		sc->flags = (sc->flags & ~1) | ratio_sampled(sc->trace_id);
+	continue_span(sc);
 	return 1;
 }
 

@@ -146,15 +146,9 @@ static __always_inline void begin_request(struct wire_event *e, __u32 n, __u64 i
 	struct wire_thread fresh = {}, *th;
 	struct head_scan s;
 
-	if (scan_head(&s, e->data, n, 0))
+	if (n < 16 || !method_token(e->data) || scan_head(&s, e->data, n, 0))
 		return;
-	if (head_traceparent(&e->ctx, &s)) {
-		new_root_span(&e->ctx);
-	} else {
-		random_bytes(e->ctx.span_id, 8);
-		if (!sampling_parent_based)
-			e->ctx.flags = (e->ctx.flags & ~1) | ratio_sampled(e->ctx.trace_id);
-	}
+	head_span(&e->ctx, &s, s.tp);
 	e->ctx_kind = CTX_BEGUN;
 	th = bpf_map_lookup_elem(&wire_threads, &id);
 	if (!th) {

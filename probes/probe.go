@@ -72,9 +72,11 @@ type Env struct {
 
 // Hook is one uprobe: the program to run at the first of Symbols the
 // executable has (a function renamed between versions has several names).
+// With When, only in executables for which it is true.
 type Hook struct {
 	Symbols []string
 	Program string
+	When    func(*gobin.Binary) bool
 }
 
 // DecodeFunc turns one ring-buffer record into the spans it completes (none
@@ -133,6 +135,7 @@ type Probe struct {
 type attachHook struct {
 	symbols []string
 	prog    *ebpf.Program
+	when    func(*gobin.Binary) bool
 }
 
 // Load loads d's object with the maps and settings shared (see Shared) and
@@ -179,7 +182,7 @@ func (p *Probe) init(spec *ebpf.CollectionSpec) error {
 		if prog == nil {
 			return fmt.Errorf("no program %q in the object", h.Program)
 		}
-		p.hooks = append(p.hooks, attachHook{h.Symbols, prog})
+		p.hooks = append(p.hooks, attachHook{h.Symbols, prog, h.When})
 	}
 	if d.Extend != nil {
 		if p.ext, err = d.Extend(p.coll, p.log); err != nil {

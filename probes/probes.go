@@ -41,7 +41,8 @@ type attached struct {
 // Acquire attaches hooks to the executable at path (identified by id) unless
 // they are attached already, and counts one more user. A hook whose function
 // the executable lacks is skipped (the linker drops what a program does not
-// use: a pure server has no HTTP client); it fails when none can be attached.
+// use: a pure server has no HTTP client), and so is one whose When says no;
+// it fails when none can be attached and none was left out by choice.
 func (a *Attachments) Acquire(id kernel.FileID, path string, bin *gobin.Binary, hooks []attachHook) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -55,7 +56,7 @@ func (a *Attachments) Acquire(id kernel.FileID, path string, bin *gobin.Binary, 
 	}
 	at := &attached{refs: 1}
 	var skipped []error
-	missing := 0
+	missing, chosen := 0, 0
 	for _, h := range hooks {
 		sym, off, err := hookOffset(bin, h.symbols)
 		if err != nil {
@@ -65,6 +66,10 @@ func (a *Attachments) Acquire(id kernel.FileID, path string, bin *gobin.Binary, 
 			skipped = append(skipped, err)
 			continue
 		}
+		if h.when != nil && !h.when(bin) {
+			chosen++
+			continue
+		}
 		l, err := attachUprobe(ex, sym, h.prog, off)
 		if err != nil {
 			closeLinks(at.links)
@@ -72,7 +77,7 @@ func (a *Attachments) Acquire(id kernel.FileID, path string, bin *gobin.Binary, 
 		}
 		at.links = append(at.links, l)
 	}
-	if len(at.links) == 0 {
+	if len(at.links) == 0 && chosen == 0 {
 		if missing == len(hooks) {
 			return ErrNotUsed // the library is not linked in
 		}

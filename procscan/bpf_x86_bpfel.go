@@ -35,7 +35,8 @@ const (
 	bpfTwStatSTAT_LEFT_ALONE   bpfTwStat = 8
 	bpfTwStatSTAT_RATE_LIMITED bpfTwStat = 9
 	bpfTwStatSTAT_NO_END       bpfTwStat = 10
-	bpfTwStatSTAT_MAX          bpfTwStat = 11
+	bpfTwStatSTAT_CTX_LATE     bpfTwStat = 11
+	bpfTwStatSTAT_MAX          bpfTwStat = 12
 )
 
 // Names of all BPF objects in the ELF.

@@ -48,6 +48,17 @@ type bpfGoroutineKey struct {
 	Pad  uint32
 }
 
+type bpfHeadBuf struct {
+	_ structs.HostLayout
+	B [2048]uint8
+}
+
+type bpfHeadPrefix struct {
+	_   structs.HostLayout
+	Len uint32
+	B   [64]uint8
+}
+
 type bpfMsgScratch struct {
 	_    structs.HostLayout
 	Head [1095]uint8
@@ -138,6 +149,8 @@ type bpfNethttpOffsets struct {
 	ConnServeLo       uint64
 	ConnServeHi       uint64
 	Output            [4][2]uint64
+	WireStart         uint64
+	ConnCurReq        uint64
 }
 
 type bpfNethttpServerEvent struct {
@@ -189,7 +202,8 @@ type bpfServerInflight struct {
 		Ptr uint64
 		Len int64
 	}
-	W uint64
+	W     uint64
+	Flags uint64
 }
 
 type bpfSockTuple struct {
@@ -231,7 +245,8 @@ const (
 	bpfTwStatSTAT_LEFT_ALONE   bpfTwStat = 8
 	bpfTwStatSTAT_RATE_LIMITED bpfTwStat = 9
 	bpfTwStatSTAT_NO_END       bpfTwStat = 10
-	bpfTwStatSTAT_MAX          bpfTwStat = 11
+	bpfTwStatSTAT_CTX_LATE     bpfTwStat = 11
+	bpfTwStatSTAT_MAX          bpfTwStat = 12
 )
 
 type bpfWirePeer struct {
@@ -272,6 +287,7 @@ const (
 	bpfMapChunks                          = "chunks"
 	bpfMapEndScratch                      = "end_scratch"
 	bpfMapGoServerSpans                   = "go_server_spans"
+	bpfMapHeadScratch                     = "head_scratch"
 	bpfMapMsgScratch                      = "msg_scratch"
 	bpfMapNethttpClientInflight           = "nethttp_client_inflight"
 	bpfMapNethttpClientRequests           = "nethttp_client_requests"
@@ -279,6 +295,7 @@ const (
 	bpfMapNethttpEnds                     = "nethttp_ends"
 	bpfMapNethttpEvents                   = "nethttp_events"
 	bpfMapNethttpPending                  = "nethttp_pending"
+	bpfMapNethttpPrefixes                 = "nethttp_prefixes"
 	bpfMapNethttpProcs                    = "nethttp_procs"
 	bpfMapNethttpSockets                  = "nethttp_sockets"
 	bpfMapSamplingWindow                  = "sampling_window"
@@ -374,6 +391,7 @@ type bpfMapSpecs struct {
 	Chunks                *ebpf.MapSpec `ebpf:"chunks"`
 	EndScratch            *ebpf.MapSpec `ebpf:"end_scratch"`
 	GoServerSpans         *ebpf.MapSpec `ebpf:"go_server_spans"`
+	HeadScratch           *ebpf.MapSpec `ebpf:"head_scratch"`
 	MsgScratch            *ebpf.MapSpec `ebpf:"msg_scratch"`
 	NethttpClientInflight *ebpf.MapSpec `ebpf:"nethttp_client_inflight"`
 	NethttpClientRequests *ebpf.MapSpec `ebpf:"nethttp_client_requests"`
@@ -381,6 +399,7 @@ type bpfMapSpecs struct {
 	NethttpEnds           *ebpf.MapSpec `ebpf:"nethttp_ends"`
 	NethttpEvents         *ebpf.MapSpec `ebpf:"nethttp_events"`
 	NethttpPending        *ebpf.MapSpec `ebpf:"nethttp_pending"`
+	NethttpPrefixes       *ebpf.MapSpec `ebpf:"nethttp_prefixes"`
 	NethttpProcs          *ebpf.MapSpec `ebpf:"nethttp_procs"`
 	NethttpSockets        *ebpf.MapSpec `ebpf:"nethttp_sockets"`
 	SamplingWindow        *ebpf.MapSpec `ebpf:"sampling_window"`
@@ -430,6 +449,7 @@ type bpfMaps struct {
 	Chunks                *ebpf.Map `ebpf:"chunks"`
 	EndScratch            *ebpf.Map `ebpf:"end_scratch"`
 	GoServerSpans         *ebpf.Map `ebpf:"go_server_spans"`
+	HeadScratch           *ebpf.Map `ebpf:"head_scratch"`
 	MsgScratch            *ebpf.Map `ebpf:"msg_scratch"`
 	NethttpClientInflight *ebpf.Map `ebpf:"nethttp_client_inflight"`
 	NethttpClientRequests *ebpf.Map `ebpf:"nethttp_client_requests"`
@@ -437,6 +457,7 @@ type bpfMaps struct {
 	NethttpEnds           *ebpf.Map `ebpf:"nethttp_ends"`
 	NethttpEvents         *ebpf.Map `ebpf:"nethttp_events"`
 	NethttpPending        *ebpf.Map `ebpf:"nethttp_pending"`
+	NethttpPrefixes       *ebpf.Map `ebpf:"nethttp_prefixes"`
 	NethttpProcs          *ebpf.Map `ebpf:"nethttp_procs"`
 	NethttpSockets        *ebpf.Map `ebpf:"nethttp_sockets"`
 	SamplingWindow        *ebpf.Map `ebpf:"sampling_window"`
@@ -452,6 +473,7 @@ func (m *bpfMaps) Close() error {
 		m.Chunks,
 		m.EndScratch,
 		m.GoServerSpans,
+		m.HeadScratch,
 		m.MsgScratch,
 		m.NethttpClientInflight,
 		m.NethttpClientRequests,
@@ -459,6 +481,7 @@ func (m *bpfMaps) Close() error {
 		m.NethttpEnds,
 		m.NethttpEvents,
 		m.NethttpPending,
+		m.NethttpPrefixes,
 		m.NethttpProcs,
 		m.NethttpSockets,
 		m.SamplingWindow,

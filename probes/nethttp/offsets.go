@@ -42,6 +42,7 @@ func offsets(bin *gobin.Binary) (*bpfNethttpOffsets, error) {
 		{Dst: &o.PatternStr, Typ: "net/http.pattern", Name: "str", Optional: true},
 		{Dst: &o.ResponseReq, Typ: "net/http.response", Name: "req"},
 		{Dst: &o.ResponseStatus, Typ: "net/http.response", Name: "status"},
+		{Dst: &o.ConnCurReq, Typ: "net/http.conn", Name: "curReq"},
 		{Dst: &o.BufioBuf, Typ: "bufio.Reader", Name: "buf"},
 		{Dst: &o.BufioR, Typ: "bufio.Reader", Name: "r"},
 		{Dst: &o.BufioW, Typ: "bufio.Reader", Name: "w"},

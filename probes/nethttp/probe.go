@@ -31,9 +31,11 @@ var Decl = probes.Decl{
 	Stale: []string{
 		"go_server_spans", "nethttp_client_inflight", "nethttp_client_requests", "nethttp_pending", "nethttp_connecting",
 	},
-	Counters: []string{"ringbuf_full", "read_failed", "map_full", "no_start", "socket_busy", "injected", "not_injected", "http2_skipped", "left_alone", "rate_limited", "no_end"},
+	Counters: []string{"ringbuf_full", "read_failed", "map_full", "no_start", "socket_busy", "injected", "not_injected", "http2_skipped", "left_alone", "rate_limited", "no_end", "ctx_late"},
 	Hooks: []probes.Hook{
-		{Symbols: []string{"net/http.serverHandler.ServeHTTP"}, Program: "uprobe_serverHandler_ServeHTTP"},
+		// A request starts at the read that brings its head, unless the
+		// program may serve TLS (its heads are encrypted when read).
+		{Symbols: []string{"net/http.serverHandler.ServeHTTP"}, Program: "uprobe_serverHandler_ServeHTTP", When: servesTLS},
 		{Symbols: []string{"net/http.(*Transport).roundTrip"}, Program: "uprobe_Transport_roundTrip"},
 		{Symbols: []string{"net/http.(*persistConn).roundTrip"}, Program: "uprobe_persistConn_roundTrip"},
 		{Symbols: []string{"net/http.ReadResponse"}, Program: "uprobe_ReadResponse"},
@@ -98,6 +100,9 @@ func (x *extension) Add(pid int, bin *gobin.Binary, offsets any) error {
 			return err
 		}
 	}
+	if !servesTLS(bin) {
+		off.WireStart = 1
+	}
 	off.LeftAlone = x.leaveAlone(pid, bin)
 	if x.prop != nil && off.LeftAlone == 0 {
 		// A process that already exited has no connections to adopt.
@@ -106,6 +111,15 @@ func (x *extension) Add(pid int, bin *gobin.Binary, offsets any) error {
 		}
 	}
 	return nil
+}
+
+// servesTLS tells whether the program can serve TLS: only then does a
+// request start at the ServeHTTP uprobe rather than at the read of its head.
+// Every server-side tls.Conn runs serverHandshake; the linker drops it from
+// programs that make none.
+func servesTLS(bin *gobin.Binary) bool {
+	_, _, ok := bin.FuncRange("crypto/tls.(*Conn).serverHandshake")
+	return ok
 }
 
 // codeRanges puts in off the code addresses, in process pid, of the

@@ -29,7 +29,8 @@ type bpfServerInflight struct {
 		Ptr uint64
 		Len int64
 	}
-	W uint64
+	W     uint64
+	Flags uint64
 }
 
 type bpfSockTuple struct {
@@ -65,7 +66,8 @@ const (
 	bpfTwStatSTAT_LEFT_ALONE   bpfTwStat = 8
 	bpfTwStatSTAT_RATE_LIMITED bpfTwStat = 9
 	bpfTwStatSTAT_NO_END       bpfTwStat = 10
-	bpfTwStatSTAT_MAX          bpfTwStat = 11
+	bpfTwStatSTAT_CTX_LATE     bpfTwStat = 11
+	bpfTwStatSTAT_MAX          bpfTwStat = 12
 )
 
 type bpfWireConst uint32
