@@ -28,10 +28,8 @@ enum server_flag {
 	SERVER_CTX_LATE = 1,
 	/* Its head carries tracestate, read from the request when w is known. */
 	SERVER_TRACESTATE = 2,
-	/* Emitted: the goroutine serves nothing until its next request. */
-	SERVER_ENDED = 4,
 	/* net/http, started from the wire: its *response is found later. */
-	SERVER_WIRE = 8,
+	SERVER_WIRE = 4,
 };
 
 struct server_inflight {
@@ -57,8 +55,8 @@ struct {
  * R14 there): Go keeps it in thread-local storage, at fs_base - 8 on amd64. */
 static __always_inline void *current_g(void)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 fsbase = BPF_CORE_READ(task, thread.fsbase);
+	/* A trusted pointer: a plain load, no helper call. */
+	__u64 fsbase = bpf_get_current_task_btf()->thread.fsbase;
 	void *g = 0;
 
 	if (!fsbase || bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase - 8)))
@@ -86,7 +84,7 @@ static __always_inline struct server_inflight *serving(void *g, struct g_offsets
 		pk.goid = read_s64(g + o->parent_goid);
 		parent = bpf_map_lookup_elem(&go_server_spans, &pk);
 	}
-	if (parent && parent->flags & (SERVER_CTX_LATE | SERVER_ENDED))
+	if (parent && parent->flags & SERVER_CTX_LATE)
 		return 0;
 	return parent;
 }

@@ -98,6 +98,10 @@ struct nethttp_offsets {
 	 * (its heads are encrypted when read). */
 	__u64 wire_start;
 	__u64 conn_cur_req; /* net/http.conn.curReq: the *response being served */
+	/* Ends kept in nethttp_ends for this process (the programs count;
+	 * LRU evictions leave it high, which only costs time): while 0, a
+	 * read that moved nothing has nothing to end. */
+	__u64 kept_ends;
 };
 
 const enum nethttp_const *__export_nethttp_const __attribute__((unused));
@@ -279,7 +283,7 @@ struct {
 	__type(value, struct head_buf);
 } head_scratch SEC(".maps");
 
-static __always_inline void flush_end(struct goroutine_key *k);
+static __always_inline void flush_end(struct nethttp_offsets *o, struct goroutine_key *k);
 
 /* Only in a program that may serve TLS (nethttp_offsets.wire_start 0). */
 SEC("uprobe/net/http.serverHandler.ServeHTTP")
@@ -309,7 +313,7 @@ int uprobe_serverHandler_ServeHTTP(struct pt_regs *ctx)
 	v.w = (__u64)GO_ARG3(ctx); /* rw's data word: the *response */
 	/* The previous request of this goroutine, if its end is still kept
 	 * (nothing was read or closed in between: a buffered next request). */
-	flush_end(&k);
+	flush_end(o, &k);
 	if (bpf_map_update_elem(&go_server_spans, &k, &v, BPF_ANY))
 		count(STAT_MAP_FULL);
 	return 0;
@@ -338,8 +342,8 @@ struct {
  * byte: the rest still reads as a head.) Its context is decided here when
  * the whole head is in; else (SERVER_CTX_LATE) the request starts anew at
  * each read of the rest of its head, its context is decided at its first
- * output, and its calls until then have no parent (counted). */
-static __always_inline void begin_request(struct goroutine_key *k, __u64 buf, long ret)
+ * output, and its calls until then have no parent (counted). 1: started. */
+static __always_inline int begin_request(struct goroutine_key *k, __u64 buf, long ret)
 {
 	struct server_inflight v = {.start_ns = bpf_ktime_get_ns(), .flags = SERVER_WIRE};
 	struct head_prefix *pre, keep = {};
@@ -348,7 +352,7 @@ static __always_inline void begin_request(struct goroutine_key *k, __u64 buf, lo
 	struct head_scan s;
 
 	if (!hb)
-		return;
+		return 0;
 	pre = bpf_map_lookup_elem(&nethttp_prefixes, k);
 	if (pre) {
 		__builtin_memcpy(hb->b, pre->b, PREFIX_MAX);
@@ -359,12 +363,12 @@ static __always_inline void begin_request(struct goroutine_key *k, __u64 buf, lo
 		n = ret < 16 ? ret : 16;
 		asm volatile("%[n] &= 31" : [n] "+r"(n));
 		if (bpf_probe_read_user(hb->b, n, (void *)buf) || !token_start(hb->b, n))
-			return;
+			return 0;
 	}
 	n = ret < HEAD_SCAN - PREFIX_MAX ? ret : HEAD_SCAN - PREFIX_MAX;
 	asm volatile("%[n] &= 1023" : [n] "+r"(n)); /* for the verifier: n <= 960 */
 	if (bpf_probe_read_user(hb->b + plen, n, (void *)buf))
-		return;
+		return 0;
 	n += plen;
 	scan_head(&s, hb->b, n, 0);
 	if (!s.line_end && n < PREFIX_MAX) {
@@ -373,19 +377,22 @@ static __always_inline void begin_request(struct goroutine_key *k, __u64 buf, lo
 			__builtin_memcpy(keep.b, hb->b, PREFIX_MAX);
 			bpf_map_update_elem(&nethttp_prefixes, k, &keep, BPF_ANY);
 		}
-		return;
+		return 0;
 	}
 	/* A request line longer than the scan cannot show its version. */
 	if (s.line_end ? !http1_line(&s) : !token_start(hb->b, 16))
-		return;
+		return 0;
 	if (!s.head_end) {
 		v.flags |= SERVER_CTX_LATE;
 		count(STAT_CTX_LATE);
 	} else if (head_span(&v.sc, &s, s.tp_first) && s.ts) {
 		v.flags |= SERVER_TRACESTATE;
 	}
-	if (bpf_map_update_elem(&go_server_spans, k, &v, BPF_ANY))
+	if (bpf_map_update_elem(&go_server_spans, k, &v, BPF_ANY)) {
 		count(STAT_MAP_FULL);
+		return 0;
+	}
+	return 1;
 }
 
 static __always_inline void client_failed(struct goroutine_key *k, __u64 now);
@@ -439,23 +446,38 @@ struct {
 	__type(value, struct nethttp_server_event);
 } nethttp_ends SEC(".maps");
 
+/* When each goroutine's last request started from the wire ended, and its
+ * *response: a response the goroutine serves next without a read in
+ * between (no request started) was pipelined, and starts there. */
+struct last_end {
+	__u64 end_ns;
+	__u64 w;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct goroutine_key);
+	__type(value, struct last_end);
+} nethttp_last SEC(".maps");
+
 /* done forgets goroutine k's request; a call it made that never got its
  * response ends failed at now. */
-static __always_inline void done(struct goroutine_key *k, __u64 now)
+static __always_inline void done(struct nethttp_offsets *o, struct goroutine_key *k, __u64 now)
 {
 	bpf_map_delete_elem(&go_server_spans, k);
-	bpf_map_delete_elem(&nethttp_ends, k);
+	if (!bpf_map_delete_elem(&nethttp_ends, k))
+		__sync_fetch_and_add(&o->kept_ends, -1);
 	client_failed(k, now);
 }
 
 /* end_request emits goroutine k's request, ended now (its response's last
- * write, under finishRequest). A request started from the wire stays, as
- * ended at now: a response the connection serves next without a read in
- * between was pipelined, and starts there (resolve). */
+ * write, under finishRequest). */
 static __always_inline void end_request(struct nethttp_offsets *o, struct goroutine_key *k, struct server_inflight *in)
 {
 	struct nethttp_server_event *e = bpf_ringbuf_reserve(&nethttp_events, sizeof(*e), 0);
 	__u64 now = bpf_ktime_get_ns();
+	struct last_end last = {.end_ns = now, .w = in->w};
 
 	if (!e)
 		count(STAT_RINGBUF_FULL);
@@ -463,14 +485,9 @@ static __always_inline void end_request(struct nethttp_offsets *o, struct gorout
 		bpf_ringbuf_discard(e, 0);
 	else
 		submit(&nethttp_events, e);
-	if (!o->wire_start) {
-		done(k, now);
-		return;
-	}
-	in->flags = SERVER_WIRE | SERVER_ENDED;
-	in->start_ns = now;
-	bpf_map_delete_elem(&nethttp_ends, k);
-	client_failed(k, now);
+	if (o->wire_start)
+		bpf_map_update_elem(&nethttp_last, k, &last, BPF_ANY);
+	done(o, k, now);
 }
 
 /* keep_end records goroutine k's request as ended now, by output inside
@@ -483,8 +500,9 @@ static __always_inline void keep_end(struct nethttp_offsets *o, struct goroutine
 		__u32 zero = 0;
 		struct nethttp_server_event *blank = bpf_map_lookup_elem(&end_scratch, &zero);
 
-		if (!blank || bpf_map_update_elem(&nethttp_ends, k, blank, BPF_ANY))
+		if (!blank || bpf_map_update_elem(&nethttp_ends, k, blank, BPF_NOEXIST))
 			return;
+		__sync_fetch_and_add(&o->kept_ends, 1);
 		e = bpf_map_lookup_elem(&nethttp_ends, k);
 		if (!e)
 			return;
@@ -494,18 +512,13 @@ static __always_inline void keep_end(struct nethttp_offsets *o, struct goroutine
 
 /* flush_end emits goroutine k's request from its kept end, if it has an
  * open request; one with no output at all is counted. */
-static __always_inline void flush_end(struct goroutine_key *k)
+static __always_inline void flush_end(struct nethttp_offsets *o, struct goroutine_key *k)
 {
 	struct nethttp_server_event *kept, *e;
-	struct server_inflight *in = bpf_map_lookup_elem(&go_server_spans, k);
 	__u64 now = bpf_ktime_get_ns();
 
-	if (!in)
+	if (!bpf_map_lookup_elem(&go_server_spans, k))
 		return;
-	if (in->flags & SERVER_ENDED) {
-		bpf_map_delete_elem(&go_server_spans, k);
-		return;
-	}
 	kept = bpf_map_lookup_elem(&nethttp_ends, k);
 	if (!kept) {
 		count(STAT_NO_END);
@@ -515,32 +528,22 @@ static __always_inline void flush_end(struct goroutine_key *k)
 	} else {
 		count(STAT_RINGBUF_FULL);
 	}
-	done(k, now);
+	done(o, k, now);
 }
 
-/* resolve gives a request started from the wire its *response: the one
- * its connection serves now (c.curReq), found at its first output. An
- * ended request whose connection serves another response was followed by
- * a pipelined one, read with it: that one starts where it ended. A context
- * the head did not give is decided now, from the request's headers. -1:
- * nothing to end. */
+/* resolve gives a request started from the wire its *response, the one its
+ * connection serves now (c.curReq), found at its first output; and decides
+ * a context its head did not give, from the request's headers. -1: w is
+ * not known. */
 static __always_inline int resolve(struct nethttp_offsets *o, struct server_inflight *in, __u64 conn)
 {
 	struct w3c_headers h = {};
-	__u64 w;
 
-	if (!conn || !(w = (__u64)read_ptr((void *)conn + o->conn_cur_req)))
+	if (!in->w && (!conn || !(in->w = (__u64)read_ptr((void *)conn + o->conn_cur_req))))
 		return -1;
-	if (in->flags & SERVER_ENDED) {
-		if (w == in->w)
-			return -1; /* more of the ended response */
-		in->flags = SERVER_WIRE | SERVER_CTX_LATE; /* start_ns: the previous end */
-		count(STAT_CTX_LATE);
-	}
-	in->w = w;
 	if (!(in->flags & (SERVER_CTX_LATE | SERVER_TRACESTATE)))
 		return 0;
-	find_w3c_headers(read_ptr(read_ptr((void *)w + o->response_req) + o->request_header), &o->maps, &h);
+	find_w3c_headers(read_ptr(read_ptr((void *)in->w + o->response_req) + o->request_header), &o->maps, &h);
 	if (!(in->flags & SERVER_CTX_LATE) || server_span(&in->sc, h.traceparent))
 		in->tracestate = h.tracestate;
 	in->flags = SERVER_WIRE;
@@ -556,6 +559,35 @@ enum where {
 };
 
 #define FRAMES_MAX 24 /* deeper handler code is WHERE_UNKNOWN: no end from it */
+#define STACK_SNAP 4096 /* a power of 2: the masks below */
+
+/* The stack above a syscall's frame pointer, copied at once: one copy costs
+ * less than the frames it holds read one by one. */
+struct stack_snap {
+	__u8 b[STACK_SNAP + 16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stack_snap);
+} stack_scratch SEC(".maps");
+
+/* stack_word reads the 8 bytes at address at of the stack: from snap (a
+ * copy of the stack from base) when it holds them. */
+static __always_inline __u64 stack_word(struct stack_snap *snap, __u64 base, __u64 at)
+{
+	__u64 v = 0, i = at - base;
+
+	if (snap && i < STACK_SNAP) {
+		asm volatile("%[i] &= 4095" : [i] "+r"(i)); /* for the verifier */
+		__builtin_memcpy(&v, snap->b + i, 8);
+	} else if (bpf_probe_read_user(&v, 8, (void *)at)) {
+		return 0;
+	}
+	return v;
+}
 
 /* where walks the frame pointers (Go keeps them on amd64) from the
  * syscall up to the first return address in one of the functions that say
@@ -565,29 +597,34 @@ enum where {
  * pointer. */
 static __always_inline int where(struct nethttp_offsets *o, struct pt_regs *regs, __u64 *conn)
 {
-	__u64 fp = regs->bp, frame[2];
+	__u64 base = regs->bp, fp = base, ret;
+	struct stack_snap *snap;
 	int at = WHERE_UNKNOWN;
+	__u32 zero = 0;
 
+	snap = bpf_map_lookup_elem(&stack_scratch, &zero);
+	if (snap && bpf_probe_read_user(snap->b, STACK_SNAP, (void *)base))
+		snap = 0; /* the stack ends closer: frame by frame */
 	for (int i = 0; i < FRAMES_MAX; i++) {
-		if (!fp || bpf_probe_read_user(frame, sizeof(frame), (void *)fp))
+		if (!fp || !(ret = stack_word(snap, base, fp + 8)))
 			return at;
-		if (frame[1] >= o->conn_serve_lo && frame[1] < o->conn_serve_hi) {
+		if (ret >= o->conn_serve_lo && ret < o->conn_serve_hi) {
 			if (conn)
-				*conn = (__u64)read_ptr((void *)frame[0] + 16);
+				*conn = stack_word(snap, base, stack_word(snap, base, fp) + 16);
 			return at ? at : WHERE_CONN;
 		}
 		if (!at) {
-			if (frame[1] >= o->finish_lo && frame[1] < o->finish_hi)
+			if (ret >= o->finish_lo && ret < o->finish_hi)
 				at = WHERE_FINISH;
 			for (int j = 0; j < OUTPUT_FUNCS; j++)
-				if (frame[1] >= o->output[j][0] && frame[1] < o->output[j][1])
+				if (ret >= o->output[j][0] && ret < o->output[j][1])
 					at = WHERE_OUTPUT;
-			if (frame[1] >= o->serve_http_lo && frame[1] < o->serve_http_hi)
+			if (ret >= o->serve_http_lo && ret < o->serve_http_hi)
 				return WHERE_HANDLER;
 			if (at && !conn)
 				return at;
 		}
-		fp = frame[0];
+		fp = stack_word(snap, base, fp);
 	}
 	return at;
 }
@@ -595,6 +632,29 @@ static __always_inline int where(struct nethttp_offsets *o, struct pt_regs *regs
 #define EAGAIN_ 11
 
 enum io { IO_READ, IO_WRITE, IO_CLOSE };
+
+/* pipelined: goroutine k, serving nothing, writes under finishRequest or
+ * the handler's output (at) for a response other than the last one it
+ * ended: a request pipelined behind that one, read with it. It starts where
+ * that one ended, with its context from its headers; its calls had no
+ * parent (counted). */
+static __always_inline struct server_inflight *pipelined(struct nethttp_offsets *o, struct goroutine_key *k,
+							 struct last_end *last, int at, __u64 conn)
+{
+	struct server_inflight v = {.start_ns = last->end_ns, .flags = SERVER_WIRE | SERVER_CTX_LATE};
+
+	if ((at != WHERE_FINISH && at != WHERE_OUTPUT) || !conn)
+		return 0;
+	v.w = (__u64)read_ptr((void *)conn + o->conn_cur_req);
+	if (!v.w || v.w == last->w)
+		return 0; /* more of the ended response */
+	count(STAT_CTX_LATE);
+	if (bpf_map_update_elem(&go_server_spans, k, &v, BPF_ANY)) {
+		count(STAT_MAP_FULL);
+		return 0;
+	}
+	return bpf_map_lookup_elem(&go_server_spans, k);
+}
 
 /* serving_io follows a syscall of a goroutine serving an HTTP/1 request:
  * output under finishRequest ends it; the handler's response output is
@@ -609,47 +669,56 @@ static __always_inline int serving_io(enum io io, long ret)
 	struct goroutine_key k = {.tgid = tgid};
 	struct server_inflight *in;
 	struct nethttp_offsets *o;
+	struct last_end *last = 0;
 	struct pt_regs *regs;
 	__u64 conn = 0;
 	int at;
 	void *g;
 
 	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-	if (!o || !o->finish_hi || !(g = current_g()))
+	if (!o || !o->finish_hi)
+		return 0;
+	/* A read that moved nothing (net/http's next read after a response,
+	 * mostly) only matters to an end kept. */
+	if (io == IO_READ && ret <= 0 && !o->kept_ends)
 		return 0;
 	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	if (!regs)
+	if (!regs || !(g = current_g()))
 		return 0;
 	k.goid = read_s64(g + o->g.goid);
 	in = bpf_map_lookup_elem(&go_server_spans, &k);
 	if (io == IO_READ) {
-		/* While serving, a read matters only with an end kept and the
-		 * goroutine back in its connection's loop. */
 		if (in && in->flags & SERVER_CTX_LATE && !in->w) {
 			/* More of its head (not the handler reading the body). */
 			if (ret > 0 && where(o, regs, 0) == WHERE_CONN)
 				in->start_ns = bpf_ktime_get_ns();
 			return 0;
 		}
-		if (in && !(in->flags & SERVER_ENDED)) {
+		/* While serving, a read matters only with an end kept and the
+		 * goroutine back in its connection's loop. */
+		if (in) {
 			if (!bpf_map_lookup_elem(&nethttp_ends, &k) || where(o, regs, 0) != WHERE_CONN)
 				return 0;
-			flush_end(&k);
-		} else if (in) {
-			bpf_map_delete_elem(&go_server_spans, &k);
+			flush_end(o, &k);
 		}
-		if (o->wire_start && ret > 0)
-			begin_request(&k, regs->si, ret);
+		if (o->wire_start && ret > 0 && !begin_request(&k, regs->si, ret))
+			bpf_map_delete_elem(&nethttp_last, &k); /* a read: nothing pipelined */
 		return 0;
 	}
-	if (!in || !(in->w || in->flags & SERVER_WIRE))
+	if (!in) {
+		if (io != IO_WRITE || !o->wire_start || !(last = bpf_map_lookup_elem(&nethttp_last, &k)))
+			return 0;
+	} else if (!(in->w || in->flags & SERVER_WIRE)) {
 		return 0; /* not net/http's (gRPC's) */
-	at = where(o, regs, in->w && !(in->flags & SERVER_ENDED) ? 0 : &conn);
+	}
+	at = where(o, regs, in && in->w ? 0 : &conn);
 	if (at == WHERE_CONN)
-		flush_end(&k);
+		flush_end(o, &k);
 	if (io != IO_WRITE || (at != WHERE_FINISH && at != WHERE_OUTPUT))
 		return 0;
-	if ((!in->w || in->flags & SERVER_ENDED) && resolve(o, in, conn))
+	if (!in && !(in = pipelined(o, &k, last, at, conn)))
+		return 0;
+	if (resolve(o, in, conn))
 		return 0;
 	if (at == WHERE_FINISH || (ret < 0 && ret != -EAGAIN_))
 		end_request(o, &k, in);

@@ -59,6 +59,12 @@ type bpfHeadPrefix struct {
 	B   [64]uint8
 }
 
+type bpfLastEnd struct {
+	_     structs.HostLayout
+	EndNs uint64
+	W     uint64
+}
+
 type bpfMsgScratch struct {
 	_    structs.HostLayout
 	Head [1095]uint8
@@ -151,6 +157,7 @@ type bpfNethttpOffsets struct {
 	Output            [4][2]uint64
 	WireStart         uint64
 	ConnCurReq        uint64
+	KeptEnds          uint64
 }
 
 type bpfNethttpServerEvent struct {
@@ -225,6 +232,11 @@ type bpfSpanCtx struct {
 	Pad      [7]uint8
 }
 
+type bpfStackSnap struct {
+	_ structs.HostLayout
+	B [4112]uint8
+}
+
 type bpfTwFlag uint32
 
 const (
@@ -294,11 +306,13 @@ const (
 	bpfMapNethttpConnecting               = "nethttp_connecting"
 	bpfMapNethttpEnds                     = "nethttp_ends"
 	bpfMapNethttpEvents                   = "nethttp_events"
+	bpfMapNethttpLast                     = "nethttp_last"
 	bpfMapNethttpPending                  = "nethttp_pending"
 	bpfMapNethttpPrefixes                 = "nethttp_prefixes"
 	bpfMapNethttpProcs                    = "nethttp_procs"
 	bpfMapNethttpSockets                  = "nethttp_sockets"
 	bpfMapSamplingWindow                  = "sampling_window"
+	bpfMapStackScratch                    = "stack_scratch"
 	bpfMapStats                           = "stats"
 	bpfMapWireHttpPeers                   = "wire_http_peers"
 	bpfMapWireProcs                       = "wire_procs"
@@ -398,11 +412,13 @@ type bpfMapSpecs struct {
 	NethttpConnecting     *ebpf.MapSpec `ebpf:"nethttp_connecting"`
 	NethttpEnds           *ebpf.MapSpec `ebpf:"nethttp_ends"`
 	NethttpEvents         *ebpf.MapSpec `ebpf:"nethttp_events"`
+	NethttpLast           *ebpf.MapSpec `ebpf:"nethttp_last"`
 	NethttpPending        *ebpf.MapSpec `ebpf:"nethttp_pending"`
 	NethttpPrefixes       *ebpf.MapSpec `ebpf:"nethttp_prefixes"`
 	NethttpProcs          *ebpf.MapSpec `ebpf:"nethttp_procs"`
 	NethttpSockets        *ebpf.MapSpec `ebpf:"nethttp_sockets"`
 	SamplingWindow        *ebpf.MapSpec `ebpf:"sampling_window"`
+	StackScratch          *ebpf.MapSpec `ebpf:"stack_scratch"`
 	Stats                 *ebpf.MapSpec `ebpf:"stats"`
 	WireHttpPeers         *ebpf.MapSpec `ebpf:"wire_http_peers"`
 	WireProcs             *ebpf.MapSpec `ebpf:"wire_procs"`
@@ -456,11 +472,13 @@ type bpfMaps struct {
 	NethttpConnecting     *ebpf.Map `ebpf:"nethttp_connecting"`
 	NethttpEnds           *ebpf.Map `ebpf:"nethttp_ends"`
 	NethttpEvents         *ebpf.Map `ebpf:"nethttp_events"`
+	NethttpLast           *ebpf.Map `ebpf:"nethttp_last"`
 	NethttpPending        *ebpf.Map `ebpf:"nethttp_pending"`
 	NethttpPrefixes       *ebpf.Map `ebpf:"nethttp_prefixes"`
 	NethttpProcs          *ebpf.Map `ebpf:"nethttp_procs"`
 	NethttpSockets        *ebpf.Map `ebpf:"nethttp_sockets"`
 	SamplingWindow        *ebpf.Map `ebpf:"sampling_window"`
+	StackScratch          *ebpf.Map `ebpf:"stack_scratch"`
 	Stats                 *ebpf.Map `ebpf:"stats"`
 	WireHttpPeers         *ebpf.Map `ebpf:"wire_http_peers"`
 	WireProcs             *ebpf.Map `ebpf:"wire_procs"`
@@ -480,11 +498,13 @@ func (m *bpfMaps) Close() error {
 		m.NethttpConnecting,
 		m.NethttpEnds,
 		m.NethttpEvents,
+		m.NethttpLast,
 		m.NethttpPending,
 		m.NethttpPrefixes,
 		m.NethttpProcs,
 		m.NethttpSockets,
 		m.SamplingWindow,
+		m.StackScratch,
 		m.Stats,
 		m.WireHttpPeers,
 		m.WireProcs,
