@@ -183,6 +183,12 @@ func orOther(s string) string {
 
 // clone copies the key's strings out of the span that they may point into
 // (spans are recycled), so that the key can be stored.
+// fresh is k to keep, with its attributes (fresh[key]).
+func (k key) fresh() (key, attribute.Set) {
+	k = k.clone()
+	return k, k.set()
+}
+
 func (k key) clone() key {
 	for i := range k.str {
 		k.str[i] = strings.Clone(k.str[i])

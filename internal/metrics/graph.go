@@ -1,13 +1,11 @@
 package metrics
 
 import (
-	"context"
 	"strings"
 	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 
 	"github.com/tracewire/tracewire/spans"
 )
@@ -52,36 +50,28 @@ type edge struct{ client, server, connType string }
 // graph pairs each CLIENT span with the SERVER span it caused and records
 // the call in the service-graph metrics.
 type graph struct {
-	total, failed        metric.Int64Counter
-	serverSec, clientSec metric.Float64Histogram
+	total, failed        *counter[edge]
+	serverSec, clientSec *hist[edge]
 	mu                   sync.Mutex
-	pending              map[edgeKey]half // by value: a pending call allocates nothing
-	opts                 map[edge][]metric.AddOption
-	recOpts              map[edge][]metric.RecordOption
+	pending              map[edgeKey]half  // by value: a pending call allocates nothing
 	peers                map[string]string // server.address values, copied once
 	stop                 chan struct{}
 	stopped              sync.WaitGroup
 }
 
-func newGraph(m metric.Meter) (*graph, error) {
-	g := &graph{pending: map[edgeKey]half{}, opts: map[edge][]metric.AddOption{}, recOpts: map[edge][]metric.RecordOption{}, peers: map[string]string{}}
-	var errs [4]error
-	g.total, errs[0] = m.Int64Counter("traces_service_graph_request_total", metric.WithUnit("{request}"),
-		metric.WithDescription("Calls between two services, by client and server."))
-	g.failed, errs[1] = m.Int64Counter("traces_service_graph_request_failed_total", metric.WithUnit("{request}"),
-		metric.WithDescription("Calls between two services where either side failed."))
-	g.serverSec, errs[2] = m.Float64Histogram("traces_service_graph_request_server_seconds", metric.WithUnit("s"),
-		metric.WithDescription("Duration of calls between two services, as the server saw them."),
-		metric.WithExplicitBucketBoundaries(graphBuckets...))
-	g.clientSec, errs[3] = m.Float64Histogram("traces_service_graph_request_client_seconds", metric.WithUnit("s"),
-		metric.WithDescription("Duration of calls between two services, as the client saw them."),
-		metric.WithExplicitBucketBoundaries(graphBuckets...))
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
+// newGraph records the service graph in a.
+func newGraph(a *agg) *graph {
+	return &graph{
+		pending: map[edgeKey]half{}, peers: map[string]string{},
+		total: newCounter[edge](a, desc{"traces_service_graph_request_total", "{request}",
+			"Calls between two services, by client and server."}),
+		failed: newCounter[edge](a, desc{"traces_service_graph_request_failed_total", "{request}",
+			"Calls between two services where either side failed."}),
+		serverSec: newHist[edge](a, desc{"traces_service_graph_request_server_seconds", "s",
+			"Duration of calls between two services, as the server saw them."}, graphBuckets),
+		clientSec: newHist[edge](a, desc{"traces_service_graph_request_client_seconds", "s",
+			"Duration of calls between two services, as the client saw them."}, graphBuckets),
 	}
-	return g, nil
 }
 
 // run expires unpaired spans every second until close: without it the last
@@ -205,35 +195,23 @@ func (g *graph) expire(now time.Time) {
 // record counts one call of e. As in Tempo, both histograms get every call,
 // 0 s for the side that was not traced.
 func (g *graph) record(e edge, serverSec, clientSec float64, failed bool) {
-	add, rec := g.options(e)
-	ctx := context.Background()
-	g.total.Add(ctx, 1, add...)
+	g.total.add(e, e.fresh, 1)
 	if failed {
-		g.failed.Add(ctx, 1, add...)
+		g.failed.add(e, e.fresh, 1)
 	}
-	g.serverSec.Record(ctx, serverSec, rec...)
-	g.clientSec.Record(ctx, clientSec, rec...)
+	g.serverSec.record(e, e.fresh, serverSec)
+	g.clientSec.record(e, e.fresh, clientSec)
 }
 
-// options returns e's attribute options, made once per distinct edge (up to
-// the cardinality limit, past which the SDK folds them anyway).
-func (g *graph) options(e edge) ([]metric.AddOption, []metric.RecordOption) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if o, ok := g.opts[e]; ok {
-		return o, g.recOpts[e]
-	}
+// fresh is e to keep (its server may point into the span), with its
+// attributes (fresh[edge]).
+func (e edge) fresh() (edge, attribute.Set) {
+	e.server = strings.Clone(e.server)
 	kvs := []attribute.KeyValue{attribute.String("client", e.client), attribute.String("server", e.server)}
 	if e.connType != "" {
 		kvs = append(kvs, attribute.String("connection_type", e.connType))
 	}
-	set := metric.WithAttributeSet(attribute.NewSet(kvs...))
-	add, rec := []metric.AddOption{set}, []metric.RecordOption{set}
-	if len(g.opts) < CardinalityLimit {
-		e.server = strings.Clone(e.server) // may point into the span
-		g.opts[e], g.recOpts[e] = add, rec
-	}
-	return add, rec
+	return e, attribute.NewSet(kvs...)
 }
 
 // attr is s's string attribute key, "" when absent.

@@ -180,16 +180,13 @@ func TestGraphBound(t *testing.T) {
 // TestGraphPrometheusNames: the Prometheus names are exactly Tempo's.
 func TestGraphPrometheusNames(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	exp, err := promexp.New(promexp.WithRegisterer(reg))
+	a := newAgg(time.Now())
+	exp, err := promexp.New(promexp.WithRegisterer(reg), promexp.WithProducer(a))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
-	g, err := newGraph(p.Meter(scopeName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.record(edge{"a", "b", ""}, 1, 1, true)
+	sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
+	newGraph(a).record(edge{"a", "b", ""}, 1, 1, true)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

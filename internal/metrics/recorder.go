@@ -36,7 +36,7 @@ var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5,
 // with its own MeterProvider, since the resource (the process) differs.
 type Recorder struct {
 	res     export.ResourceConfig
-	readers func() ([]sdkmetric.Reader, func(), error)
+	readers func(sdkmetric.Producer) ([]sdkmetric.Reader, func(), error)
 	sink    *sink // nil in tests
 	log     *slog.Logger
 	now     func() time.Time
@@ -50,16 +50,15 @@ type Recorder struct {
 	failWarn  time.Time
 }
 
-// target is one process's provider and its histograms.
+// target is one process's provider and its histograms, which the recorder
+// aggregates itself (agg) for the provider's readers.
 type target struct {
 	provider *sdkmetric.MeterProvider
 	release  func()
-	hists    [numInstruments]metric.Float64Histogram
+	agg      *agg
+	hists    [numInstruments]*hist[key]
 	used     atomic.Int64 // unix ns of the last span
 	service  string       // service.name, the target's node in the service graph
-
-	mu   sync.Mutex
-	opts map[key][]metric.RecordOption // per distinct attributes, made once
 }
 
 // New starts the exporters cfg names. Observe is not to be called when
@@ -85,17 +84,14 @@ func (r *Recorder) startGraph() error {
 	if err != nil {
 		return fmt.Errorf("service graph: %w", err)
 	}
-	g, err := newGraph(t.provider.Meter(scopeName))
-	if err != nil {
-		return fmt.Errorf("service graph: %w", err)
-	}
+	g := newGraph(t.agg)
 	g.run(r.now)
 	r.graph.Store(g)
 	return nil
 }
 
 // newRecorder is New with the readers of each provider made by readers.
-func newRecorder(res export.ResourceConfig, readers func() ([]sdkmetric.Reader, func(), error), log *slog.Logger) *Recorder {
+func newRecorder(res export.ResourceConfig, readers func(sdkmetric.Producer) ([]sdkmetric.Reader, func(), error), log *slog.Logger) *Recorder {
 	return &Recorder{res: res, readers: readers, log: log, now: time.Now, targets: map[*spans.Process]*target{}}
 }
 
@@ -113,7 +109,7 @@ func (r *Recorder) Observe(s *spans.Span) {
 	now := r.now()
 	t.used.Store(now.UnixNano())
 	secs := max(0, float64(s.EndNs-s.StartNs)/1e9)
-	t.hists[k.inst].Record(context.Background(), secs, t.options(k)...)
+	t.hists[k.inst].record(k, k.fresh, secs)
 	if g := r.graph.Load(); g != nil {
 		g.observe(s, t.service, k.inst, now)
 	}
@@ -155,7 +151,8 @@ func pidOf(p *spans.Process) int {
 // newProvider returns a target whose provider has p's resource (under cfg)
 // and its own readers, without instruments.
 func (r *Recorder) newProvider(cfg export.ResourceConfig, p *spans.Process) (*target, error) {
-	rs, release, err := r.readers()
+	a := newAgg(r.now())
+	rs, release, err := r.readers(a)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +164,7 @@ func (r *Recorder) newProvider(cfg export.ResourceConfig, p *spans.Process) (*ta
 	for _, rd := range rs {
 		opts = append(opts, sdkmetric.WithReader(rd))
 	}
-	t := &target{provider: sdkmetric.NewMeterProvider(opts...), release: release, opts: map[key][]metric.RecordOption{}}
+	t := &target{provider: sdkmetric.NewMeterProvider(opts...), release: release, agg: a}
 	t.used.Store(r.now().UnixNano())
 	if v, ok := res.Set().Value("service.name"); ok {
 		t.service = v.AsString()
@@ -181,14 +178,8 @@ func (r *Recorder) newTarget(p *spans.Process) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := t.provider.Meter(scopeName)
 	for i, sh := range shapes {
-		t.hists[i], err = m.Float64Histogram(sh.name, metric.WithUnit("s"), metric.WithDescription(sh.desc),
-			metric.WithExplicitBucketBoundaries(durationBuckets...))
-		if err != nil {
-			t.close(context.Background())
-			return nil, fmt.Errorf("histogram %s: %w", sh.name, err)
-		}
+		t.hists[i] = newHist[key](t.agg, desc{name: sh.name, unit: "s", text: sh.desc}, durationBuckets)
 	}
 	return t, nil
 }
@@ -205,25 +196,6 @@ func resourceOf(cfg export.ResourceConfig, p *spans.Process) *resource.Resource 
 		}
 	}
 	return resource.NewSchemaless(kvs...)
-}
-
-// options returns the record options of k's attributes, made once per
-// distinct k (up to the cardinality limit; beyond, the SDK overflows them
-// anyway, so they are made each time rather than kept).
-func (t *target) options(k key) []metric.RecordOption {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if o, ok := t.opts[k]; ok {
-		return o
-	}
-	// The SDK keeps the set's strings: none may point into the span,
-	// whose memory is reused for later spans.
-	k = k.clone()
-	o := []metric.RecordOption{metric.WithAttributeSet(k.set())}
-	if len(t.opts) < int(numInstruments)*CardinalityLimit {
-		t.opts[k] = o
-	}
-	return o
 }
 
 func (t *target) close(ctx context.Context) error {

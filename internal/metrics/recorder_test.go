@@ -23,8 +23,8 @@ func manualRecorder(t *testing.T) (*Recorder, func() []*sdkmetric.ManualReader) 
 	t.Helper()
 	var mu sync.Mutex
 	var readers []*sdkmetric.ManualReader
-	r := newRecorder(export.ResourceConfig{HostName: "node1", AgentVersion: "test"}, func() ([]sdkmetric.Reader, func(), error) {
-		rd := sdkmetric.NewManualReader()
+	r := newRecorder(export.ResourceConfig{HostName: "node1", AgentVersion: "test"}, func(p sdkmetric.Producer) ([]sdkmetric.Reader, func(), error) {
+		rd := sdkmetric.NewManualReader(sdkmetric.WithProducer(p))
 		mu.Lock()
 		readers = append(readers, rd)
 		mu.Unlock()

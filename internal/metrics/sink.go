@@ -63,17 +63,17 @@ func newSink(ctx context.Context, cfg Config, log *slog.Logger) (*sink, error) {
 	return s, nil
 }
 
-// readers returns new readers for one provider, and release, to call after
-// the provider is shut down.
-func (s *sink) readers() (rs []sdkmetric.Reader, release func(), err error) {
+// readers returns new readers for one provider, which also collect p's
+// metrics, and release, to call after the provider is shut down.
+func (s *sink) readers(p sdkmetric.Producer) (rs []sdkmetric.Reader, release func(), err error) {
 	release = func() {}
 	if s.otlp != nil {
 		// Reads OTEL_METRIC_EXPORT_INTERVAL and _TIMEOUT itself.
-		rs = append(rs, sdkmetric.NewPeriodicReader(sharedExporter{s.otlp}))
+		rs = append(rs, sdkmetric.NewPeriodicReader(sharedExporter{s.otlp}, sdkmetric.WithProducer(p)))
 	}
 	if s.server != nil {
 		reg := prometheus.NewRegistry()
-		exp, err := promexp.New(promexp.WithRegisterer(reg), promexp.WithResourceAsConstantLabels(promLabels))
+		exp, err := promexp.New(promexp.WithRegisterer(reg), promexp.WithResourceAsConstantLabels(promLabels), promexp.WithProducer(p))
 		if err != nil {
 			return nil, nil, fmt.Errorf("prometheus exporter: %w", err)
 		}
