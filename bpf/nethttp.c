@@ -559,7 +559,7 @@ enum where {
 };
 
 #define FRAMES_MAX 24 /* deeper handler code is WHERE_UNKNOWN: no end from it */
-#define STACK_SNAP 4096 /* a power of 2: the masks below */
+#define STACK_SNAP 2048 /* a power of 2: the masks below */
 
 /* The stack above a syscall's frame pointer, copied at once: one copy costs
  * less than the frames it holds read one by one. */
@@ -581,7 +581,7 @@ static __always_inline __u64 stack_word(struct stack_snap *snap, __u64 base, __u
 	__u64 v = 0, i = at - base;
 
 	if (snap && i < STACK_SNAP) {
-		asm volatile("%[i] &= 4095" : [i] "+r"(i)); /* for the verifier */
+		asm volatile("%[i] &= 2047" : [i] "+r"(i)); /* for the verifier */
 		__builtin_memcpy(&v, snap->b + i, 8);
 	} else if (bpf_probe_read_user(&v, 8, (void *)at)) {
 		return 0;

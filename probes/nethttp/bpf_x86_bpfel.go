@@ -234,7 +234,7 @@ type bpfSpanCtx struct {
 
 type bpfStackSnap struct {
 	_ structs.HostLayout
-	B [4112]uint8
+	B [2064]uint8
 }
 
 type bpfTwFlag uint32
