@@ -17,14 +17,19 @@
  *                                       ends at its last output, emitted
  *                                       when the goroutine is back in its
  *                                       connection's loop
- * Client (3 hits per request):
+ * Client (2 hits per request in a server, 3 where ReadResponse is on):
  *   net/http.(*Transport).roundTrip     start: time, ids; parent = the server
  *                                       span of this goroutine or of the
  *                                       goroutine that started it
  *   net/http.(*persistConn).roundTrip   the connection is known: queue the
- *                                       traceparent for its socket
- *   net/http.ReadResponse               response arrived: status from the
- *                                       buffered status line; emit
+ *                                       traceparent for its socket; note the
+ *                                       call waits on it
+ *   the read of the response's status   end: status from its bytes; emit
+ *   line (tracepoint, no trap)
+ *   net/http.ReadResponse               instead, in a program that serves
+ *                                       no HTTP (no syscall programs) or
+ *                                       once it made a call the wire cannot
+ *                                       end (TLS, not TCP): attached then
  *   net/http.(*http2ClientConn).roundTrip  HTTP/2: not traced, forgotten
  *                                       (RoundTrip before Go 1.23; since,
  *                                       RoundTrip is inlined into callers)
@@ -102,6 +107,10 @@ struct nethttp_offsets {
 	 * LRU evictions leave it high, which only costs time): while 0, a
 	 * read that moved nothing has nothing to end. */
 	__u64 kept_ends;
+	/* 1: the ReadResponse uprobe is attached for this process (a program
+	 * that serves no HTTP, or one that made a TLS call); else a plaintext
+	 * call ends at the read of its response's status line. */
+	__u64 read_response;
 };
 
 const enum nethttp_const *__export_nethttp_const __attribute__((unused));
@@ -119,7 +128,11 @@ struct client_inflight {
 	__u64 request; /* *Request as sent (Transport may copy the caller's) */
 	struct sock_tuple peer;
 	__u8 has_peer;
-	__u8 _pad[7];
+	/* No span for it: its end cannot be told (a TLS call before
+	 * ReadResponse is attached, a response after an interim one in the
+	 * same read). */
+	__u8 no_end;
+	__u8 _pad[6];
 };
 
 /* Client calls between Transport.roundTrip and their response, by the
@@ -184,6 +197,30 @@ struct {
 	__type(key, __u64);
 	__type(value, __u64);
 } nethttp_connecting SEC(".maps");
+
+/* Plaintext calls waiting for their response, by connection, while
+ * ReadResponse is not attached: the read that brings the status line ends
+ * the call. */
+struct client_sock {
+	__u64 ts;
+	struct goroutine_key caller;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct sock_tuple);
+	__type(value, struct client_sock);
+} nethttp_client_socks SEC(".maps");
+
+/* Processes that made a call the wire cannot end (over TLS, or not over
+ * TCP) while ReadResponse is not attached: user space attaches it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} nethttp_need_read_response SEC(".maps");
 
 #define METHOD_MAX 16
 #define PATH_MAX_ 128
@@ -342,8 +379,12 @@ struct {
  * byte: the rest still reads as a head.) Its context is decided here when
  * the whole head is in; else (SERVER_CTX_LATE) the request starts anew at
  * each read of the rest of its head, its context is decided at its first
- * output, and its calls until then have no parent (counted). 1: started. */
-static __always_inline int begin_request(struct goroutine_key *k, __u64 buf, long ret)
+ * output, and its calls until then have no parent (counted). A read that
+ * brings a response's status line may end a client call instead
+ * (client_response). 1: started. */
+static __always_inline void client_response(struct nethttp_offsets *o, __u32 tgid, __u64 fd, const __u8 *b, __u32 n);
+
+static __always_inline int begin_request(struct nethttp_offsets *o, struct goroutine_key *k, __u64 fd, __u64 buf, long ret)
 {
 	struct server_inflight v = {.start_ns = bpf_ktime_get_ns(), .flags = SERVER_WIRE};
 	struct head_prefix *pre, keep = {};
@@ -362,7 +403,14 @@ static __always_inline int begin_request(struct goroutine_key *k, __u64 buf, lon
 		/* The request line's start first: most reads are not one. */
 		n = ret < 16 ? ret : 16;
 		asm volatile("%[n] &= 31" : [n] "+r"(n));
-		if (bpf_probe_read_user(hb->b, n, (void *)buf) || !token_start(hb->b, n))
+		if (bpf_probe_read_user(hb->b, n, (void *)buf))
+			return 0;
+		if (!token_start(hb->b, n)) {
+			if (!o->read_response)
+				client_response(o, k->tgid, fd, hb->b, n);
+			return 0;
+		}
+		if (!o->wire_start)
 			return 0;
 	}
 	n = ret < HEAD_SCAN - PREFIX_MAX ? ret : HEAD_SCAN - PREFIX_MAX;
@@ -701,7 +749,7 @@ static __always_inline int serving_io(enum io io, long ret)
 				return 0;
 			flush_end(o, &k);
 		}
-		if (o->wire_start && ret > 0 && !begin_request(&k, regs->si, ret))
+		if (ret > 0 && (o->wire_start || !o->read_response) && !begin_request(o, &k, regs->di, regs->si, ret))
 			bpf_map_delete_elem(&nethttp_last, &k); /* a read: nothing pipelined */
 		return 0;
 	}
@@ -786,10 +834,50 @@ static __always_inline void client_failed(struct goroutine_key *k, __u64 now)
 
 	if (!c)
 		return;
+	if (c->has_peer)
+		bpf_map_delete_elem(&nethttp_client_socks, &c->peer);
 	o = bpf_map_lookup_elem(&nethttp_procs, &k->tgid);
-	if (o)
+	if (c->no_end)
+		count(STAT_NO_END);
+	else if (o)
 		emit_client(k->tgid, o, c, 0, now);
 	bpf_map_delete_elem(&nethttp_client_inflight, k);
+}
+
+/* client_response: a read whose first n bytes (16 at most, at b) may be a
+ * status line, on descriptor fd: when a plaintext call waits on that
+ * connection (nethttp_client_socks), it ends now with that status. After an
+ * interim response (1xx but 101) the final one may be in the same read,
+ * unseen: the call ends with no span unless a later read shows it. */
+static __always_inline void client_response(struct nethttp_offsets *o, __u32 tgid, __u64 fd, const __u8 *b, __u32 n)
+{
+	const char v[] = "HTTP/1.";
+	struct sock_tuple t = {};
+	struct client_inflight *c;
+	struct client_sock *cs;
+	__s64 status;
+
+	if (n < 12)
+		return;
+	for (int i = 0; i < sizeof(v) - 1; i++)
+		if (b[i] != v[i])
+			return;
+	if (b[8] != ' ' || b[9] < '1' || b[9] > '5' || b[10] < '0' || b[10] > '9' || b[11] < '0' || b[11] > '9')
+		return;
+	if (socket_tuple(fd, &t) || !(cs = bpf_map_lookup_elem(&nethttp_client_socks, &t)))
+		return;
+	status = (b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0');
+	c = bpf_map_lookup_elem(&nethttp_client_inflight, &cs->caller);
+	if (status < 200 && status != 101) {
+		if (c)
+			c->no_end = 1;
+		return;
+	}
+	if (c) {
+		emit_client(tgid, o, c, status, bpf_ktime_get_ns());
+		bpf_map_delete_elem(&nethttp_client_inflight, &cs->caller);
+	}
+	bpf_map_delete_elem(&nethttp_client_socks, &t);
 }
 
 SEC("uprobe/net/http.(*Transport).roundTrip")
@@ -835,22 +923,38 @@ int uprobe_persistConn_roundTrip(struct pt_regs *ctx)
 	/* func (pc *persistConn) roundTrip(req *transportRequest) */
 	pc = GO_ARG1(ctx);
 	c->request = (__u64)read_ptr(GO_ARG2(ctx) + o->treq_request);
-	rk.request = c->request;
 	cr.ts = bpf_ktime_get_ns();
-	cr.caller = k;
-	if (bpf_map_update_elem(&nethttp_client_requests, &rk, &cr, BPF_ANY))
-		count(STAT_MAP_FULL);
+	if (o->read_response) {
+		rk.request = c->request;
+		cr.caller = k;
+		if (bpf_map_update_elem(&nethttp_client_requests, &rk, &cr, BPF_ANY))
+			count(STAT_MAP_FULL);
+	}
 
-	/* Plain TCP only: a TLS connection's bytes cannot be edited. The socket
-	 * is looked up on every call: caching it per *persistConn would go stale
-	 * when a new connection reuses a freed one's address. */
-	if (read_ptr(pc + o->pconn_tls_state))
+	/* Plain TCP only: a TLS connection's bytes cannot be edited, nor
+	 * read. The socket is looked up on every call: caching it per
+	 * *persistConn would go stale when a new connection reuses a freed
+	 * one's address. */
+	if (!read_ptr(pc + o->pconn_tls_state)) {
+		conn = read_ptr(pc + o->pconn_conn + 8); /* net.Conn's data word: *net.TCPConn */
+		fd = conn ? read_ptr(conn + o->conn_fd) : 0;
+		if (fd && !socket_tuple(read_s64(fd + o->netfd_sysfd), &c->peer))
+			c->has_peer = 1;
+	}
+	if (!o->read_response) {
+		struct client_sock cs = {.ts = cr.ts, .caller = k};
+
+		if (!c->has_peer) {
+			/* Its response cannot be read from the wire. */
+			c->no_end = 1;
+			bpf_map_update_elem(&nethttp_need_read_response, &tgid, &cr.ts, BPF_ANY);
+			return 0;
+		}
+		if (bpf_map_update_elem(&nethttp_client_socks, &c->peer, &cs, BPF_ANY))
+			count(STAT_MAP_FULL);
+	}
+	if (!c->has_peer)
 		return 0;
-	conn = read_ptr(pc + o->pconn_conn + 8); /* net.Conn's data word: *net.TCPConn */
-	fd = conn ? read_ptr(conn + o->conn_fd) : 0;
-	if (!fd || socket_tuple(read_s64(fd + o->netfd_sysfd), &c->peer))
-		return 0;
-	c->has_peer = 1;
 	if (o->left_alone)
 		return 0;
 	/* An application that sets traceparent itself keeps its own. */

@@ -269,16 +269,21 @@ func TestTargetStartedLaterAndRestarted(t *testing.T) {
 	}
 }
 
-// helloHooks is how many uprobes the agent puts on a hello executable (5
-// net/http functions + the HTTP/2 client's RoundTrip); each is a hook fd
-// (see hookFDs), as are the agent's 2 exec/exit tracepoints.
-const helloHooks = 6
+// helloHooks is how many uprobes the agent puts on a hello executable, a
+// plaintext server (the client's Transport.roundTrip and
+// persistConn.roundTrip, and the HTTP/2 client's roundTrip); each is a hook
+// fd (see hookFDs), as are the agent's 2 exec/exit tracepoints and, with the
+// first server, net/http's 5 syscall tracepoints.
+const (
+	helloHooks       = 3
+	agentTracepoints = 2 + 5
+)
 
 // waitAttached waits until the agent has uprobes on that many hello
 // executables.
 func waitAttached(t *testing.T, ag *agentProc, executables int) {
 	t.Helper()
-	want := 2 + executables*helloHooks
+	want := agentTracepoints + executables*helloHooks
 	deadline := time.Now().Add(30 * time.Second)
 	for n := hookFDs(t, ag); n < want; n = hookFDs(t, ag) {
 		if time.Now().After(deadline) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -180,4 +181,81 @@ func TestServerStartsFromTheWire(t *testing.T) {
 			t.Errorf("%s: status %v", p, g.Span.Status)
 		}
 	}
+}
+
+// TestClientCallEnds: a plaintext call ends at the read of its response's
+// status line (no uprobe); a call over TLS cannot be read from the wire, so
+// the first one asks for the ReadResponse uprobe, gives no span (never a
+// failed one), and the calls after it are traced there, exactly.
+func TestClientCallEnds(t *testing.T) {
+	requireEBPF(t)
+	recv := otlptest.Start(t)
+	a, down := startApp(t, "hello-go126"), startApp(t, "serveronly")
+	startAgent(t, recv, []string{a.name, down.name})
+	waitTraced(t, recv, a)
+	tlsDown := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusCreated) // HTTP/1.1: no HTTP/2 offered
+	}))
+	defer tlsDown.Close()
+
+	isClient := func(target string) func(otlptest.Got) bool {
+		return func(g otlptest.Got) bool {
+			at := otlptest.Attrs(g.Span.Attributes)
+			return g.Resource["process.pid"] == int64(a.cmd.Process.Pid) && g.Span.Kind == tracepb.Span_SPAN_KIND_CLIENT &&
+				strings.HasPrefix(fmt.Sprint(at["url.full"]), target)
+		}
+	}
+	call := func(target string, want int) {
+		t.Helper()
+		u := a.url("/call?insecure=1&url=" + url.QueryEscape(target))
+		if got := get(t, u); got != want {
+			t.Fatalf("GET %s: %d, want %d", u, got, want)
+		}
+	}
+	// check: exactly one client span to target, with status, the child of
+	// a /call request of a, in its trace.
+	check := func(target string, status int) {
+		t.Helper()
+		s := recv.WaitSpans(t, 10*time.Second, isClient(target), 1)[0].Span
+		time.Sleep(300 * time.Millisecond)
+		if c := count(recv, isClient(target)); c != 1 {
+			t.Fatalf("%d client spans to %s, want 1", c, target)
+		}
+		parent := func(g otlptest.Got) bool {
+			return spanWithPath(a, "/call")(g) && bytes.Equal(g.Span.SpanId, s.ParentSpanId) && bytes.Equal(g.Span.TraceId, s.TraceId)
+		}
+		if len(recv.WaitSpans(t, 10*time.Second, parent, 1)) != 1 {
+			t.Errorf("client span to %s: parent %x is not its /call request", target, s.ParentSpanId)
+		}
+		at := otlptest.Attrs(s.Attributes)
+		if at["http.response.status_code"] != int64(status) || s.Status.GetCode() != tracepb.Status_STATUS_CODE_UNSET {
+			t.Errorf("client span to %s: attributes %v, status %v", target, at, s.Status)
+		}
+	}
+
+	// Plaintext, from the wire: each call exactly one span, child of its request.
+	for i := range 3 {
+		target := down.url(fmt.Sprintf("/plain-%d", i))
+		call(target, http.StatusAccepted)
+		check(target, http.StatusAccepted)
+	}
+
+	// TLS: the first call asks for the uprobe and gives no client span.
+	first := tlsDown.URL + "/tls-first"
+	call(first, http.StatusCreated)
+	time.Sleep(2500 * time.Millisecond) // the agent attaches within a second or two
+	for _, g := range recv.Spans() {
+		if isClient(first)(g) {
+			t.Errorf("the call that asked for ReadResponse has a span: status %v", g.Span.Status)
+		}
+	}
+	for i := range 3 {
+		target := fmt.Sprintf("%s/tls-%d", tlsDown.URL, i)
+		call(target, http.StatusCreated)
+		check(target, http.StatusCreated)
+	}
+	// Plaintext calls are still exact with the uprobe on.
+	target := down.url("/plain-after")
+	call(target, http.StatusAccepted)
+	check(target, http.StatusAccepted)
 }

@@ -72,11 +72,21 @@ type Env struct {
 
 // Hook is one uprobe: the program to run at the first of Symbols the
 // executable has (a function renamed between versions has several names).
-// With When, only in executables for which it is true.
+// With When, only in executables for which it is true; and then, with Late,
+// also in those of the processes the programs put in the map named Late
+// (keyed by tgid): attached when asked, it stays with the executable's other
+// uprobes, and the extension is told (LateAttacher).
 type Hook struct {
 	Symbols []string
 	Program string
 	When    func(*gobin.Binary) bool
+	Late    string
+}
+
+// LateAttacher is an Extension told that a Late hook now runs for process
+// pid (attached for its executable, now or before).
+type LateAttacher interface {
+	LateAttached(pid int, program string)
 }
 
 // DecodeFunc turns one ring-buffer record into the spans it completes (none
@@ -125,10 +135,20 @@ type Probe struct {
 	rd          *ringbuf.Reader
 	ready       chan struct{}
 	evicted     sync.Map // map name -> *atomic.Uint64
+	lateMu      sync.Mutex
+	lateTargets map[int]lateTarget // the processes a Late hook may be asked for
 	undecodable atomic.Uint64
 	log         *slog.Logger
 	stop        chan struct{}
 	once        sync.Once
+}
+
+// lateTarget is where a process's Late hooks would go.
+type lateTarget struct {
+	file kernel.FileID
+	exe  string   // /proc/PID/exe
+	syms []string // per hook: the symbol, "" when not late or absent
+	offs []uint64
 }
 
 // attachHook is a Hook with its loaded program.
@@ -136,6 +156,8 @@ type attachHook struct {
 	symbols []string
 	prog    *ebpf.Program
 	when    func(*gobin.Binary) bool
+	name    string
+	late    *ebpf.Map // Hook.Late's map
 }
 
 // Load loads d's object with the maps and settings shared (see Shared) and
@@ -155,6 +177,12 @@ func Load(d Decl, shared *Shared, log *slog.Logger) (*Probe, error) {
 		return nil, fmt.Errorf("%s: %w", d.Name, err)
 	}
 	go p.evictLoop()
+	for _, h := range p.hooks {
+		if h.late != nil {
+			go p.lateLoop()
+			break
+		}
+	}
 	return p, nil
 }
 
@@ -182,7 +210,13 @@ func (p *Probe) init(spec *ebpf.CollectionSpec) error {
 		if prog == nil {
 			return fmt.Errorf("no program %q in the object", h.Program)
 		}
-		p.hooks = append(p.hooks, attachHook{h.Symbols, prog, h.When})
+		ah := attachHook{symbols: h.Symbols, prog: prog, when: h.When, name: h.Program}
+		if h.Late != "" {
+			if ah.late = p.coll.Maps[h.Late]; ah.late == nil {
+				return fmt.Errorf("no map %q in the object", h.Late)
+			}
+		}
+		p.hooks = append(p.hooks, ah)
 	}
 	if d.Extend != nil {
 		if p.ext, err = d.Extend(p.coll, p.log); err != nil {
@@ -245,14 +279,113 @@ func (p *Probe) Add(pid int, file kernel.FileID, exe string, bin *gobin.Binary) 
 			_ = p.procs.Delete(uint32(pid))
 		}
 	}
-	if err != nil && p.ext != nil {
-		p.ext.Remove(pid)
+	if err != nil {
+		if p.ext != nil {
+			p.ext.Remove(pid)
+		}
+		return err
 	}
-	return err
+	p.addLate(pid, file, bin)
+	return nil
+}
+
+// addLate notes where pid's Late hooks would go, and tells the extension of
+// those its executable already has.
+func (p *Probe) addLate(pid int, file kernel.FileID, bin *gobin.Binary) {
+	// exe may name a descriptor open only while the process is added.
+	t := lateTarget{file: file, exe: fmt.Sprintf("/proc/%d/exe", pid), syms: make([]string, len(p.hooks)), offs: make([]uint64, len(p.hooks))}
+	late := false
+	for i, h := range p.hooks {
+		if h.late == nil {
+			continue
+		}
+		if sym, off, err := hookOffset(bin, h.symbols); err == nil {
+			t.syms[i], t.offs[i], late = sym, off, true
+		}
+	}
+	if !late {
+		return
+	}
+	p.lateMu.Lock()
+	if p.lateTargets == nil {
+		p.lateTargets = map[int]lateTarget{}
+	}
+	p.lateTargets[pid] = t
+	p.lateMu.Unlock()
+	for i, h := range p.hooks {
+		if t.syms[i] != "" && p.att.Has(file, h.prog) {
+			p.tellLate(pid, h.name)
+		}
+	}
+}
+
+func (p *Probe) tellLate(pid int, program string) {
+	if la, ok := p.ext.(LateAttacher); ok {
+		la.LateAttached(pid, program)
+	}
+}
+
+// lateLoop attaches the Late hooks the programs ask for, every second.
+func (p *Probe) lateLoop() {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-tick.C:
+		}
+		for i, h := range p.hooks {
+			if h.late == nil {
+				continue
+			}
+			var pid uint32
+			var v uint64
+			var asked []uint32
+			for it := h.late.Iterate(); it.Next(&pid, &v); {
+				asked = append(asked, pid)
+			}
+			for _, pid := range asked {
+				_ = h.late.Delete(pid)
+				p.attachLate(int(pid), i)
+			}
+		}
+	}
+}
+
+// attachLate attaches hook i for pid's executable and tells the extension
+// for every process running it.
+func (p *Probe) attachLate(pid, i int) {
+	p.lateMu.Lock()
+	t, ok := p.lateTargets[pid]
+	p.lateMu.Unlock()
+	if !ok || t.syms[i] == "" {
+		return
+	}
+	h := p.hooks[i]
+	if err := p.att.AttachLate(t.file, t.exe, t.syms[i], t.offs[i], h.prog); err != nil {
+		p.log.Warn("attach a hook on demand", "pid", pid, "hook", h.name, "err", err)
+		return
+	}
+	p.log.Debug("hook attached on demand", "pid", pid, "hook", h.name)
+	p.lateMu.Lock()
+	var pids []int
+	for q, tq := range p.lateTargets {
+		if tq.file == t.file {
+			pids = append(pids, q)
+		}
+	}
+	p.lateMu.Unlock()
+	for _, q := range pids {
+		p.tellLate(q, h.name)
+	}
 }
 
 // Remove stops tracing pid; the uprobes go with the file's last process.
 func (p *Probe) Remove(pid int, file kernel.FileID) {
+	p.lateMu.Lock()
+	delete(p.lateTargets, pid)
+	p.lateMu.Unlock()
 	if err := p.procs.Delete(uint32(pid)); err == nil {
 		p.att.Release(file)
 	}

@@ -35,6 +35,7 @@ type Attachments struct {
 
 type attached struct {
 	links []link.Link
+	progs map[*ebpf.Program]bool // attached there
 	refs  int
 }
 
@@ -54,7 +55,7 @@ func (a *Attachments) Acquire(id kernel.FileID, path string, bin *gobin.Binary, 
 	if err != nil {
 		return fmt.Errorf("open executable %s: %w", path, err)
 	}
-	at := &attached{refs: 1}
+	at := &attached{refs: 1, progs: map[*ebpf.Program]bool{}}
 	var skipped []error
 	missing, chosen := 0, 0
 	for _, h := range hooks {
@@ -76,6 +77,7 @@ func (a *Attachments) Acquire(id kernel.FileID, path string, bin *gobin.Binary, 
 			return fmt.Errorf("attach uprobe %s at file offset %#x: %w", sym, off, err)
 		}
 		at.links = append(at.links, l)
+		at.progs[h.prog] = true
 	}
 	if len(at.links) == 0 && chosen == 0 {
 		if missing == len(hooks) {
@@ -108,6 +110,40 @@ func hookOffset(bin *gobin.Binary, symbols []string) (string, uint64, error) {
 		errs = append(errs, err)
 	}
 	return "", 0, errors.Join(errs...)
+}
+
+// Has tells whether prog is attached to the executable id.
+func (a *Attachments) Has(id kernel.FileID, prog *ebpf.Program) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	at, ok := a.files[id]
+	return ok && at.progs[prog]
+}
+
+// AttachLate attaches prog at file offset off (symbol sym) of the
+// executable id at path, already acquired, unless it is there already; it
+// is detached with the file's other uprobes.
+func (a *Attachments) AttachLate(id kernel.FileID, path, sym string, off uint64, prog *ebpf.Program) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	at, ok := a.files[id]
+	if !ok {
+		return fmt.Errorf("%s: no longer traced", path)
+	}
+	if at.progs[prog] {
+		return nil
+	}
+	ex, err := link.OpenExecutable(path)
+	if err != nil {
+		return fmt.Errorf("open executable %s: %w", path, err)
+	}
+	l, err := attachUprobe(ex, sym, prog, off)
+	if err != nil {
+		return fmt.Errorf("attach uprobe %s at file offset %#x: %w", sym, off, err)
+	}
+	at.links = append(at.links, l)
+	at.progs[prog] = true
+	return nil
 }
 
 // Release drops one user of id and detaches its uprobes with the last one.

@@ -25,10 +25,17 @@ type bpfClientInflight struct {
 	Request uint64
 	Peer    bpfSockTuple
 	HasPeer uint8
-	Pad     [7]uint8
+	NoEnd   uint8
+	Pad     [6]uint8
 }
 
 type bpfClientRequest struct {
+	_      structs.HostLayout
+	Ts     uint64
+	Caller bpfGoroutineKey
+}
+
+type bpfClientSock struct {
 	_      structs.HostLayout
 	Ts     uint64
 	Caller bpfGoroutineKey
@@ -158,6 +165,7 @@ type bpfNethttpOffsets struct {
 	WireStart         uint64
 	ConnCurReq        uint64
 	KeptEnds          uint64
+	ReadResponse      uint64
 }
 
 type bpfNethttpServerEvent struct {
@@ -303,10 +311,12 @@ const (
 	bpfMapMsgScratch                      = "msg_scratch"
 	bpfMapNethttpClientInflight           = "nethttp_client_inflight"
 	bpfMapNethttpClientRequests           = "nethttp_client_requests"
+	bpfMapNethttpClientSocks              = "nethttp_client_socks"
 	bpfMapNethttpConnecting               = "nethttp_connecting"
 	bpfMapNethttpEnds                     = "nethttp_ends"
 	bpfMapNethttpEvents                   = "nethttp_events"
 	bpfMapNethttpLast                     = "nethttp_last"
+	bpfMapNethttpNeedReadResponse         = "nethttp_need_read_response"
 	bpfMapNethttpPending                  = "nethttp_pending"
 	bpfMapNethttpPrefixes                 = "nethttp_prefixes"
 	bpfMapNethttpProcs                    = "nethttp_procs"
@@ -402,28 +412,30 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Chunks                *ebpf.MapSpec `ebpf:"chunks"`
-	EndScratch            *ebpf.MapSpec `ebpf:"end_scratch"`
-	GoServerSpans         *ebpf.MapSpec `ebpf:"go_server_spans"`
-	HeadScratch           *ebpf.MapSpec `ebpf:"head_scratch"`
-	MsgScratch            *ebpf.MapSpec `ebpf:"msg_scratch"`
-	NethttpClientInflight *ebpf.MapSpec `ebpf:"nethttp_client_inflight"`
-	NethttpClientRequests *ebpf.MapSpec `ebpf:"nethttp_client_requests"`
-	NethttpConnecting     *ebpf.MapSpec `ebpf:"nethttp_connecting"`
-	NethttpEnds           *ebpf.MapSpec `ebpf:"nethttp_ends"`
-	NethttpEvents         *ebpf.MapSpec `ebpf:"nethttp_events"`
-	NethttpLast           *ebpf.MapSpec `ebpf:"nethttp_last"`
-	NethttpPending        *ebpf.MapSpec `ebpf:"nethttp_pending"`
-	NethttpPrefixes       *ebpf.MapSpec `ebpf:"nethttp_prefixes"`
-	NethttpProcs          *ebpf.MapSpec `ebpf:"nethttp_procs"`
-	NethttpSockets        *ebpf.MapSpec `ebpf:"nethttp_sockets"`
-	SamplingWindow        *ebpf.MapSpec `ebpf:"sampling_window"`
-	StackScratch          *ebpf.MapSpec `ebpf:"stack_scratch"`
-	Stats                 *ebpf.MapSpec `ebpf:"stats"`
-	WireHttpPeers         *ebpf.MapSpec `ebpf:"wire_http_peers"`
-	WireProcs             *ebpf.MapSpec `ebpf:"wire_procs"`
-	WireSent              *ebpf.MapSpec `ebpf:"wire_sent"`
-	WireThreads           *ebpf.MapSpec `ebpf:"wire_threads"`
+	Chunks                  *ebpf.MapSpec `ebpf:"chunks"`
+	EndScratch              *ebpf.MapSpec `ebpf:"end_scratch"`
+	GoServerSpans           *ebpf.MapSpec `ebpf:"go_server_spans"`
+	HeadScratch             *ebpf.MapSpec `ebpf:"head_scratch"`
+	MsgScratch              *ebpf.MapSpec `ebpf:"msg_scratch"`
+	NethttpClientInflight   *ebpf.MapSpec `ebpf:"nethttp_client_inflight"`
+	NethttpClientRequests   *ebpf.MapSpec `ebpf:"nethttp_client_requests"`
+	NethttpClientSocks      *ebpf.MapSpec `ebpf:"nethttp_client_socks"`
+	NethttpConnecting       *ebpf.MapSpec `ebpf:"nethttp_connecting"`
+	NethttpEnds             *ebpf.MapSpec `ebpf:"nethttp_ends"`
+	NethttpEvents           *ebpf.MapSpec `ebpf:"nethttp_events"`
+	NethttpLast             *ebpf.MapSpec `ebpf:"nethttp_last"`
+	NethttpNeedReadResponse *ebpf.MapSpec `ebpf:"nethttp_need_read_response"`
+	NethttpPending          *ebpf.MapSpec `ebpf:"nethttp_pending"`
+	NethttpPrefixes         *ebpf.MapSpec `ebpf:"nethttp_prefixes"`
+	NethttpProcs            *ebpf.MapSpec `ebpf:"nethttp_procs"`
+	NethttpSockets          *ebpf.MapSpec `ebpf:"nethttp_sockets"`
+	SamplingWindow          *ebpf.MapSpec `ebpf:"sampling_window"`
+	StackScratch            *ebpf.MapSpec `ebpf:"stack_scratch"`
+	Stats                   *ebpf.MapSpec `ebpf:"stats"`
+	WireHttpPeers           *ebpf.MapSpec `ebpf:"wire_http_peers"`
+	WireProcs               *ebpf.MapSpec `ebpf:"wire_procs"`
+	WireSent                *ebpf.MapSpec `ebpf:"wire_sent"`
+	WireThreads             *ebpf.MapSpec `ebpf:"wire_threads"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -462,28 +474,30 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Chunks                *ebpf.Map `ebpf:"chunks"`
-	EndScratch            *ebpf.Map `ebpf:"end_scratch"`
-	GoServerSpans         *ebpf.Map `ebpf:"go_server_spans"`
-	HeadScratch           *ebpf.Map `ebpf:"head_scratch"`
-	MsgScratch            *ebpf.Map `ebpf:"msg_scratch"`
-	NethttpClientInflight *ebpf.Map `ebpf:"nethttp_client_inflight"`
-	NethttpClientRequests *ebpf.Map `ebpf:"nethttp_client_requests"`
-	NethttpConnecting     *ebpf.Map `ebpf:"nethttp_connecting"`
-	NethttpEnds           *ebpf.Map `ebpf:"nethttp_ends"`
-	NethttpEvents         *ebpf.Map `ebpf:"nethttp_events"`
-	NethttpLast           *ebpf.Map `ebpf:"nethttp_last"`
-	NethttpPending        *ebpf.Map `ebpf:"nethttp_pending"`
-	NethttpPrefixes       *ebpf.Map `ebpf:"nethttp_prefixes"`
-	NethttpProcs          *ebpf.Map `ebpf:"nethttp_procs"`
-	NethttpSockets        *ebpf.Map `ebpf:"nethttp_sockets"`
-	SamplingWindow        *ebpf.Map `ebpf:"sampling_window"`
-	StackScratch          *ebpf.Map `ebpf:"stack_scratch"`
-	Stats                 *ebpf.Map `ebpf:"stats"`
-	WireHttpPeers         *ebpf.Map `ebpf:"wire_http_peers"`
-	WireProcs             *ebpf.Map `ebpf:"wire_procs"`
-	WireSent              *ebpf.Map `ebpf:"wire_sent"`
-	WireThreads           *ebpf.Map `ebpf:"wire_threads"`
+	Chunks                  *ebpf.Map `ebpf:"chunks"`
+	EndScratch              *ebpf.Map `ebpf:"end_scratch"`
+	GoServerSpans           *ebpf.Map `ebpf:"go_server_spans"`
+	HeadScratch             *ebpf.Map `ebpf:"head_scratch"`
+	MsgScratch              *ebpf.Map `ebpf:"msg_scratch"`
+	NethttpClientInflight   *ebpf.Map `ebpf:"nethttp_client_inflight"`
+	NethttpClientRequests   *ebpf.Map `ebpf:"nethttp_client_requests"`
+	NethttpClientSocks      *ebpf.Map `ebpf:"nethttp_client_socks"`
+	NethttpConnecting       *ebpf.Map `ebpf:"nethttp_connecting"`
+	NethttpEnds             *ebpf.Map `ebpf:"nethttp_ends"`
+	NethttpEvents           *ebpf.Map `ebpf:"nethttp_events"`
+	NethttpLast             *ebpf.Map `ebpf:"nethttp_last"`
+	NethttpNeedReadResponse *ebpf.Map `ebpf:"nethttp_need_read_response"`
+	NethttpPending          *ebpf.Map `ebpf:"nethttp_pending"`
+	NethttpPrefixes         *ebpf.Map `ebpf:"nethttp_prefixes"`
+	NethttpProcs            *ebpf.Map `ebpf:"nethttp_procs"`
+	NethttpSockets          *ebpf.Map `ebpf:"nethttp_sockets"`
+	SamplingWindow          *ebpf.Map `ebpf:"sampling_window"`
+	StackScratch            *ebpf.Map `ebpf:"stack_scratch"`
+	Stats                   *ebpf.Map `ebpf:"stats"`
+	WireHttpPeers           *ebpf.Map `ebpf:"wire_http_peers"`
+	WireProcs               *ebpf.Map `ebpf:"wire_procs"`
+	WireSent                *ebpf.Map `ebpf:"wire_sent"`
+	WireThreads             *ebpf.Map `ebpf:"wire_threads"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -495,10 +509,12 @@ func (m *bpfMaps) Close() error {
 		m.MsgScratch,
 		m.NethttpClientInflight,
 		m.NethttpClientRequests,
+		m.NethttpClientSocks,
 		m.NethttpConnecting,
 		m.NethttpEnds,
 		m.NethttpEvents,
 		m.NethttpLast,
+		m.NethttpNeedReadResponse,
 		m.NethttpPending,
 		m.NethttpPrefixes,
 		m.NethttpProcs,

@@ -30,6 +30,7 @@ var Decl = probes.Decl{
 	Events:  "nethttp_events",
 	Stale: []string{
 		"go_server_spans", "nethttp_client_inflight", "nethttp_client_requests", "nethttp_pending", "nethttp_connecting",
+		"nethttp_client_socks",
 	},
 	Counters: []string{"ringbuf_full", "read_failed", "map_full", "no_start", "socket_busy", "injected", "not_injected", "http2_skipped", "left_alone", "rate_limited", "no_end", "ctx_late"},
 	Hooks: []probes.Hook{
@@ -38,7 +39,12 @@ var Decl = probes.Decl{
 		{Symbols: []string{"net/http.serverHandler.ServeHTTP"}, Program: "uprobe_serverHandler_ServeHTTP", When: servesTLS},
 		{Symbols: []string{"net/http.(*Transport).roundTrip"}, Program: "uprobe_Transport_roundTrip"},
 		{Symbols: []string{"net/http.(*persistConn).roundTrip"}, Program: "uprobe_persistConn_roundTrip"},
-		{Symbols: []string{"net/http.ReadResponse"}, Program: "uprobe_ReadResponse"},
+		// A plaintext call ends at the read of its response's status line.
+		// A program that serves no HTTP has no syscall programs: there,
+		// and in one that made a call the wire cannot end (over TLS, or
+		// not over TCP), the call ends here.
+		{Symbols: []string{"net/http.ReadResponse"}, Program: "uprobe_ReadResponse",
+			When: func(bin *gobin.Binary) bool { return !servesHTTP(bin) }, Late: "nethttp_need_read_response"},
 		// The function every HTTP/2 client call runs: roundTrip since Go
 		// 1.23, whose RoundTrip wrapper is inlined into its callers.
 		{Symbols: []string{"net/http.(*http2ClientConn).roundTrip", "net/http.(*http2ClientConn).RoundTrip"}, Program: "uprobe_http2ClientConn_roundTrip"},
@@ -49,7 +55,7 @@ var Decl = probes.Decl{
 		if err != nil {
 			return nil, err
 		}
-		x := &extension{log: log}
+		x := &extension{log: log, procs: coll.Maps["nethttp_procs"]}
 		if x.ends, err = probes.NewTracepoints(coll, endTracepoints); err != nil {
 			return nil, err
 		}
@@ -69,8 +75,9 @@ var Decl = probes.Decl{
 // and sk_msg on the socket map. Without cgroup v2 the spans still work;
 // only outgoing propagation is off, as the log says.
 type extension struct {
-	prop *propagation // nil when off
-	log  *slog.Logger
+	prop  *propagation // nil when off
+	log   *slog.Logger
+	procs *ebpf.Map // nethttp_procs
 
 	ends *probes.Tracepoints // endTracepoints, while a server is traced
 }
@@ -103,6 +110,9 @@ func (x *extension) Add(pid int, bin *gobin.Binary, offsets any) error {
 	if !servesTLS(bin) {
 		off.WireStart = 1
 	}
+	if !server {
+		off.ReadResponse = 1 // the uprobe is attached (Decl.Hooks)
+	}
 	off.LeftAlone = x.leaveAlone(pid, bin)
 	if x.prop != nil && off.LeftAlone == 0 {
 		// A process that already exited has no connections to adopt.
@@ -112,6 +122,33 @@ func (x *extension) Add(pid int, bin *gobin.Binary, offsets any) error {
 	}
 	return nil
 }
+
+// LateAttached notes that ReadResponse now runs for pid: its calls end
+// there, not at the read of their response.
+func (x *extension) LateAttached(pid int, _ string) {
+	var off bpfNethttpOffsets
+	if err := x.procs.Lookup(uint32(pid), &off); err != nil {
+		return // gone
+	}
+	off.ReadResponse = 1
+	if err := x.procs.Update(uint32(pid), &off, ebpf.UpdateExist); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		x.log.Warn("ReadResponse attached, but the process's offsets cannot say so", "pid", pid, "err", err)
+	}
+}
+
+// servesHTTP tells whether the program serves HTTP with net/http: only
+// then are the syscall programs attached for it.
+func servesHTTP(bin *gobin.Binary) bool {
+	for _, fn := range serverFuncs {
+		if _, _, ok := bin.FuncRange(fn); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// serverFuncs tell where a serving goroutine's syscall is (see where()).
+var serverFuncs = []string{"net/http.serverHandler.ServeHTTP", "net/http.(*response).finishRequest", "net/http.(*conn).serve"}
 
 // servesTLS tells whether the program can serve TLS: only then does a
 // request start at the ServeHTTP uprobe rather than at the read of its head.
@@ -130,20 +167,12 @@ func codeRanges(off *bpfNethttpOffsets, pid int, bin *gobin.Binary) (bool, error
 	if err != nil {
 		return false, err
 	}
-	for _, r := range []struct {
-		fn     string
-		lo, hi *uint64
-	}{
-		{"net/http.serverHandler.ServeHTTP", &off.ServeHttpLo, &off.ServeHttpHi},
-		{"net/http.(*response).finishRequest", &off.FinishLo, &off.FinishHi},
-		{"net/http.(*conn).serve", &off.ConnServeLo, &off.ConnServeHi},
-	} {
-		start, end, ok := bin.FuncRange(r.fn)
-		if !ok {
-			off.ServeHttpHi, off.FinishHi, off.ConnServeHi = 0, 0, 0
-			return false, nil
-		}
-		*r.lo, *r.hi = start+bias, end+bias
+	if !servesHTTP(bin) {
+		return false, nil
+	}
+	for i, r := range [][2]*uint64{{&off.ServeHttpLo, &off.ServeHttpHi}, {&off.FinishLo, &off.FinishHi}, {&off.ConnServeLo, &off.ConnServeHi}} {
+		start, end, _ := bin.FuncRange(serverFuncs[i])
+		*r[0], *r[1] = start+bias, end+bias
 	}
 	// A program that never flushes or sends files may lack some.
 	for i, fn := range outputFuncs {
