@@ -35,8 +35,8 @@ var Decl = probes.Decl{
 	Counters: []string{"ringbuf_full", "read_failed", "map_full", "no_start", "socket_busy", "injected", "not_injected", "http2_skipped", "left_alone", "rate_limited", "no_end", "ctx_late"},
 	Hooks: []probes.Hook{
 		// A request starts at the read that brings its head, unless the
-		// program may serve TLS (its heads are encrypted when read).
-		{Symbols: []string{"net/http.serverHandler.ServeHTTP"}, Program: "uprobe_serverHandler_ServeHTTP", When: servesTLS},
+		// program may read heads net/http does not serve in plaintext.
+		{Symbols: []string{"net/http.serverHandler.ServeHTTP"}, Program: "uprobe_serverHandler_ServeHTTP", When: readsHeadsElsewhere},
 		{Symbols: []string{"net/http.(*Transport).roundTrip"}, Program: "uprobe_Transport_roundTrip"},
 		{Symbols: []string{"net/http.(*persistConn).roundTrip"}, Program: "uprobe_persistConn_roundTrip"},
 		// A plaintext call ends at the read of its response's status line.
@@ -107,7 +107,7 @@ func (x *extension) Add(pid int, bin *gobin.Binary, offsets any) error {
 			return err
 		}
 	}
-	if !servesTLS(bin) {
+	if !readsHeadsElsewhere(bin) {
 		off.WireStart = 1
 	}
 	if !server {
@@ -150,13 +150,20 @@ func servesHTTP(bin *gobin.Binary) bool {
 // serverFuncs tell where a serving goroutine's syscall is (see where()).
 var serverFuncs = []string{"net/http.serverHandler.ServeHTTP", "net/http.(*response).finishRequest", "net/http.(*conn).serve"}
 
-// servesTLS tells whether the program can serve TLS: only then does a
-// request start at the ServeHTTP uprobe rather than at the read of its head.
-// Every server-side tls.Conn runs serverHandshake; the linker drops it from
-// programs that make none.
-func servesTLS(bin *gobin.Binary) bool {
-	_, _, ok := bin.FuncRange("crypto/tls.(*Conn).serverHandshake")
-	return ok
+// readsHeadsElsewhere tells whether a request head read by the program may
+// not be net/http's plaintext one: then a request starts at the ServeHTTP
+// uprobe rather than at the read of its head. A program that can serve TLS
+// reads its heads encrypted (every server-side tls.Conn runs
+// serverHandshake; the linker drops it from programs that make none); one
+// with fasthttp's server reads heads that net/http never serves, and a call
+// made while it serves one would get a parent never exported.
+func readsHeadsElsewhere(bin *gobin.Binary) bool {
+	for _, fn := range []string{"crypto/tls.(*Conn).serverHandshake", "github.com/valyala/fasthttp.(*Server).serveConn"} {
+		if _, _, ok := bin.FuncRange(fn); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // codeRanges puts in off the code addresses, in process pid, of the
