@@ -386,7 +386,7 @@ static __always_inline void client_response(struct nethttp_offsets *o, __u32 tgi
 
 static __always_inline int begin_request(struct nethttp_offsets *o, struct goroutine_key *k, __u64 fd, __u64 buf, long ret)
 {
-	struct server_inflight v = {.start_ns = bpf_ktime_get_ns(), .flags = SERVER_WIRE};
+	struct server_inflight v = {.flags = SERVER_WIRE};
 	struct head_prefix *pre, keep = {};
 	__u32 zero = 0, plen = 0, n;
 	struct head_buf *hb = bpf_map_lookup_elem(&head_scratch, &zero);
@@ -430,6 +430,7 @@ static __always_inline int begin_request(struct nethttp_offsets *o, struct gorou
 	/* A request line longer than the scan cannot show its version. */
 	if (s.line_end ? !http1_line(&s) : !token_start(hb->b, 16))
 		return 0;
+	v.start_ns = bpf_ktime_get_ns();
 	if (!s.head_end) {
 		v.flags |= SERVER_CTX_LATE;
 		count(STAT_CTX_LATE);

@@ -327,14 +327,7 @@ func (p *Probe) tellLate(pid int, program string) {
 
 // lateLoop attaches the Late hooks the programs ask for, every second.
 func (p *Probe) lateLoop() {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case <-tick.C:
-		}
+	p.every(time.Second, func() {
 		for i, h := range p.hooks {
 			if h.late == nil {
 				continue
@@ -350,7 +343,7 @@ func (p *Probe) lateLoop() {
 				p.attachLate(int(pid), i)
 			}
 		}
-	}
+	})
 }
 
 // attachLate attaches hook i for pid's executable and tells the extension
@@ -465,15 +458,22 @@ func (p *Probe) Close() {
 	p.coll.Close()
 }
 
-func (p *Probe) evictLoop() {
-	tick := time.NewTicker(StaleAfter / 4)
+// every runs f every d until the probe is closed.
+func (p *Probe) every(d time.Duration, f func()) {
+	tick := time.NewTicker(d)
 	defer tick.Stop()
 	for {
 		select {
 		case <-p.stop:
 			return
 		case <-tick.C:
+			f()
 		}
+	}
+}
+
+func (p *Probe) evictLoop() {
+	p.every(StaleAfter/4, func() {
 		for _, name := range p.decl.Stale {
 			n, err := EvictStale(p.coll.Maps[name], StaleAfter)
 			if err != nil {
@@ -482,7 +482,7 @@ func (p *Probe) evictLoop() {
 			v, _ := p.evicted.LoadOrStore(name, new(atomic.Uint64))
 			v.(*atomic.Uint64).Add(uint64(n))
 		}
-	}
+	})
 }
 
 // Runs returns the runs of each of the probe's programs and the time they

@@ -124,7 +124,9 @@ func (x *extension) Add(pid int, bin *gobin.Binary, offsets any) error {
 }
 
 // LateAttached notes that ReadResponse now runs for pid: its calls end
-// there, not at the read of their response.
+// there, not at the read of their response. Rewriting the offsets resets
+// the programs' kept_ends count, which only delays a kept end to the
+// goroutine's next read with bytes or its close.
 func (x *extension) LateAttached(pid int, _ string) {
 	var off bpfNethttpOffsets
 	if err := x.procs.Lookup(uint32(pid), &off); err != nil {
