@@ -85,10 +85,15 @@ func (a *agent) Appeared(t procscan.Target) {
 		a.failed(t, err)
 		return
 	default:
-		defer bin.Close()
-		// Reading the executable (its DWARF, megabytes) left garbage; new
-		// targets are rare, so return it now rather than keep it resident.
-		defer debug.FreeOSMemory()
+		// Reading the executable (its DWARF) and loading probes (kernel
+		// BTF) leave megabytes of garbage; new targets are rare, so return
+		// it once the file is closed rather than keep it resident: the
+		// heap goal set by a collection while it was still live would let
+		// the idle agent keep ~10 MiB.
+		defer func() {
+			bin.Close()
+			debug.FreeOSMemory()
+		}()
 	}
 	// Described before its probes attach: the first events may be decoded
 	// while the other probes are still being added.

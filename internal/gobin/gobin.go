@@ -108,6 +108,9 @@ func NewBinary(r io.ReaderAt, path string) (*Binary, error) {
 
 // Close releases the file Open opened.
 func (b *Binary) Close() error {
+	// What was read (DWARF, symbols: megabytes) goes with the file, so a
+	// collection right after Close can return it.
+	b.elf, b.funcs, b.dwarf, b.structs = nil, nil, nil, nil
 	if b.close == nil {
 		return nil
 	}
