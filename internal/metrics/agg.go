@@ -53,11 +53,15 @@ var overflowSet = attribute.NewSet(attribute.Bool("otel.metric.overflow", true))
 // pointSet keeps one value per distinct key K, up to CardinalityLimit sets
 // (the last one the overflow set).
 type pointSet[K comparable, V any] struct {
-	by       map[K]*point[V]
-	overflow *point[V]
+	by       map[K]*point[K, V]
+	overflow *point[K, V]
+	// last is the point found last: under load most spans repeat the key
+	// of the one before, and comparing it costs less than hashing it.
+	last *point[K, V]
 }
 
-type point[V any] struct {
+type point[K comparable, V any] struct {
+	key   K // as kept (never pointing into a span)
 	attrs attribute.Set
 	v     V
 }
@@ -67,27 +71,32 @@ type point[V any] struct {
 type fresh[K comparable] func() (K, attribute.Set)
 
 // get returns k's point, made the first time; a.mu is held.
-func (p *pointSet[K, V]) get(k K, f fresh[K], init func(*V)) *point[V] {
+func (p *pointSet[K, V]) get(k K, f fresh[K], init func(*V)) *point[K, V] {
+	if p.last != nil && p.last.key == k {
+		return p.last
+	}
 	if pt, ok := p.by[k]; ok {
+		p.last = pt
 		return pt
 	}
 	if len(p.by) >= CardinalityLimit-1 {
 		if p.overflow == nil {
-			p.overflow = &point[V]{attrs: overflowSet}
+			p.overflow = &point[K, V]{attrs: overflowSet}
 			init(&p.overflow.v)
 		}
 		return p.overflow
 	}
 	kept, attrs := f()
-	pt := &point[V]{attrs: attrs}
+	pt := &point[K, V]{key: kept, attrs: attrs}
 	init(&pt.v)
 	p.by[kept] = pt
+	p.last = pt
 	return pt
 }
 
 // all lists the points, the overflow last.
-func (p *pointSet[K, V]) all() []*point[V] {
-	out := make([]*point[V], 0, len(p.by)+1)
+func (p *pointSet[K, V]) all() []*point[K, V] {
+	out := make([]*point[K, V], 0, len(p.by)+1)
 	for _, pt := range p.by {
 		out = append(out, pt)
 	}
@@ -113,7 +122,7 @@ type histValue struct {
 }
 
 func newHist[K comparable](a *agg, d desc, bounds []float64) *hist[K] {
-	h := &hist[K]{a: a, d: d, bounds: bounds, pts: pointSet[K, histValue]{by: map[K]*point[histValue]{}}}
+	h := &hist[K]{a: a, d: d, bounds: bounds, pts: pointSet[K, histValue]{by: map[K]*point[K, histValue]{}}}
 	a.ms = append(a.ms, h)
 	return h
 }
@@ -158,7 +167,7 @@ type counter[K comparable] struct {
 }
 
 func newCounter[K comparable](a *agg, d desc) *counter[K] {
-	c := &counter[K]{a: a, d: d, pts: pointSet[K, int64]{by: map[K]*point[int64]{}}}
+	c := &counter[K]{a: a, d: d, pts: pointSet[K, int64]{by: map[K]*point[K, int64]{}}}
 	a.ms = append(a.ms, c)
 	return c
 }
