@@ -20,6 +20,7 @@
 #include "gomap.h"
 #include "goctx.h"
 #include "w3c.h"
+#include "h2ctx.h"
 
 struct grpc_offsets {
 	struct gomap_offsets maps;
@@ -46,6 +47,14 @@ struct grpc_offsets {
 	__u64 attempt_transport; /* csAttempt.t / transport (ClientTransport) */
 	__u64 attempt_stream;   /* csAttempt.s / transportStream */
 	__u64 attempt_finished;
+	/* Propagation: the loopy writer's hook finds the call whose stream it
+	 * is about to open. */
+	__u64 cs_ctx;            /* grpc.clientStream.ctx (context.Context) */
+	__u64 hdr_stream_id;     /* headerFrame (clientHeaders since v1.80).streamID */
+	__u64 hdr_hf;            /* .hf ([]hpack.HeaderField) */
+	__u64 hdr_on_orphaned;   /* .onOrphaned: NewStream's cleanup, capturing only its stream */
+	__u64 stream_ct;         /* the stream's transport: ClientStream.ct (v1.69+) or Stream.ct */
+	__u64 stream_ct_iface;   /* Stream.ct is a ClientTransport interface (before v1.69) */
 };
 
 struct {
@@ -81,6 +90,7 @@ struct {
 struct grpc_client_call {
 	__u64 start_ns;
 	struct span_ctx sc;
+	__u64 ctx; /* cs.ctx's data pointer: its key in grpc_call_ctxs */
 };
 
 /* Client attempts by *clientStream: the end may run on grpc's watcher
@@ -91,6 +101,21 @@ struct {
 	__type(key, struct ptr_key);
 	__type(value, struct grpc_client_call);
 } grpc_client_calls SEC(".maps");
+
+/* Client calls by their context (cs.ctx, a *cancelCtx made for the call):
+ * the stream's context derives from it, and the loopy writer sees only the
+ * stream. */
+struct grpc_call_ctx {
+	__u64 when;
+	__u64 cs;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct ptr_key);
+	__type(value, struct grpc_call_ctx);
+} grpc_call_ctxs SEC(".maps");
 
 enum grpc_kind {
 	GRPC_SERVER = 1,
@@ -292,8 +317,15 @@ int uprobe_clientStream_newAttemptLocked(struct pt_regs *ctx)
 		return 0;
 	c.start_ns = bpf_ktime_get_ns();
 	child_span(ctx, &o->g, &k, &c.sc);
+	c.ctx = (__u64)read_ptr((void *)ck.ptr + o->cs_ctx + 8);
 	if (bpf_map_update_elem(&grpc_client_calls, &ck, &c, BPF_ANY))
 		count(STAT_MAP_FULL);
+	if (c.ctx) {
+		struct ptr_key xk = {.tgid = tgid, .ptr = c.ctx};
+		struct grpc_call_ctx x = {.when = c.start_ns, .cs = ck.ptr};
+
+		bpf_map_update_elem(&grpc_call_ctxs, &xk, &x, BPF_ANY);
+	}
 	return 0;
 }
 
@@ -332,6 +364,11 @@ int uprobe_csAttempt_finish(struct pt_regs *ctx)
 	e->end_ns = bpf_ktime_get_ns();
 	e->sc = c->sc;
 	e->tracestate_len = 0;
+	if (c->ctx) {
+		struct ptr_key xk = {.tgid = tgid, .ptr = c->ctx};
+
+		bpf_map_delete_elem(&grpc_call_ctxs, &xk);
+	}
 	bpf_map_delete_elem(&grpc_client_calls, &ck);
 	/* err is nil or a *status.Error (user space checks the code's range). */
 	read_status(o, 0, e);
@@ -349,4 +386,111 @@ int uprobe_csAttempt_finish(struct pt_regs *ctx)
 	}
 	submit(&grpc_events, e);
 	return 0;
+}
+
+/* -------------------------------------------------------- propagation */
+
+#define HF_MAX 32 /* header fields looked through for one already there */
+
+/* hf_has_traceparent tells whether the stream's own header fields (a
+ * []hpack.HeaderField: Name, Value, Sensitive) carry traceparent. */
+static __always_inline int hf_has_traceparent(void *hdr, struct grpc_offsets *o)
+{
+	struct go_string hf; /* the slice's pointer and length */
+	struct {
+		__u64 w;   /* "traceparent"'s first 8 bytes, little-endian */
+		__u8 e[3]; /* "ent" */
+	} __attribute__((packed)) name;
+
+	if (bpf_probe_read_user(&hf, sizeof(hf), hdr + o->hdr_hf))
+		return 1; /* cannot tell: leave the stream alone */
+	for (int i = 0; i < HF_MAX && i < hf.len; i++) {
+		struct go_string n;
+
+		if (bpf_probe_read_user(&n, sizeof(n), (void *)hf.ptr + i * 40))
+			return 1;
+		if (n.len != sizeof(name))
+			continue;
+		if (bpf_probe_read_user(&name, sizeof(name), (void *)n.ptr))
+			return 1;
+		if (name.w == 0x7261706563617274ULL && name.e[0] == 'e' && name.e[1] == 'n' && name.e[2] == 't')
+			return 1;
+	}
+	return hf.len > HF_MAX;
+}
+
+/* The context chain from a stream's context up to its call's: each of Go's
+ * context types embeds its parent Context first. */
+#define CTX_DEPTH 8
+
+/* stream_opening notes the context of the client call whose stream the
+ * loopy writer is about to open (hdr: its *headerFrame / *clientHeaders),
+ * for sk_msg to add to the stream's HEADERS frame. */
+static __always_inline int stream_opening(struct pt_regs *ctx, void *hdr)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct h2_stream_key sk = {.tgid = tgid};
+	struct h2_stream_ctx v = {};
+	struct grpc_client_call *c;
+	struct grpc_call_ctx *x;
+	struct grpc_offsets *o;
+	struct ptr_key ck = {.tgid = tgid};
+	struct endpoint local = {}, remote = {};
+	void *s, *t, *cctx;
+
+	o = bpf_map_lookup_elem(&grpc_procs, &tgid);
+	if (!o || o->hdr_on_orphaned == OFF_NONE)
+		return 0;
+	if (bpf_probe_read_user(&sk.stream_id, sizeof(sk.stream_id), hdr + o->hdr_stream_id))
+		return 0;
+	/* NewStream's cleanup closure captures the stream alone: it is the
+	 * word after the closure's code pointer, checked by its id. */
+	s = read_ptr(read_ptr(hdr + o->hdr_on_orphaned) + 8);
+	if (!s || stream_id(o, s) != sk.stream_id)
+		return 0;
+	if (hf_has_traceparent(hdr, o))
+		return 0;
+	cctx = read_ptr(stream_base(o, s) + o->stream_ctx + 8);
+	x = 0;
+	for (int i = 0; i < CTX_DEPTH && cctx; i++) {
+		ck.ptr = (__u64)cctx;
+		x = bpf_map_lookup_elem(&grpc_call_ctxs, &ck);
+		if (x)
+			break;
+		cctx = read_ptr(cctx + 8);
+	}
+	if (!x)
+		return 0;
+	ck.ptr = x->cs;
+	c = bpf_map_lookup_elem(&grpc_client_calls, &ck);
+	if (!c)
+		return 0;
+	t = read_ptr(s + o->stream_ct + (o->stream_ct_iface ? 8 : 0));
+	if (!t)
+		return 0;
+	read_endpoint(o, t + o->h2c_local_addr, &local);
+	read_endpoint(o, t + o->h2c_remote_addr, &remote);
+	if (!local.ip_len || !remote.ip_len)
+		return 0;
+	sk.lport = local.port;
+	sk.rport = remote.port;
+	v.when = bpf_ktime_get_ns();
+	v.sc = c->sc;
+	if (bpf_map_update_elem(&h2_streams, &sk, &v, BPF_ANY))
+		count(STAT_MAP_FULL);
+	return 0;
+}
+
+/* func (l *loopyWriter) originateStream(str *outStream, hdr *headerFrame) error (until v1.79) */
+SEC("uprobe/google.golang.org/grpc/internal/transport.(*loopyWriter).originateStream")
+int uprobe_loopyWriter_originateStream(struct pt_regs *ctx)
+{
+	return stream_opening(ctx, GO_ARG3(ctx));
+}
+
+/* func (l *loopyWriter) clientHeaderHandler(hdr *clientHeaders) error (since v1.80) */
+SEC("uprobe/google.golang.org/grpc/internal/transport.(*loopyWriter).clientHeaderHandler")
+int uprobe_loopyWriter_clientHeaderHandler(struct pt_regs *ctx)
+{
+	return stream_opening(ctx, GO_ARG2(ctx));
 }

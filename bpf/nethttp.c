@@ -47,6 +47,7 @@
 #include "sock.h"
 #include "w3c.h"
 #include "wirectx.h"
+#include "h2ctx.h"
 
 enum nethttp_const { BUFIO_WORDS = 8, OUTPUT_FUNCS = 4 };
 
@@ -1050,6 +1051,32 @@ int uprobe_http2ClientConn_roundTrip(struct pt_regs *ctx)
 		}                                                                         \
 	} while (0)
 
+/* ------------------------------------------------------------ HTTP/2 */
+
+/* A Go client connection under sk_msg, followed frame by frame across its
+ * writes from the client preface on, so that a new stream's header block
+ * can get traceparent (h2_streams says which streams, and their context). */
+enum h2_state {
+	H2_NEW = 0,    /* made at connect: the first write tells */
+	H2_FRAMES = 1, /* framing followed */
+};
+
+struct h2_conn {
+	__u32 skip;  /* payload bytes of the current frame still to come */
+	__u32 cont;  /* a stream whose header block goes on in CONTINUATION frames */
+	__u8 state;  /* enum h2_state */
+	__u8 have;   /* bytes of a frame header cut by the end of the last write */
+	__u8 hb[16]; /* those bytes (9 used; room for the verifier's mask) */
+	__u8 _pad[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct sock_tuple);
+	__type(value, struct h2_conn);
+} h2_conns SEC(".maps");
+
 /* wire_admits tells whether a connection a wire target is opening goes
  * under sk_msg: only to an endpoint seen speaking HTTP/1, and only for a
  * target that does not ask FIONREAD. */
@@ -1117,12 +1144,258 @@ int sockops_track_connect(struct bpf_sock_ops *skops)
 		/* A header queued for an earlier connection with the same
 		 * addresses and ports (a failed call) must not reach this one. */
 		bpf_map_delete_elem(&nethttp_pending, &t);
-		if (bpf_sock_hash_update(skops, &nethttp_sockets, &t, BPF_NOEXIST))
+		if (bpf_sock_hash_update(skops, &nethttp_sockets, &t, BPF_NOEXIST)) {
 			count(STAT_SOCKET_BUSY);
+			return 1;
+		}
+		/* Its first write tells whether it speaks HTTP/2 (h2_message). */
+		struct h2_conn fresh = {};
+
+		bpf_map_update_elem(&h2_conns, &t, &fresh, BPF_ANY);
 		return 1;
 	}
 	}
 	return 1;
+}
+
+#define H2_HEADERS 1
+#define H2_CONTINUATION 9
+#define H2_END_HEADERS 0x4
+#define H2_PADDED 0x8
+/* The smallest SETTINGS_MAX_FRAME_SIZE a peer may set. */
+#define H2_MAX_FRAME 16384
+/* A header field as an HPACK literal without indexing, new name (RFC 7541
+ * 6.2.2): neither side's dynamic table changes. 0x00, name length 11,
+ * "traceparent", value length 55, the value. */
+#define H2_TP_LEN (1 + 1 + 11 + 1 + TRACEPARENT_LEN)
+/* Context left by a uprobe is used only this soon: it runs just before
+ * its stream's frame is written. */
+#define H2_FRESH_NS 1000000000ULL
+
+/* The client connection preface (RFC 9113 3.4), "PRI * HTTP/2.0\r\n\r\nSM
+ * \r\n\r\n", as three little-endian words. */
+#define H2_PREFACE0 0x5448202a20495250ULL
+#define H2_PREFACE1 0x0a0d302e322f5054ULL
+#define H2_PREFACE2 0x0a0d0a0d4d530a0dULL
+
+struct h2_walk {
+	struct sk_msg_md *msg;
+	struct h2_conn *c;
+	__u32 off;  /* the next frame header's offset in the message */
+	__u32 size; /* the message's size, grown by what was added */
+	__u32 lost; /* the framing cannot be followed further */
+	__u32 _pad;
+	struct h2_stream_key key;
+	struct sock_tuple t;
+	__u8 lit[H2_TP_LEN + 1];
+};
+
+/* h2_fresh returns the context a uprobe left for stream sid of w's
+ * connection, if it is fresh. */
+static __always_inline struct h2_stream_ctx *h2_fresh(struct h2_walk *w, __u32 sid)
+{
+	struct h2_stream_ctx *v;
+
+	w->key.stream_id = sid;
+	v = bpf_map_lookup_elem(&h2_streams, &w->key);
+	if (v && bpf_ktime_get_ns() - v->when > H2_FRESH_NS) {
+		bpf_map_delete_elem(&h2_streams, &w->key);
+		return 0;
+	}
+	return v;
+}
+
+/* h2_add appends traceparent to the header block of the frame at off (its
+ * payload len, the last pad bytes padding), ending at end; 0 when added. */
+static __always_inline int h2_add(struct h2_walk *w, struct h2_stream_ctx *v, __u32 off, __u32 len, __u32 pad, __u32 end)
+{
+	struct sk_msg_md *msg = w->msg;
+	__u32 at = end - pad, nlen = len + H2_TP_LEN;
+	__u8 flags = v->sc.flags & ~FLAG_LINK_PENDING;
+	__u8 *d;
+
+	if (end > w->size || nlen > H2_MAX_FRAME || pad > len)
+		return -1;
+	w->lit[0] = 0;
+	w->lit[1] = 11;
+	__builtin_memcpy(w->lit + 2, "traceparent", 11);
+	w->lit[13] = TRACEPARENT_LEN;
+	__builtin_memcpy(w->lit + 14, "00-", 3);
+	put_hex((char *)w->lit + 17, v->sc.trace_id, 16);
+	w->lit[49] = '-';
+	put_hex((char *)w->lit + 50, v->sc.span_id, 8);
+	w->lit[66] = '-';
+	put_hex((char *)w->lit + 67, &flags, 1);
+	if (bpf_msg_push_data(msg, at, H2_TP_LEN, 0))
+		return -1;
+	w->size += H2_TP_LEN;
+	/* The room is made: fill it, or the framing is lost. */
+	if (bpf_msg_pull_data(msg, at, at + H2_TP_LEN, 0))
+		goto lost;
+	d = msg->data;
+	if (d + H2_TP_LEN > (__u8 *)msg->data_end)
+		goto lost;
+	__builtin_memcpy(d, w->lit, H2_TP_LEN);
+	if (bpf_msg_pull_data(msg, off, off + 3, 0))
+		goto lost;
+	d = msg->data;
+	if (d + 3 > (__u8 *)msg->data_end)
+		goto lost;
+	d[0] = nlen >> 16;
+	d[1] = nlen >> 8;
+	d[2] = nlen;
+	return 0;
+lost:
+	w->lost = 1;
+	return -1;
+}
+
+/* h2_frame handles the frame whose header is h, at off (whole: the header
+ * is in this message), and moves w past it. */
+static __always_inline void h2_frame(struct h2_walk *w, const __u8 *h, __u32 off, int whole)
+{
+	__u32 len = (__u32)h[0] << 16 | (__u32)h[1] << 8 | h[2];
+	__u32 sid = ((__u32)h[5] << 24 | (__u32)h[6] << 16 | (__u32)h[7] << 8 | h[8]) & 0x7fffffff;
+	__u32 end = off + 9 + len, pad = 0;
+	struct h2_stream_ctx *v = 0;
+	__u8 type = h[3], flags = h[4];
+
+	if (type == H2_HEADERS && (v = h2_fresh(w, sid))) {
+		if (!(flags & H2_END_HEADERS)) {
+			w->c->cont = sid; /* added to at the block's last frame */
+			v = 0;
+		} else if (flags & H2_PADDED) {
+			__u8 *d;
+
+			if (!whole || end > w->size || bpf_msg_pull_data(w->msg, off + 9, off + 10, 0))
+				goto failed;
+			d = w->msg->data;
+			if (d + 1 > (__u8 *)w->msg->data_end)
+				goto failed;
+			pad = d[0];
+		}
+	} else if (type == H2_CONTINUATION && sid && sid == w->c->cont && (flags & H2_END_HEADERS)) {
+		w->c->cont = 0;
+		v = h2_fresh(w, sid);
+	}
+	if (v) {
+		if (!whole || h2_add(w, v, off, len, pad, end))
+			goto failed;
+		count(STAT_INJECTED);
+		bpf_map_delete_elem(&h2_streams, &w->key);
+		end += H2_TP_LEN;
+	}
+	w->off = end;
+	return;
+failed:
+	count(STAT_NOT_INJECTED);
+	bpf_map_delete_elem(&h2_streams, &w->key);
+	w->off = end;
+}
+
+/* h2_step handles the frame at w->off (bpf_loop callback); 1 stops. */
+static long h2_step(__u32 i, void *ctx)
+{
+	struct h2_walk *w = ctx;
+	__u8 h[9], *d;
+	__u32 n;
+
+	if (w->lost || w->off >= w->size)
+		return 1;
+	n = w->size - w->off;
+	if (n < 9) {
+		/* A frame header cut by the write's end: kept for the next. */
+		if (bpf_msg_pull_data(w->msg, w->off, w->size, 0))
+			goto lost;
+		d = w->msg->data;
+		for (int j = 0; j < 8; j++) {
+			if (j >= n)
+				break;
+			if (d + j + 1 > (__u8 *)w->msg->data_end)
+				goto lost;
+			w->c->hb[j] = d[j];
+		}
+		w->c->have = n;
+		w->off = w->size;
+		return 1;
+	}
+	if (bpf_msg_pull_data(w->msg, w->off, w->off + 9, 0))
+		goto lost;
+	d = w->msg->data;
+	if (d + 9 > (__u8 *)w->msg->data_end)
+		goto lost;
+	__builtin_memcpy(h, d, 9);
+	h2_frame(w, h, w->off, 1);
+	return w->lost;
+lost:
+	w->lost = 1;
+	return 1;
+}
+
+/* h2_message follows the frames of one write to a connection in h2_conns,
+ * adding traceparent to the header blocks of the streams a uprobe left a
+ * context for. */
+static __noinline int h2_message(struct sk_msg_md *msg, struct h2_conn *c, struct h2_walk *w)
+{
+	__u64 p[3];
+	__u32 have, need;
+	__u8 *d;
+
+	w->msg = msg;
+	w->c = c;
+	w->size = msg->size;
+	w->key.tgid = bpf_get_current_pid_tgid() >> 32;
+	w->key.lport = w->t.lport;
+	w->key.rport = w->t.rport;
+	if (c->state == H2_NEW) {
+		if (w->size < 24 || bpf_msg_pull_data(msg, 0, 24, 0))
+			goto let_go;
+		d = msg->data;
+		if (d + 24 > (__u8 *)msg->data_end)
+			goto let_go;
+		__builtin_memcpy(p, d, 24);
+		if (p[0] != H2_PREFACE0 || p[1] != H2_PREFACE1 || p[2] != H2_PREFACE2)
+			goto let_go; /* not HTTP/2 with prior knowledge */
+		c->state = H2_FRAMES;
+		w->off = 24;
+	} else if ((have = c->have)) {
+		/* The frame header the last write cut: its length field is
+		 * there, so nothing can be added to this frame. */
+		__u8 h[9];
+
+		if (have > 8)
+			goto let_go;
+		need = 9 - have;
+		if (w->size < need || bpf_msg_pull_data(msg, 0, need, 0))
+			goto let_go;
+		d = msg->data;
+		for (int j = 0; j < 9; j++) {
+			if (j >= need)
+				break;
+			if (d + j + 1 > (__u8 *)msg->data_end)
+				goto let_go;
+			__u32 at = have + j;
+
+			if (at > 8)
+				break;
+			asm volatile("%[at] &= 15" : [at] "+r"(at));
+			c->hb[at] = d[j];
+		}
+		__builtin_memcpy(h, c->hb, 9);
+		c->have = 0;
+		h2_frame(w, h, -have, 0);
+	} else {
+		w->off = c->skip;
+	}
+	c->skip = 0;
+	bpf_loop(1024, h2_step, w, 0);
+	if (w->lost || w->off < w->size)
+		goto let_go; /* more frames than the loop takes */
+	c->skip = w->off - w->size;
+	return 1;
+let_go:
+	bpf_map_delete_elem(&h2_conns, &w->t);
+	return c->state == H2_FRAMES;
 }
 
 /* What sk_msg works in: the request's first bytes and the header line. */
@@ -1170,12 +1443,20 @@ int sk_msg_traceparent(struct sk_msg_md *msg)
 	struct sock_tuple t = {};
 	struct pending_header *ph;
 	struct msg_scratch *sc;
+	struct h2_conn *h2;
 	struct head_scan s;
 	__u32 zero = 0, n, off;
 	int wire = 0;
 	char *d;
 
 	TUPLE_FROM_CTX(&t, msg);
+	h2 = bpf_map_lookup_elem(&h2_conns, &t);
+	if (h2) {
+		struct h2_walk w = {.t = t};
+
+		if (h2_message(msg, h2, &w))
+			return SK_PASS;
+	}
 	ph = bpf_map_lookup_elem(&nethttp_pending, &t);
 	if (!ph) {
 		if (wire_context(&ws))

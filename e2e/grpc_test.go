@@ -31,8 +31,9 @@ func startGRPCPair(t *testing.T) *grpcPair {
 	return startGRPCVariants(t, "grpcapp", "grpcapp")
 }
 
-// startGRPCVariants starts A and B from the builds named a and b.
-func startGRPCVariants(t *testing.T, a, b string) *grpcPair {
+// startGRPCVariants starts A and B from the builds named a and b, and the
+// agent with env.
+func startGRPCVariants(t *testing.T, a, b string, env ...string) *grpcPair {
 	t.Helper()
 	requireEBPF(t)
 	srv := dbtest.RequirePostgres(t)
@@ -40,7 +41,7 @@ func startGRPCVariants(t *testing.T, a, b string) *grpcPair {
 	grpcAddr := fmt.Sprintf("127.0.0.1:%d", p.grpcPort)
 	p.b = startAppArgs(t, b, []string{"-grpc", grpcAddr, "-dsn", srv.DSN, "-table", p.table})
 	p.a = startAppArgs(t, a, []string{"-upstream", grpcAddr})
-	startAgent(t, p.recv, []string{a, b})
+	startAgent(t, p.recv, []string{a, b}, env...)
 	waitTraced(t, p.recv, p.a)
 	waitTraced(t, p.recv, p.b)
 	return p

@@ -14,8 +14,9 @@ import (
 // goroutine, so a SQL or gRPC call finds the HTTP request its goroutine
 // serves; sampling_window (sampling.h), the rate limit's budget, which is
 // the node's; and the wire path's maps that sk_msg and sock_ops read too
-// (wirectx.h).
-var sharedMaps = []string{"go_server_spans", "sampling_window", "wire_procs", "wire_threads", "wire_sent", "wire_http_peers"}
+// (wirectx.h); and the HTTP/2 streams' contexts a gRPC hook leaves for
+// sk_msg (h2ctx.h).
+var sharedMaps = []string{"go_server_spans", "sampling_window", "wire_procs", "wire_threads", "wire_sent", "wire_http_peers", "h2_streams"}
 
 // Shared holds what the probes' programs use together: the shared maps,
 // which loading every object with Load gives one instance; and the sampler

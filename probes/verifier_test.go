@@ -1,10 +1,12 @@
 package probes_test
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/tracewire/tracewire/internal/kernel"
@@ -40,6 +42,10 @@ func TestVerifierAcceptsEveryProgram(t *testing.T) {
 		for _, d := range []probes.Decl{nethttp.Decl, dbsql.Decl, grpc.Decl, wire.Decl} {
 			p, err := probes.Load(d, sh, log)
 			if err != nil {
+				var ve *ebpf.VerifierError
+				if errors.As(err, &ve) {
+					t.Logf("%+v", ve)
+				}
 				t.Fatalf("%s (rate limit %d): %v", d.Name, sh.Sampler.RateLimit, err)
 			}
 			c, err := p.Counters()

@@ -166,7 +166,12 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "agent: %v\n", err)
 		return 1
 	}
-	runStats, err := probeStatsFromEnv()
+	runStats, err := boolFromEnv("TRACEWIRE_PROBE_STATS", false)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "agent: %v\n", err)
+		return 1
+	}
+	join, err := boolFromEnv("TRACEWIRE_SAME_NODE_JOIN", true)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agent: %v\n", err)
 		return 1
@@ -175,7 +180,7 @@ func run(args []string) int {
 		sink = timedSink{sink, rec.Uploaded}
 	}
 	batcher := export.NewBatcher(sink, opts, log)
-	pcfg := pipeline.Config{Sampler: sampler, Export: batcher.Add}
+	pcfg := pipeline.Config{Sampler: sampler, Export: batcher.Add, NoJoin: !join}
 	if rec != nil {
 		pcfg.Observe = rec.Observe
 	}
@@ -239,16 +244,17 @@ func run(args []string) int {
 	return 0
 }
 
-// probeStatsFromEnv reads TRACEWIRE_PROBE_STATS: whether the kernel counts
-// the runs of every BPF program, for tracewire.probe.hits.
-func probeStatsFromEnv() (bool, error) {
-	v := os.Getenv("TRACEWIRE_PROBE_STATS")
+// boolFromEnv reads the environment variable name as true or false, def
+// when unset: TRACEWIRE_PROBE_STATS (whether the kernel counts the runs of
+// every BPF program, for tracewire.probe.hits) and TRACEWIRE_SAME_NODE_JOIN.
+func boolFromEnv(name string, def bool) (bool, error) {
+	v := os.Getenv(name)
 	if v == "" {
-		return false, nil
+		return def, nil
 	}
 	on, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, fmt.Errorf("bad TRACEWIRE_PROBE_STATS %q: want true or false", v)
+		return false, fmt.Errorf("bad %s %q: want true or false", name, v)
 	}
 	return on, nil
 }

@@ -95,6 +95,9 @@ func withAgent(ctx context.Context, e *env, p plan, tag string) (loadResult, age
 		return loadResult{}, st, err
 	}
 	pid := ag.pid()
+	// Idle means after start-up: the other target may still be being
+	// instrumented (its DWARF read) when the first one's span arrives.
+	time.Sleep(2 * time.Second)
 	if st.RSSIdleMiB, err = rssMiB(pid); err != nil {
 		return loadResult{}, st, fmt.Errorf("agent: %w", err)
 	}

@@ -31,11 +31,15 @@ type Config struct {
 	Observe func(*spans.Span)
 	// Export takes the spans of sampled traces and releases them.
 	Export func(*spans.Span)
+	// NoJoin passes spans on without the same-node join: a server span
+	// then has a parent only when its call carried traceparent.
+	NoJoin bool
 }
 
 // Pipeline is the chain of stages.
 type Pipeline struct {
-	join   *Joiner
+	add    func(*spans.Span)
+	join   *Joiner // nil with NoJoin
 	keep   *KeepErrors // nil unless the sampler keeps errors
 	counts Counts
 }
@@ -55,18 +59,24 @@ func New(c Config) *Pipeline {
 			sample(s)
 		}
 	}
-	p.join = NewJoiner(next)
+	p.add = next
+	if !c.NoJoin {
+		p.join = NewJoiner(next)
+		p.add = p.join.Add
+	}
 	return p
 }
 
 // Add takes a decoded span; safe for concurrent use by every probe.
-func (p *Pipeline) Add(s *spans.Span) { p.join.Add(s) }
+func (p *Pipeline) Add(s *spans.Span) { p.add(s) }
 
 // Flush passes on what the stages still hold, at shutdown once the probes
 // stopped: joins waited for are given up, unsampled spans held for an
 // error are dropped.
 func (p *Pipeline) Flush() {
-	p.join.Flush()
+	if p.join != nil {
+		p.join.Flush()
+	}
 	if p.keep != nil {
 		p.keep.Flush()
 	}

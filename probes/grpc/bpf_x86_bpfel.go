@@ -33,10 +33,17 @@ type bpfGoroutineKey struct {
 	Pad  uint32
 }
 
+type bpfGrpcCallCtx struct {
+	_    structs.HostLayout
+	When uint64
+	Cs   uint64
+}
+
 type bpfGrpcClientCall struct {
 	_       structs.HostLayout
 	StartNs uint64
 	Sc      bpfSpanCtx
+	Ctx     uint64
 }
 
 type bpfGrpcEvent struct {
@@ -105,6 +112,12 @@ type bpfGrpcOffsets struct {
 	AttemptTransport uint64
 	AttemptStream    uint64
 	AttemptFinished  uint64
+	CsCtx            uint64
+	HdrStreamId      uint64
+	HdrHf            uint64
+	HdrOnOrphaned    uint64
+	StreamCt         uint64
+	StreamCtIface    uint64
 }
 
 type bpfGrpcServerCall struct {
@@ -122,6 +135,21 @@ type bpfGrpcServerCall struct {
 		Len int64
 	}
 	Goid uint64
+}
+
+type bpfH2StreamCtx struct {
+	_    structs.HostLayout
+	When uint64
+	Sc   bpfSpanCtx
+}
+
+type bpfH2StreamKey struct {
+	_        structs.HostLayout
+	Tgid     uint32
+	StreamId uint32
+	Lport    uint16
+	Rport    uint16
+	Pad      uint32
 }
 
 type bpfPtrKey struct {
@@ -181,25 +209,29 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapChunks                              = "chunks"
-	bpfMapGoServerSpans                       = "go_server_spans"
-	bpfMapGrpcClientCalls                     = "grpc_client_calls"
-	bpfMapGrpcEvents                          = "grpc_events"
-	bpfMapGrpcProcs                           = "grpc_procs"
-	bpfMapGrpcServerCalls                     = "grpc_server_calls"
-	bpfMapSamplingWindow                      = "sampling_window"
-	bpfMapStats                               = "stats"
-	bpfProgUprobeServerHandleStream           = "uprobe_Server_handleStream"
-	bpfProgUprobeClientStreamNewAttemptLocked = "uprobe_clientStream_newAttemptLocked"
-	bpfProgUprobeCsAttemptFinish              = "uprobe_csAttempt_finish"
-	bpfProgUprobeHttp2ServerWriteStatus       = "uprobe_http2Server_writeStatus"
-	bpfVarExportGrpcEvent                     = "__export_grpc_event"
-	bpfVarExportGrpcKind                      = "__export_grpc_kind"
-	bpfVarExportTwFlag                        = "__export_tw_flag"
-	bpfVarExportTwStat                        = "__export_tw_stat"
-	bpfVarSamplingBound                       = "sampling_bound"
-	bpfVarSamplingParentBased                 = "sampling_parent_based"
-	bpfVarSamplingRateLimit                   = "sampling_rate_limit"
+	bpfMapChunks                                = "chunks"
+	bpfMapGoServerSpans                         = "go_server_spans"
+	bpfMapGrpcCallCtxs                          = "grpc_call_ctxs"
+	bpfMapGrpcClientCalls                       = "grpc_client_calls"
+	bpfMapGrpcEvents                            = "grpc_events"
+	bpfMapGrpcProcs                             = "grpc_procs"
+	bpfMapGrpcServerCalls                       = "grpc_server_calls"
+	bpfMapH2Streams                             = "h2_streams"
+	bpfMapSamplingWindow                        = "sampling_window"
+	bpfMapStats                                 = "stats"
+	bpfProgUprobeServerHandleStream             = "uprobe_Server_handleStream"
+	bpfProgUprobeClientStreamNewAttemptLocked   = "uprobe_clientStream_newAttemptLocked"
+	bpfProgUprobeCsAttemptFinish                = "uprobe_csAttempt_finish"
+	bpfProgUprobeHttp2ServerWriteStatus         = "uprobe_http2Server_writeStatus"
+	bpfProgUprobeLoopyWriterClientHeaderHandler = "uprobe_loopyWriter_clientHeaderHandler"
+	bpfProgUprobeLoopyWriterOriginateStream     = "uprobe_loopyWriter_originateStream"
+	bpfVarExportGrpcEvent                       = "__export_grpc_event"
+	bpfVarExportGrpcKind                        = "__export_grpc_kind"
+	bpfVarExportTwFlag                          = "__export_tw_flag"
+	bpfVarExportTwStat                          = "__export_tw_stat"
+	bpfVarSamplingBound                         = "sampling_bound"
+	bpfVarSamplingParentBased                   = "sampling_parent_based"
+	bpfVarSamplingRateLimit                     = "sampling_rate_limit"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -244,10 +276,12 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	UprobeServerHandleStream           *ebpf.ProgramSpec `ebpf:"uprobe_Server_handleStream"`
-	UprobeClientStreamNewAttemptLocked *ebpf.ProgramSpec `ebpf:"uprobe_clientStream_newAttemptLocked"`
-	UprobeCsAttemptFinish              *ebpf.ProgramSpec `ebpf:"uprobe_csAttempt_finish"`
-	UprobeHttp2ServerWriteStatus       *ebpf.ProgramSpec `ebpf:"uprobe_http2Server_writeStatus"`
+	UprobeServerHandleStream             *ebpf.ProgramSpec `ebpf:"uprobe_Server_handleStream"`
+	UprobeClientStreamNewAttemptLocked   *ebpf.ProgramSpec `ebpf:"uprobe_clientStream_newAttemptLocked"`
+	UprobeCsAttemptFinish                *ebpf.ProgramSpec `ebpf:"uprobe_csAttempt_finish"`
+	UprobeHttp2ServerWriteStatus         *ebpf.ProgramSpec `ebpf:"uprobe_http2Server_writeStatus"`
+	UprobeLoopyWriterClientHeaderHandler *ebpf.ProgramSpec `ebpf:"uprobe_loopyWriter_clientHeaderHandler"`
+	UprobeLoopyWriterOriginateStream     *ebpf.ProgramSpec `ebpf:"uprobe_loopyWriter_originateStream"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
@@ -256,10 +290,12 @@ type bpfProgramSpecs struct {
 type bpfMapSpecs struct {
 	Chunks          *ebpf.MapSpec `ebpf:"chunks"`
 	GoServerSpans   *ebpf.MapSpec `ebpf:"go_server_spans"`
+	GrpcCallCtxs    *ebpf.MapSpec `ebpf:"grpc_call_ctxs"`
 	GrpcClientCalls *ebpf.MapSpec `ebpf:"grpc_client_calls"`
 	GrpcEvents      *ebpf.MapSpec `ebpf:"grpc_events"`
 	GrpcProcs       *ebpf.MapSpec `ebpf:"grpc_procs"`
 	GrpcServerCalls *ebpf.MapSpec `ebpf:"grpc_server_calls"`
+	H2Streams       *ebpf.MapSpec `ebpf:"h2_streams"`
 	SamplingWindow  *ebpf.MapSpec `ebpf:"sampling_window"`
 	Stats           *ebpf.MapSpec `ebpf:"stats"`
 }
@@ -299,10 +335,12 @@ func (o *bpfObjects) Close() error {
 type bpfMaps struct {
 	Chunks          *ebpf.Map `ebpf:"chunks"`
 	GoServerSpans   *ebpf.Map `ebpf:"go_server_spans"`
+	GrpcCallCtxs    *ebpf.Map `ebpf:"grpc_call_ctxs"`
 	GrpcClientCalls *ebpf.Map `ebpf:"grpc_client_calls"`
 	GrpcEvents      *ebpf.Map `ebpf:"grpc_events"`
 	GrpcProcs       *ebpf.Map `ebpf:"grpc_procs"`
 	GrpcServerCalls *ebpf.Map `ebpf:"grpc_server_calls"`
+	H2Streams       *ebpf.Map `ebpf:"h2_streams"`
 	SamplingWindow  *ebpf.Map `ebpf:"sampling_window"`
 	Stats           *ebpf.Map `ebpf:"stats"`
 }
@@ -311,10 +349,12 @@ func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Chunks,
 		m.GoServerSpans,
+		m.GrpcCallCtxs,
 		m.GrpcClientCalls,
 		m.GrpcEvents,
 		m.GrpcProcs,
 		m.GrpcServerCalls,
+		m.H2Streams,
 		m.SamplingWindow,
 		m.Stats,
 	)
@@ -337,10 +377,12 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	UprobeServerHandleStream           *ebpf.Program `ebpf:"uprobe_Server_handleStream"`
-	UprobeClientStreamNewAttemptLocked *ebpf.Program `ebpf:"uprobe_clientStream_newAttemptLocked"`
-	UprobeCsAttemptFinish              *ebpf.Program `ebpf:"uprobe_csAttempt_finish"`
-	UprobeHttp2ServerWriteStatus       *ebpf.Program `ebpf:"uprobe_http2Server_writeStatus"`
+	UprobeServerHandleStream             *ebpf.Program `ebpf:"uprobe_Server_handleStream"`
+	UprobeClientStreamNewAttemptLocked   *ebpf.Program `ebpf:"uprobe_clientStream_newAttemptLocked"`
+	UprobeCsAttemptFinish                *ebpf.Program `ebpf:"uprobe_csAttempt_finish"`
+	UprobeHttp2ServerWriteStatus         *ebpf.Program `ebpf:"uprobe_http2Server_writeStatus"`
+	UprobeLoopyWriterClientHeaderHandler *ebpf.Program `ebpf:"uprobe_loopyWriter_clientHeaderHandler"`
+	UprobeLoopyWriterOriginateStream     *ebpf.Program `ebpf:"uprobe_loopyWriter_originateStream"`
 }
 
 func (p *bpfPrograms) Close() error {
@@ -349,6 +391,8 @@ func (p *bpfPrograms) Close() error {
 		p.UprobeClientStreamNewAttemptLocked,
 		p.UprobeCsAttemptFinish,
 		p.UprobeHttp2ServerWriteStatus,
+		p.UprobeLoopyWriterClientHeaderHandler,
+		p.UprobeLoopyWriterOriginateStream,
 	)
 }
 

@@ -8,6 +8,7 @@ package grpc
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/tracewire/tracewire/internal/gobin"
 	"github.com/tracewire/tracewire/probes"
@@ -24,7 +25,7 @@ var Decl = probes.Decl{
 	Objects:  loadBpf,
 	Procs:    "grpc_procs",
 	Events:   "grpc_events",
-	Stale:    []string{"grpc_server_calls", "grpc_client_calls"},
+	Stale:    []string{"grpc_server_calls", "grpc_client_calls", "grpc_call_ctxs"},
 	Counters: []string{"ringbuf_full", "read_failed", "map_full", "rate_limited"},
 	Hooks: []probes.Hook{
 		{Symbols: []string{"google.golang.org/grpc.(*Server).handleStream"}, Program: "uprobe_Server_handleStream"},
@@ -32,6 +33,10 @@ var Decl = probes.Decl{
 		{Symbols: []string{transport + "(*http2Server).writeStatus", transport + "(*http2Server).WriteStatus"}, Program: "uprobe_http2Server_writeStatus"},
 		{Symbols: []string{"google.golang.org/grpc.(*clientStream).newAttemptLocked"}, Program: "uprobe_clientStream_newAttemptLocked"},
 		{Symbols: []string{"google.golang.org/grpc.(*csAttempt).finish"}, Program: "uprobe_csAttempt_finish"},
+		// Propagation: one per call, on the writer goroutine, before the
+		// stream's HEADERS frame is written (sk_msg adds traceparent).
+		{Symbols: []string{transport + "(*loopyWriter).clientHeaderHandler"}, Program: "uprobe_loopyWriter_clientHeaderHandler"},
+		{Symbols: []string{transport + "(*loopyWriter).originateStream"}, Program: "uprobe_loopyWriter_originateStream"},
 	},
 	Offsets: func(bin *gobin.Binary) (any, error) {
 		version, ok := bin.Modules[module]
@@ -100,5 +105,40 @@ func offsets(bin *gobin.Binary) (*bpfGrpcOffsets, error) {
 	case err != nil && !errors.Is(err, gobin.ErrNoField):
 		return nil, fmt.Errorf("how ServerStream embeds Stream: %w", err)
 	}
+	if err := propagationOffsets(bin, o); err != nil {
+		// Spans do not need these: the calls go without traceparent.
+		o.HdrOnOrphaned = probes.OffNone
+		slog.Debug("gRPC calls of this executable carry no traceparent", "err", err)
+	}
 	return o, nil
+}
+
+// propagationOffsets fills what the loopy writer's hook reads to find the
+// call whose stream it opens (bpf/grpc.c, stream_opening). The frame it
+// takes is a headerFrame, split into clientHeaders and serverHeaders in
+// newer releases; the stream's transport moved from Stream (an interface)
+// to ClientStream (a pointer) in v1.69.
+func propagationOffsets(bin *gobin.Binary, o *bpfGrpcOffsets) error {
+	frame := transport + "clientHeaders"
+	if _, err := bin.FieldOffset(frame, "onOrphaned"); err != nil {
+		frame = transport + "headerFrame"
+	}
+	fs := []probes.Field{
+		{Dst: &o.CsCtx, Typ: grpcPkg + "clientStream", Name: "ctx"},
+		{Dst: &o.HdrStreamId, Typ: frame, Name: "streamID"},
+		{Dst: &o.HdrHf, Typ: frame, Name: "hf"},
+		{Dst: &o.HdrOnOrphaned, Typ: frame, Name: "onOrphaned"},
+	}
+	if err := probes.ResolveFields(bin, fs); err != nil {
+		return err
+	}
+	ct, err := bin.FieldOffset(transport+"ClientStream", "ct")
+	if err != nil {
+		if ct, err = bin.FieldOffset(transport+"Stream", "ct"); err != nil {
+			return err
+		}
+		o.StreamCtIface = 1
+	}
+	o.StreamCt = ct
+	return nil
 }

@@ -55,6 +55,31 @@ type bpfGoroutineKey struct {
 	Pad  uint32
 }
 
+type bpfH2Conn struct {
+	_     structs.HostLayout
+	Skip  uint32
+	Cont  uint32
+	State uint8
+	Have  uint8
+	Hb    [16]uint8
+	Pad   [6]uint8
+}
+
+type bpfH2StreamCtx struct {
+	_    structs.HostLayout
+	When uint64
+	Sc   bpfSpanCtx
+}
+
+type bpfH2StreamKey struct {
+	_        structs.HostLayout
+	Tgid     uint32
+	StreamId uint32
+	Lport    uint16
+	Rport    uint16
+	Pad      uint32
+}
+
 type bpfHeadBuf struct {
 	_ structs.HostLayout
 	B [2048]uint8
@@ -307,6 +332,8 @@ const (
 	bpfMapChunks                          = "chunks"
 	bpfMapEndScratch                      = "end_scratch"
 	bpfMapGoServerSpans                   = "go_server_spans"
+	bpfMapH2Conns                         = "h2_conns"
+	bpfMapH2Streams                       = "h2_streams"
 	bpfMapHeadScratch                     = "head_scratch"
 	bpfMapMsgScratch                      = "msg_scratch"
 	bpfMapNethttpClientInflight           = "nethttp_client_inflight"
@@ -415,6 +442,8 @@ type bpfMapSpecs struct {
 	Chunks                  *ebpf.MapSpec `ebpf:"chunks"`
 	EndScratch              *ebpf.MapSpec `ebpf:"end_scratch"`
 	GoServerSpans           *ebpf.MapSpec `ebpf:"go_server_spans"`
+	H2Conns                 *ebpf.MapSpec `ebpf:"h2_conns"`
+	H2Streams               *ebpf.MapSpec `ebpf:"h2_streams"`
 	HeadScratch             *ebpf.MapSpec `ebpf:"head_scratch"`
 	MsgScratch              *ebpf.MapSpec `ebpf:"msg_scratch"`
 	NethttpClientInflight   *ebpf.MapSpec `ebpf:"nethttp_client_inflight"`
@@ -477,6 +506,8 @@ type bpfMaps struct {
 	Chunks                  *ebpf.Map `ebpf:"chunks"`
 	EndScratch              *ebpf.Map `ebpf:"end_scratch"`
 	GoServerSpans           *ebpf.Map `ebpf:"go_server_spans"`
+	H2Conns                 *ebpf.Map `ebpf:"h2_conns"`
+	H2Streams               *ebpf.Map `ebpf:"h2_streams"`
 	HeadScratch             *ebpf.Map `ebpf:"head_scratch"`
 	MsgScratch              *ebpf.Map `ebpf:"msg_scratch"`
 	NethttpClientInflight   *ebpf.Map `ebpf:"nethttp_client_inflight"`
@@ -505,6 +536,8 @@ func (m *bpfMaps) Close() error {
 		m.Chunks,
 		m.EndScratch,
 		m.GoServerSpans,
+		m.H2Conns,
+		m.H2Streams,
 		m.HeadScratch,
 		m.MsgScratch,
 		m.NethttpClientInflight,

@@ -124,6 +124,8 @@ var grpcTypes = []string{
 	"google.golang.org/grpc/internal/transport.http2Server",
 	"google.golang.org/grpc/internal/transport.http2Client",
 	"google.golang.org/grpc/internal/transport.CallHdr",
+	"google.golang.org/grpc/internal/transport.headerFrame",
+	"google.golang.org/grpc/internal/transport.clientHeaders",
 	"google.golang.org/grpc.clientStream",
 	"google.golang.org/grpc.csAttempt",
 	"google.golang.org/grpc/peer.Peer",
@@ -133,10 +135,13 @@ var grpcTypes = []string{
 }
 
 // grpcVersionedTypes exist only in some grpc versions: transport split its
-// Stream into ServerStream and ClientStream in v1.69.0.
+// Stream into ServerStream and ClientStream in v1.69.0, and its headerFrame
+// into clientHeaders and serverHeaders later.
 var grpcVersionedTypes = map[string]bool{
-	"google.golang.org/grpc/internal/transport.ServerStream": true,
-	"google.golang.org/grpc/internal/transport.ClientStream": true,
+	"google.golang.org/grpc/internal/transport.ServerStream":  true,
+	"google.golang.org/grpc/internal/transport.ClientStream":  true,
+	"google.golang.org/grpc/internal/transport.headerFrame":   true,
+	"google.golang.org/grpc/internal/transport.clientHeaders": true,
 }
 
 // probeGoMod pins the language version to the oldest toolchain so every
