@@ -30,14 +30,19 @@ enum server_flag {
 	SERVER_TRACESTATE = 2,
 	/* net/http, started from the wire: its *response is found later. */
 	SERVER_WIRE = 4,
+	/* Served over HTTP/2 on a goroutine of its own: its handler's return
+	 * ends it (nethttp.c, h2_done), not the syscalls. */
+	SERVER_H2 = 8,
 };
 
 struct server_inflight {
 	__u64 start_ns;
 	struct span_ctx sc;
 	struct go_string tracestate; /* the request's, still alive at its end */
-	__u64 w; /* net/http: the *response, whose end the syscalls tell */
+	__u64 w; /* net/http: the *response, whose end the syscalls tell;
+		  * HTTP/2: the address of its responseWriterState.status */
 	__u64 flags; /* enum server_flag */
+	__u64 req; /* HTTP/2: the *Request */
 };
 
 /* Server spans in flight, keyed by the goroutine serving them. Like every

@@ -50,7 +50,7 @@ struct grpc_offsets {
 	/* Propagation: the loopy writer's hook finds the call whose stream it
 	 * is about to open. */
 	__u64 cs_ctx;            /* grpc.clientStream.ctx (context.Context) */
-	__u64 hdr_stream_id;     /* headerFrame (clientHeaders since v1.80).streamID */
+	__u64 hdr_stream_id;     /* headerFrame (clientHeaders since v1.83).streamID */
 	__u64 hdr_hf;            /* .hf ([]hpack.HeaderField) */
 	__u64 hdr_on_orphaned;   /* .onOrphaned: NewStream's cleanup, capturing only its stream */
 	__u64 stream_ct;         /* the stream's transport: ClientStream.ct (v1.69+) or Stream.ct */
@@ -481,14 +481,14 @@ static __always_inline int stream_opening(struct pt_regs *ctx, void *hdr)
 	return 0;
 }
 
-/* func (l *loopyWriter) originateStream(str *outStream, hdr *headerFrame) error (until v1.79) */
+/* func (l *loopyWriter) originateStream(str *outStream, hdr *headerFrame) error (until v1.82) */
 SEC("uprobe/google.golang.org/grpc/internal/transport.(*loopyWriter).originateStream")
 int uprobe_loopyWriter_originateStream(struct pt_regs *ctx)
 {
 	return stream_opening(ctx, GO_ARG3(ctx));
 }
 
-/* func (l *loopyWriter) clientHeaderHandler(hdr *clientHeaders) error (since v1.80) */
+/* func (l *loopyWriter) clientHeaderHandler(hdr *clientHeaders) error (since v1.83) */
 SEC("uprobe/google.golang.org/grpc/internal/transport.(*loopyWriter).clientHeaderHandler")
 int uprobe_loopyWriter_clientHeaderHandler(struct pt_regs *ctx)
 {

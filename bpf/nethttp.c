@@ -112,6 +112,15 @@ struct nethttp_offsets {
 	 * that serves no HTTP, or one that made a TLS call); else a plaintext
 	 * call ends at the read of its response's status line. */
 	__u64 read_response;
+	/* HTTP/2 served by net/http's bundled http2 and by golang.org/x/net/http2
+	 * (OFF_NONE when absent): responseWriter.rws, responseWriterState.status
+	 * and .stream, stream.state. */
+	__u64 h2_rws, h2_status, h2_stream, h2_state;
+	__u64 xh2_rws, xh2_status, xh2_stream, xh2_state;
+	/* HTTP/2 calls (net/http's bundled client; OFF_NONE: none traced):
+	 * http2ClientConn.tconn and .tlsState, http2clientStream.cc and .ID,
+	 * http2MetaHeadersFrame.Fields. */
+	__u64 h2cc_tconn, h2cc_tls_state, h2cs_cc, h2cs_id, h2mhf_fields;
 };
 
 const enum nethttp_const *__export_nethttp_const __attribute__((unused));
@@ -133,7 +142,9 @@ struct client_inflight {
 	 * ReadResponse is attached, a response after an interim one in the
 	 * same read). */
 	__u8 no_end;
-	__u8 _pad[6];
+	__u8 _pad[2];
+	__u32 h2_stream; /* over HTTP/2: its stream, on connection h2_cc */
+	__u64 h2_cc;
 };
 
 /* Client calls between Transport.roundTrip and their response, by the
@@ -145,6 +156,22 @@ struct {
 	__type(key, struct goroutine_key);
 	__type(value, struct client_inflight);
 } nethttp_client_inflight SEC(".maps");
+
+/* A call over HTTP/2 whose stream is known: its response is parsed on the
+ * connection's read goroutine, which finds the caller by connection and
+ * stream. */
+struct h2_call_key {
+	__u64 cc; /* *http2ClientConn */
+	__u32 tgid;
+	__u32 stream_id;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct h2_call_key);
+	__type(value, struct goroutine_key);
+} nethttp_h2_calls SEC(".maps");
 
 struct request_key {
 	__u64 request;
@@ -255,7 +282,8 @@ struct nethttp_server_event {
 	__s64 remote_len;
 	__s64 tracestate_len;
 	__u8 tls;
-	__u8 _pad[7];
+	__u8 h2_reset; /* HTTP/2: the stream was closed before the handler returned */
+	__u8 _pad[6];
 	char method[METHOD_MAX];
 	char path[PATH_MAX_];
 	char pattern[PATTERN_MAX];
@@ -281,7 +309,8 @@ struct nethttp_client_event {
 	__s64 query_len;
 	__u8 has_peer;
 	__u8 has_user;
-	__u8 _pad[6];
+	__u8 h2; /* made over HTTP/2 */
+	__u8 _pad[5];
 	char method[METHOD_MAX];
 	char scheme[SCHEME_MAX];
 	char host[HOST_MAX];
@@ -342,7 +371,9 @@ int uprobe_serverHandler_ServeHTTP(struct pt_regs *ctx)
 	 * sh (1 word), rw (itab, data), req. */
 	req = GO_ARG4(ctx);
 	if (read_s64(req + o->request_proto_major) == 2) {
-		count(STAT_HTTP2_SKIPPED);
+		/* runHandler starts it, where its package's offsets are known. */
+		if (o->h2_rws == OFF_NONE)
+			count(STAT_HTTP2_SKIPPED);
 		return 0;
 	}
 	find_w3c_headers(read_ptr(req + o->request_header), &o->maps, &h);
@@ -447,12 +478,12 @@ static __always_inline int begin_request(struct nethttp_offsets *o, struct gorou
 
 static __always_inline void client_failed(struct goroutine_key *k, __u64 now);
 
-/* fill_server_event fills e from the request's start (in) and its response
- * w, ended at end; -1 when the request cannot be read. */
-static __always_inline int fill_server_event(struct nethttp_server_event *e, struct nethttp_offsets *o,
-					     struct server_inflight *in, __u32 tgid, __u64 end)
+/* fill_request_event fills e from the request's start (in), its *Request
+ * r and its end; e->status is the caller's. -1 when r cannot be read. */
+static __always_inline int fill_request_event(struct nethttp_server_event *e, struct nethttp_offsets *o,
+					      struct server_inflight *in, __u32 tgid, __u64 end, void *r)
 {
-	void *w = (void *)in->w, *url, *pat;
+	void *url, *pat;
 	struct chunk *req;
 
 	e->kind = EVENT_SERVER;
@@ -460,9 +491,9 @@ static __always_inline int fill_server_event(struct nethttp_server_event *e, str
 	e->end_ns = end;
 	e->start_ns = in->start_ns;
 	e->sc = in->sc;
+	e->h2_reset = 0;
 	e->tracestate_len = read_str(e->tracestate, TRACESTATE_MAX, in->tracestate);
-	e->status = read_s64(w + o->response_status);
-	req = read_chunk(0, read_ptr(w + o->response_req), o->request_size);
+	req = read_chunk(0, r, o->request_size);
 	if (!req)
 		return -1;
 	e->method_len = read_str(e->method, METHOD_MAX, chunk_string(req, o->request_method));
@@ -484,6 +515,17 @@ static __always_inline int fill_server_event(struct nethttp_server_event *e, str
 	if (url)
 		e->path_len = read_go_string(e->path, PATH_MAX_, url + o->url_path);
 	return 0;
+}
+
+/* fill_server_event fills e from the request's start (in) and its response
+ * w, ended at end; -1 when the request cannot be read. */
+static __always_inline int fill_server_event(struct nethttp_server_event *e, struct nethttp_offsets *o,
+					     struct server_inflight *in, __u32 tgid, __u64 end)
+{
+	void *w = (void *)in->w;
+
+	e->status = read_s64(w + o->response_status);
+	return fill_request_event(e, o, in, tgid, end, read_ptr(w + o->response_req));
 }
 
 /* A request's end as of its last output inside the handler, kept until
@@ -579,6 +621,113 @@ static __always_inline void flush_end(struct nethttp_offsets *o, struct goroutin
 		count(STAT_RINGBUF_FULL);
 	}
 	done(o, k, now);
+}
+
+/* ------------------------------------------------------ HTTP/2 server */
+
+/* h2_start starts the request a runHandler goroutine serves over HTTP/2:
+ * func (sc *serverConn) runHandler(rw *responseWriter, req *Request,
+ * handler func(ResponseWriter, *Request)), with the offsets of its package
+ * (net/http's bundled http2, or golang.org/x/net/http2). */
+static __always_inline int h2_start(struct pt_regs *ctx, __u64 rws_off, __u64 status_off)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct server_inflight v = {.flags = SERVER_H2};
+	struct goroutine_key k = {};
+	struct nethttp_offsets *o;
+	struct w3c_headers h = {};
+	void *req = GO_ARG3(ctx), *rws;
+
+	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+	if (!o || rws_off == OFF_NONE || !goroutine(ctx, &o->g, &k, tgid))
+		return 0;
+	v.start_ns = bpf_ktime_get_ns();
+	rws = read_ptr(GO_ARG2(ctx) + rws_off);
+	if (!rws || !req)
+		return 0;
+	find_w3c_headers(read_ptr(req + o->request_header), &o->maps, &h);
+	if (server_span(&v.sc, h.traceparent))
+		v.tracestate = h.tracestate;
+	v.w = (__u64)rws + status_off;
+	v.req = (__u64)req;
+	if (bpf_map_update_elem(&go_server_spans, &k, &v, BPF_ANY))
+		count(STAT_MAP_FULL);
+	return 0;
+}
+
+SEC("uprobe/net/http.(*http2serverConn).runHandler")
+int uprobe_http2serverConn_runHandler(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+
+	return o ? h2_start(ctx, o->h2_rws, o->h2_status) : 0;
+}
+
+SEC("uprobe/golang.org/x/net/http2.(*serverConn).runHandler")
+int uprobe_xhttp2_serverConn_runHandler(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+
+	return o ? h2_start(ctx, o->xh2_rws, o->xh2_status) : 0;
+}
+
+/* h2_done ends the request of the goroutine whose handler returned:
+ * func (w *responseWriter) handlerDone(), deferred by runHandler. Status 0:
+ * nothing written yet, net/http now sends 200 unless the stream is gone
+ * (closed before the handler returned: reset by the client, or the
+ * connection lost). */
+#define H2_STATE_CLOSED 4 /* stateClosed in both packages' streamState */
+
+static __always_inline int h2_done(struct pt_regs *ctx, __u64 status_off, __u64 stream_off, __u64 state_off)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct goroutine_key k = {};
+	struct server_inflight *in;
+	struct nethttp_offsets *o;
+	struct nethttp_server_event *e;
+	__u64 now = bpf_ktime_get_ns(), state = 0;
+	void *rws;
+
+	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+	if (!o || stream_off == OFF_NONE || !goroutine(ctx, &o->g, &k, tgid))
+		return 0;
+	in = bpf_map_lookup_elem(&go_server_spans, &k);
+	if (!in || !(in->flags & SERVER_H2))
+		return 0;
+	e = bpf_ringbuf_reserve(&nethttp_events, sizeof(*e), 0);
+	if (!e) {
+		count(STAT_RINGBUF_FULL);
+	} else if (fill_request_event(e, o, in, tgid, now, (void *)in->req)) {
+		bpf_ringbuf_discard(e, 0);
+	} else {
+		e->status = read_s64((void *)in->w);
+		rws = (void *)(in->w - status_off);
+		state = read_s64(read_ptr(rws + stream_off) + state_off);
+		e->h2_reset = state == H2_STATE_CLOSED;
+		submit(&nethttp_events, e);
+	}
+	done(o, &k, now);
+	return 0;
+}
+
+SEC("uprobe/net/http.(*http2responseWriter).handlerDone")
+int uprobe_http2responseWriter_handlerDone(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+
+	return o ? h2_done(ctx, o->h2_status, o->h2_stream, o->h2_state) : 0;
+}
+
+SEC("uprobe/golang.org/x/net/http2.(*responseWriter).handlerDone")
+int uprobe_xhttp2_responseWriter_handlerDone(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+
+	return o ? h2_done(ctx, o->xh2_status, o->xh2_stream, o->xh2_state) : 0;
 }
 
 /* resolve gives a request started from the wire its *response, the one its
@@ -737,6 +886,8 @@ static __always_inline int serving_io(enum io io, long ret)
 		return 0;
 	k.goid = read_s64(g + o->g.goid);
 	in = bpf_map_lookup_elem(&go_server_spans, &k);
+	if (in && in->flags & SERVER_H2)
+		return 0; /* its handler's return ends it */
 	if (io == IO_READ) {
 		if (in && in->flags & SERVER_CTX_LATE && !in->w) {
 			/* More of its head (not the handler reading the body). */
@@ -814,6 +965,7 @@ static __always_inline void emit_client(__u32 tgid, struct nethttp_offsets *o, s
 	e->sc = c->sc;
 	e->peer = c->peer;
 	e->has_peer = c->has_peer;
+	e->h2 = c->h2_cc != 0;
 	e->status = status;
 	e->method_len = read_go_string(e->method, METHOD_MAX, req + o->request_method);
 	url = read_chunk(0, read_ptr(req + o->request_url), o->url_size);
@@ -838,6 +990,11 @@ static __always_inline void client_failed(struct goroutine_key *k, __u64 now)
 		return;
 	if (c->has_peer)
 		bpf_map_delete_elem(&nethttp_client_socks, &c->peer);
+	if (c->h2_cc) {
+		struct h2_call_key ck = {.cc = c->h2_cc, .tgid = k->tgid, .stream_id = c->h2_stream};
+
+		bpf_map_delete_elem(&nethttp_h2_calls, &ck);
+	}
 	o = bpf_map_lookup_elem(&nethttp_procs, &k->tgid);
 	if (c->no_end)
 		count(STAT_NO_END);
@@ -1014,6 +1171,8 @@ int uprobe_ReadResponse(struct pt_regs *ctx)
 
 /* HTTP/2 calls are not traced yet: forget the call here, so that it is not
  * reported as failed when its goroutine moves on. */
+/* Without the offsets of the HTTP/2 client, a call over HTTP/2 gives no
+ * span (its end cannot be told), never a failed one. */
 SEC("uprobe/net/http.(*http2ClientConn).roundTrip")
 int uprobe_http2ClientConn_roundTrip(struct pt_regs *ctx)
 {
@@ -1022,10 +1181,105 @@ int uprobe_http2ClientConn_roundTrip(struct pt_regs *ctx)
 	struct nethttp_offsets *o;
 
 	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-	if (!o || !goroutine(ctx, &o->g, &k, tgid))
+	if (!o || o->h2cc_tconn != OFF_NONE || !goroutine(ctx, &o->g, &k, tgid))
 		return 0;
 	if (!bpf_map_delete_elem(&nethttp_client_inflight, &k))
 		count(STAT_HTTP2_SKIPPED);
+	return 0;
+}
+
+/* func (cc *http2ClientConn) writeHeaders(streamID uint32, endStream bool,
+ * maxFrameSize int, hdrs []byte) error: the request's stream is known, on
+ * the goroutine writing it (the caller's, or one it started). Notes the
+ * stream for the response, and for a plaintext connection leaves the
+ * call's context for sk_msg to add to the HEADERS frame (h2ctx.h). */
+SEC("uprobe/net/http.(*http2ClientConn).writeHeaders")
+int uprobe_http2ClientConn_writeHeaders(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct h2_call_key ck = {.tgid = tgid};
+	struct goroutine_key k = {};
+	struct w3c_headers h = {};
+	struct nethttp_offsets *o;
+	struct client_inflight *c;
+	struct sock_tuple t = {};
+	void *cc = GO_ARG1(ctx), *conn, *fd, *g = GO_G(ctx);
+
+	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+	if (!o || o->h2cc_tconn == OFF_NONE || !goroutine(ctx, &o->g, &k, tgid))
+		return 0;
+	c = bpf_map_lookup_elem(&nethttp_client_inflight, &k);
+	if (!c && o->g.parent_goid != OFF_NONE) {
+		k.goid = read_s64(g + o->g.parent_goid);
+		c = bpf_map_lookup_elem(&nethttp_client_inflight, &k);
+	}
+	if (!c || c->h2_cc)
+		return 0;
+	ck.cc = (__u64)cc;
+	ck.stream_id = (__u32)(__u64)GO_ARG2(ctx);
+	c->h2_cc = ck.cc;
+	c->h2_stream = ck.stream_id;
+	if (bpf_map_update_elem(&nethttp_h2_calls, &ck, &k, BPF_ANY))
+		count(STAT_MAP_FULL);
+	if (o->left_alone || read_ptr(cc + o->h2cc_tls_state))
+		return 0; /* its bytes cannot be edited */
+	conn = read_ptr(cc + o->h2cc_tconn + 8); /* net.Conn's data word: *net.TCPConn */
+	fd = conn ? read_ptr(conn + o->conn_fd) : 0;
+	if (!fd || socket_tuple(read_s64(fd + o->netfd_sysfd), &t))
+		return 0;
+	/* An application that sets traceparent itself keeps its own. */
+	find_w3c_headers(read_ptr((void *)c->request + o->request_header), &o->maps, &h);
+	if (h.traceparent.len)
+		return 0;
+	struct h2_stream_key sk = {.tgid = tgid, .stream_id = ck.stream_id, .lport = t.lport, .rport = t.rport};
+	struct h2_stream_ctx v = {.when = bpf_ktime_get_ns(), .sc = c->sc};
+
+	if (bpf_map_update_elem(&h2_streams, &sk, &v, BPF_ANY))
+		count(STAT_MAP_FULL);
+	return 0;
+}
+
+/* func (rl *http2clientConnReadLoop) handleResponse(cs *http2clientStream,
+ * f *http2MetaHeadersFrame) (*Response, error), on the connection's read
+ * goroutine: the response's head is in; :status is its first field. */
+SEC("uprobe/net/http.(*http2clientConnReadLoop).handleResponse")
+int uprobe_http2clientConnReadLoop_handleResponse(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct h2_call_key ck = {.tgid = tgid};
+	struct goroutine_key *caller, k;
+	struct nethttp_offsets *o;
+	struct client_inflight *c;
+	struct go_string fields, name, value;
+	void *cs = GO_ARG2(ctx);
+	char d[3];
+	__s64 status;
+
+	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+	if (!o || o->h2cc_tconn == OFF_NONE)
+		return 0;
+	ck.cc = (__u64)read_ptr(cs + o->h2cs_cc);
+	if (bpf_probe_read_user(&ck.stream_id, sizeof(ck.stream_id), cs + o->h2cs_id))
+		return 0;
+	caller = bpf_map_lookup_elem(&nethttp_h2_calls, &ck);
+	if (!caller)
+		return 0;
+	k = *caller;
+	if (bpf_probe_read_user(&fields, sizeof(fields), GO_ARG3(ctx) + o->h2mhf_fields) || fields.len < 1 ||
+	    bpf_probe_read_user(&name, sizeof(name), (void *)fields.ptr) ||
+	    bpf_probe_read_user(&value, sizeof(value), (void *)fields.ptr + 16) ||
+	    name.len != 7 || value.len != 3 || bpf_probe_read_user(d, 3, (void *)value.ptr))
+		return 0; /* net/http refuses it: the call fails, ended with its caller's request */
+	status = (d[0] - '0') * 100 + (d[1] - '0') * 10 + (d[2] - '0');
+	if (status < 200)
+		return 0; /* interim: the final response follows */
+	bpf_map_delete_elem(&nethttp_h2_calls, &ck);
+	c = bpf_map_lookup_elem(&nethttp_client_inflight, &k);
+	/* The caller's call now must be that stream's (not a later one). */
+	if (!c || c->h2_cc != ck.cc || c->h2_stream != ck.stream_id)
+		return 0;
+	emit_client(tgid, o, c, status, bpf_ktime_get_ns());
+	bpf_map_delete_elem(&nethttp_client_inflight, &k);
 	return 0;
 }
 

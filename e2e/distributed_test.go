@@ -3,13 +3,13 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/http/httputil"
 	"net/textproto"
 	"net/url"
@@ -390,72 +390,248 @@ func TestApplicationTraceparentKept(t *testing.T) {
 	}
 }
 
-// TestHTTP2NotTraced: HTTP/2 is not traced yet. Calls over TLS h2 (what a
-// Go client speaks to any HTTPS server offering it) and over h2c, and
-// requests served over h2c, give no span: never a failed one, and nothing
-// the handler calls gets a parent that is never exported.
-func TestHTTP2NotTraced(t *testing.T) {
+// TestHTTP2: requests served over HTTP/2 (net/http's bundled http2) give
+// server spans with the HTTP/1 attribute set and network.protocol.version
+// 2: over TLS with ALPN h2 and over h2c; 16 requests at once on one h2c
+// connection, each handler's HTTP/1 call the child of its own request (and
+// its traceparent on the wire); a stream the client resets while the
+// handler still writes ends failed, with the status the handler wrote.
+// Calls made over HTTP/2 give client spans (Go 1.22's and 1.26's client);
+// over h2c they carry traceparent in their HEADERS (sk_msg, HPACK), so the
+// server's span is the client span's child, and an HTTP/2 server nobody
+// traces decodes exactly one traceparent, the client span's.
+func TestHTTP2(t *testing.T) {
 	requireEBPF(t)
 	recv := otlptest.Start(t)
+	raw := startRawServer(t)
+	rawH2 := startRawH2(t)
 	// go1.22: RoundTrip is the HTTP/2 client's function; since go1.23 it
 	// is roundTrip, RoundTrip being inlined into its callers.
-	old, cur, server := startApp(t, "hello-go122"), startApp(t, "hello-go126"), startApp(t, "hello-go125")
-	startAgent(t, recv, []string{"hello-go122", "hello-go126", "hello-go125"})
-	for _, a := range []*app{old, cur, server} {
+	old, cur, h2c, tlsSrv := startApp(t, "hello-go122"), startApp(t, "hello-go126"), startApp(t, "hello-go125"), startApp(t, "tlsserver")
+	startAgent(t, recv, []string{"hello-go122", "hello-go126", "hello-go125", "tlsserver"})
+	for _, a := range []*app{old, cur, h2c} {
 		waitTraced(t, recv, a)
 	}
-	tlsH2 := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ProtoMajor != 2 {
-			w.WriteHeader(http.StatusHTTPVersionNotSupported)
+	serverAttrs := func(a *app, path, route, scheme string, status int64) map[string]any {
+		m := map[string]any{
+			"http.request.method": "GET", "url.path": path, "url.scheme": scheme, "http.response.status_code": status,
+			"network.protocol.version": "2", "server.address": "127.0.0.1", "server.port": int64(a.port), "client.address": "127.0.0.1",
 		}
-	}))
-	tlsH2.EnableHTTP2 = true
-	tlsH2.StartTLS()
-	defer tlsH2.Close()
+		if route != "" {
+			m["http.route"] = route
+		}
+		return m
+	}
+	clientAttrs := func(full string, port int) map[string]any {
+		return map[string]any{
+			"http.request.method": "GET", "url.full": full, "server.address": "127.0.0.1", "server.port": int64(port),
+			"http.response.status_code": int64(200), "network.protocol.version": "2",
+		}
+	}
+	callerSpans := func(a *app, path string) (server, client *tracepb.Span) {
+		t.Helper()
+		sv := recv.WaitSpans(t, 10*time.Second, spanWithPath(a, path), 1)[0].Span
+		kids := recv.WaitSpans(t, 10*time.Second, func(g otlptest.Got) bool { return bytes.Equal(g.Span.ParentSpanId, sv.SpanId) }, 1)
+		return sv, kids[0].Span
+	}
 
-	type call struct {
-		caller *app
-		path   string // the caller's handler
-		url    string
-	}
-	var calls []call
-	for i := range 4 {
+	// TLS with ALPN h2: Go callers of both HTTP/2 client functions.
+	for i := range 2 {
 		for _, a := range []*app{old, cur} {
-			calls = append(calls, call{a, "/call", tlsH2.URL + "/h2"})
-		}
-		calls = append(calls, call{cur, "/call-h2c", server.url(fmt.Sprintf("/users/h2c-%d", i))})
-	}
-	for i, c := range calls {
-		u := c.caller.url(c.path + "?url=" + url.QueryEscape(c.url))
-		if c.path == "/call" {
-			u += "&insecure=1"
-		}
-		if got := get(t, u); got != 200 {
-			t.Fatalf("call %d (%s from %s): status %d", i, c.url, c.caller.name, got)
-		}
-	}
-	for _, c := range calls {
-		recv.WaitSpans(t, 10*time.Second, spanWithPath(c.caller, c.path), 1)
-	}
-	time.Sleep(time.Second) // a failed client span would have arrived by now
-	for _, g := range recv.Spans() {
-		if g.Span.Kind != tracepb.Span_SPAN_KIND_SERVER {
-			t.Errorf("span %s kind %v status %v: HTTP/2 calls must give no span", g.Span.Name, g.Span.Kind, g.Span.Status)
-		}
-		if g.Span.Status.GetCode() != tracepb.Status_STATUS_CODE_UNSET {
-			t.Errorf("span %s %v has status %v", g.Span.Name, otlptest.Attrs(g.Span.Attributes)["url.path"], g.Span.Status)
-		}
-		if p, _ := otlptest.Attrs(g.Span.Attributes)["url.path"].(string); strings.HasPrefix(p, "/users/h2c-") {
-			t.Errorf("a request served over h2c has a span: %s", p)
+			full := fmt.Sprintf("https://127.0.0.1:%d/users/%s-%d", tlsSrv.port, a.name, i)
+			if got := get(t, a.url(fmt.Sprintf("/call?insecure=1&i=%d&url=%s", i, url.QueryEscape(full)))); got != 200 {
+				t.Fatalf("%s /call over TLS h2: %d", a.name, got)
+			}
+			path := fmt.Sprintf("/users/%s-%d", a.name, i)
+			sv := recv.WaitSpans(t, 10*time.Second, spanWithPath(tlsSrv, path), 1)[0].Span
+			if sv.Kind != tracepb.Span_SPAN_KIND_SERVER || sv.Name != "GET /users/{id}" || sv.Status.GetCode() != tracepb.Status_STATUS_CODE_UNSET {
+				t.Errorf("%s: span %q %v status %v", path, sv.Name, sv.Kind, sv.Status)
+			}
+			checkAttrs(t, sv.Attributes, serverAttrs(tlsSrv, path, "/users/{id}", "https", 200))
+			checkIDs(t, sv)
+			cl := recv.WaitSpans(t, 10*time.Second, func(g otlptest.Got) bool {
+				return g.Span.Kind == tracepb.Span_SPAN_KIND_CLIENT && otlptest.Attrs(g.Span.Attributes)["url.full"] == full
+			}, 1)[0].Span
+			checkAttrs(t, cl.Attributes, clientAttrs(full, tlsSrv.port))
+			caller := recv.WaitSpans(t, 10*time.Second, func(g otlptest.Got) bool { return bytes.Equal(g.Span.SpanId, cl.ParentSpanId) }, 1)[0]
+			if caller.Resource["process.pid"] != int64(a.cmd.Process.Pid) || otlptest.Attrs(caller.Span.Attributes)["url.path"] != "/call" {
+				t.Errorf("%s: client span's parent is %q of %v", full, caller.Span.Name, caller.Resource["process.pid"])
+			}
 		}
 	}
-	for _, a := range []*app{old, cur} {
-		if n := count(recv, spanWithPath(a, "/call")); n != 4 {
-			t.Errorf("%s: %d /call spans, want 4", a.name, n)
+
+	// h2c from a traced client: the header links both ends.
+	for i := range 3 {
+		path := fmt.Sprintf("/users/h2c-%d", i)
+		if got := get(t, cur.url("/call-h2c?url="+url.QueryEscape(h2c.url(path)))); got != 200 {
+			t.Fatalf("/call-h2c: %d", got)
+		}
+		_, cl := callerSpans(cur, "/call-h2c")
+		checkAttrs(t, cl.Attributes, clientAttrs(h2c.url(path), h2c.port))
+		sv := recv.WaitSpans(t, 10*time.Second, spanWithPath(h2c, path), 1)[0].Span
+		if !bytes.Equal(sv.ParentSpanId, cl.SpanId) || !bytes.Equal(sv.TraceId, cl.TraceId) {
+			t.Errorf("%s: server span parent %x in %x, want the client span %x in %x", path, sv.ParentSpanId, sv.TraceId, cl.SpanId, cl.TraceId)
+		}
+		checkAttrs(t, sv.Attributes, serverAttrs(h2c, path, "/users/{id}", "http", 200))
+		recv.Reset()
+	}
+	// ... and an HTTP/2 server nobody traces sees it once.
+	if got := get(t, cur.url("/call-h2c?url="+url.QueryEscape("http://"+rawH2.ln.Addr().String()+"/raw"))); got != 200 {
+		t.Fatalf("/call-h2c to the raw server: %d", got)
+	}
+	_, cl := callerSpans(cur, "/call-h2c")
+	rawH2.mu.Lock()
+	if len(rawH2.streams) != 1 {
+		t.Errorf("raw HTTP/2 server: %d streams", len(rawH2.streams))
+	} else {
+		var tps []string
+		for _, f := range rawH2.streams[0].fields {
+			if f.Name == "traceparent" {
+				tps = append(tps, f.Value)
+			}
+		}
+		if len(tps) != 1 || tps[0] != traceparentOf(cl) {
+			t.Errorf("raw HTTP/2 server: traceparent %q, want exactly [%s]", tps, traceparentOf(cl))
 		}
 	}
-	if n := count(recv, spanWithPath(cur, "/call-h2c")); n != 4 {
-		t.Errorf("%d /call-h2c spans, want 4", n)
+	rawH2.mu.Unlock()
+	recv.Reset()
+
+	// h2c with prior knowledge, 16 requests at once on one connection.
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	h2client := &http.Client{Transport: &http.Transport{Protocols: &p}, Timeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			resp, err := h2client.Get(h2c.url("/call?url=" + url.QueryEscape(raw.url(fmt.Sprintf("/h2c-%d", i)))))
+			if err != nil {
+				t.Errorf("h2c call %d: %v", i, err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+				t.Errorf("h2c call %d: %d over HTTP/%d", i, resp.StatusCode, resp.ProtoMajor)
+			}
+		})
+	}
+	wg.Wait()
+	servers := recv.WaitSpans(t, 10*time.Second, func(g otlptest.Got) bool {
+		return spanWithPath(h2c, "/call")(g) && g.Span.Kind == tracepb.Span_SPAN_KIND_SERVER
+	}, 16)
+	isChild := func(g otlptest.Got) bool {
+		return g.Resource["process.pid"] == int64(h2c.cmd.Process.Pid) && g.Span.Kind == tracepb.Span_SPAN_KIND_CLIENT
+	}
+	children := recv.WaitSpans(t, 10*time.Second, isChild, 16)
+	byID := map[string]*tracepb.Span{}
+	for _, g := range servers {
+		checkAttrs(t, g.Span.Attributes, serverAttrs(h2c, "/call", "/call", "http", 200))
+		byID[string(g.Span.SpanId)] = g.Span
+	}
+	sent := map[string]string{} // url path -> the traceparent it carried
+	for _, r := range raw.requests() {
+		sent[strings.Fields(string(r.raw))[1]] = r.header.Get("Traceparent")
+	}
+	for _, g := range children {
+		c := g.Span
+		parent := byID[string(c.ParentSpanId)]
+		if parent == nil || !bytes.Equal(parent.TraceId, c.TraceId) {
+			t.Errorf("client span %v: parent %x is none of the 16 h2c server spans", otlptest.Attrs(c.Attributes)["url.full"], c.ParentSpanId)
+			continue
+		}
+		delete(byID, string(c.ParentSpanId))
+		full, _ := otlptest.Attrs(c.Attributes)["url.full"].(string)
+		u, _ := url.Parse(full)
+		if tp := sent[u.Path]; tp != traceparentOf(c) {
+			t.Errorf("%s carried traceparent %q, want %s", u.Path, tp, traceparentOf(c))
+		}
+	}
+	if len(byID) != 0 {
+		t.Errorf("%d h2c server spans without their call", len(byID))
+	}
+
+	// A stream reset while its handler still writes.
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h2c.url("/stream?ms=400"), nil)
+	resp, err := h2client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel() // after the headers: RST_STREAM
+	resp.Body.Close()
+	sv := recv.WaitSpans(t, 10*time.Second, spanWithPath(h2c, "/stream"), 1)[0].Span
+	if sv.Status.GetCode() != tracepb.Status_STATUS_CODE_ERROR || sv.Status.GetMessage() != "stream closed before the response ended" {
+		t.Errorf("reset stream: status %v", sv.Status)
+	}
+	want := serverAttrs(h2c, "/stream", "/stream", "http", 202)
+	want["error.type"] = "stream_reset"
+	checkAttrs(t, sv.Attributes, want)
+
+	time.Sleep(time.Second) // a stray span would have arrived by now
+	if n := count(recv, spanWithPath(h2c, "/call")); n != 16 {
+		t.Errorf("%d h2c /call spans, want 16", n)
+	}
+	if n := count(recv, func(otlptest.Got) bool { return true }); n != 16+16+1 {
+		t.Errorf("%d spans since the h2c calls, want 33 (16 requests, their 16 calls, the reset stream)", n)
+	}
+}
+
+// TestHTTP2XNet: a server on golang.org/x/net/http2 (h2c.NewHandler, not
+// net/http's bundled http2) gives the same server spans, with its handlers'
+// calls as children.
+func TestHTTP2XNet(t *testing.T) {
+	requireEBPF(t)
+	recv := otlptest.Start(t)
+	raw := startRawServer(t)
+	srv := startApp(t, "xh2c")
+	startAgent(t, recv, []string{"xh2c"})
+	waitTraced(t, recv, srv)
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	h2client := &http.Client{Transport: &http.Transport{Protocols: &p}, Timeout: 10 * time.Second}
+	getH2 := func(u string) {
+		resp, err := h2client.Get(u)
+		if err != nil {
+			t.Errorf("GET %s: %v", u, err)
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+			t.Errorf("GET %s: %d over HTTP/%d", u, resp.StatusCode, resp.ProtoMajor)
+		}
+	}
+	for i := range 3 {
+		path := fmt.Sprintf("/users/x%d", i)
+		getH2(srv.url(path))
+		sv := recv.WaitSpans(t, 10*time.Second, spanWithPath(srv, path), 1)[0].Span
+		if sv.Kind != tracepb.Span_SPAN_KIND_SERVER || sv.Name != "GET /users/{id}" || len(sv.ParentSpanId) != 0 {
+			t.Errorf("%s: span %q %v parent %x", path, sv.Name, sv.Kind, sv.ParentSpanId)
+		}
+		checkAttrs(t, sv.Attributes, map[string]any{
+			"http.request.method": "GET", "url.path": path, "url.scheme": "http", "http.response.status_code": int64(200),
+			"network.protocol.version": "2", "server.address": "127.0.0.1", "server.port": int64(srv.port),
+			"client.address": "127.0.0.1", "http.route": "/users/{id}",
+		})
+	}
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() { getH2(srv.url("/call?url=" + url.QueryEscape(raw.url(fmt.Sprintf("/x-%d", i))))) })
+	}
+	wg.Wait()
+	for i := range 4 {
+		path := fmt.Sprintf("/x-%d", i)
+		cl := recv.WaitSpans(t, 10*time.Second, func(g otlptest.Got) bool {
+			return g.Span.Kind == tracepb.Span_SPAN_KIND_CLIENT && otlptest.Attrs(g.Span.Attributes)["url.full"] == raw.url(path)
+		}, 1)[0].Span
+		sv := recv.WaitSpans(t, 10*time.Second, func(g otlptest.Got) bool { return bytes.Equal(g.Span.SpanId, cl.ParentSpanId) }, 1)[0].Span
+		if otlptest.Attrs(sv.Attributes)["url.path"] != "/call" || sv.Kind != tracepb.Span_SPAN_KIND_SERVER || !bytes.Equal(sv.TraceId, cl.TraceId) {
+			t.Errorf("%s: parent %q %v %v", path, sv.Name, sv.Kind, otlptest.Attrs(sv.Attributes)["url.path"])
+		}
+	}
+	if n := count(recv, spanWithPath(srv, "/call")); n != 4 {
+		t.Errorf("%d /call spans, want 4", n)
 	}
 }
 

@@ -77,7 +77,8 @@ type h2Stream struct {
 
 // rawH2 is an HTTP/2 server nobody traces, written with x/net/http2's
 // Framer: it records every stream's decoded header block and body, and
-// answers each as a gRPC health service would (SERVING).
+// answers each as a gRPC health service would (SERVING; to a plain HTTP/2
+// client, a 200 with a 7-byte body and a trailer).
 type rawH2 struct {
 	ln      net.Listener
 	mu      sync.Mutex
@@ -135,6 +136,19 @@ func (s *rawH2) serve(c net.Conn) {
 		return bytes.Clone(enc.Bytes())
 	}
 	open := map[uint32]*h2Stream{}
+	// answer records the stream and answers it.
+	answer := func(id uint32) {
+		s.mu.Lock()
+		s.streams = append(s.streams, *open[id])
+		s.mu.Unlock()
+		delete(open, id)
+		// HealthCheckResponse{status: SERVING}, in gRPC's framing.
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, EndHeaders: true,
+			BlockFragment: block(hpack.HeaderField{Name: ":status", Value: "200"}, hpack.HeaderField{Name: "content-type", Value: "application/grpc"})})
+		fr.WriteData(id, false, []byte{0, 0, 0, 0, 2, 0x08, 0x01})
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, EndHeaders: true, EndStream: true,
+			BlockFragment: block(hpack.HeaderField{Name: "grpc-status", Value: "0"})})
+	}
 	for {
 		f, err := fr.ReadFrame()
 		if err != nil {
@@ -154,6 +168,9 @@ func (s *rawH2) serve(c net.Conn) {
 			}
 		case *http2.MetaHeadersFrame:
 			open[f.StreamID] = &h2Stream{fields: f.Fields}
+			if f.StreamEnded() { // no body (a GET)
+				answer(f.StreamID)
+			}
 		case *http2.DataFrame:
 			st := open[f.StreamID]
 			if st == nil {
@@ -161,19 +178,9 @@ func (s *rawH2) serve(c net.Conn) {
 				return
 			}
 			st.data = append(st.data, f.Data()...)
-			if !f.StreamEnded() {
-				continue
+			if f.StreamEnded() {
+				answer(f.StreamID)
 			}
-			s.mu.Lock()
-			s.streams = append(s.streams, *st)
-			s.mu.Unlock()
-			delete(open, f.StreamID)
-			// HealthCheckResponse{status: SERVING}, in gRPC's framing.
-			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.StreamID, EndHeaders: true,
-				BlockFragment: block(hpack.HeaderField{Name: ":status", Value: "200"}, hpack.HeaderField{Name: "content-type", Value: "application/grpc"})})
-			fr.WriteData(f.StreamID, false, []byte{0, 0, 0, 0, 2, 0x08, 0x01})
-			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.StreamID, EndHeaders: true, EndStream: true,
-				BlockFragment: block(hpack.HeaderField{Name: "grpc-status", Value: "0"})})
 		}
 	}
 }

@@ -80,7 +80,7 @@ func buildAll(t *testing.T) string {
 		wg.Go(func() {
 			errs <- goBuild("", "../testdata/apps/sqlapp/native", filepath.Join(buildDir, "pgxnative"), nil)
 		})
-		for _, app := range []string{"sqlapp", "grpcapp", "sockcheck", "idle", "tlsserver"} {
+		for _, app := range []string{"sqlapp", "grpcapp", "sockcheck", "idle", "tlsserver", "xh2c"} {
 			wg.Go(func() {
 				errs <- goBuild("", "../testdata/apps/"+app, filepath.Join(buildDir, app), nil)
 			})

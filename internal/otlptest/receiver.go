@@ -258,6 +258,14 @@ func (r *Receiver) Spans() []Got {
 	return append([]Got(nil), r.got...)
 }
 
+// Reset forgets the spans received so far: a test whose every earlier span
+// arrived counts exactly what follows.
+func (r *Receiver) Reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = nil
+}
+
 // WaitSpans waits until at least n received spans satisfy match (nil
 // matches all) and returns the matching ones; on timeout it fails the test
 // with a dump of what did arrive.

@@ -39,7 +39,7 @@ type Config struct {
 // Pipeline is the chain of stages.
 type Pipeline struct {
 	add    func(*spans.Span)
-	join   *Joiner // nil with NoJoin
+	join   *Joiner     // nil with NoJoin
 	keep   *KeepErrors // nil unless the sampler keeps errors
 	counts Counts
 }

@@ -109,6 +109,7 @@ type bpfServerInflight struct {
 	}
 	W     uint64
 	Flags uint64
+	Req   uint64
 }
 
 type bpfSockTuple struct {

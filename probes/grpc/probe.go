@@ -116,7 +116,7 @@ func offsets(bin *gobin.Binary) (*bpfGrpcOffsets, error) {
 // propagationOffsets fills what the loopy writer's hook reads to find the
 // call whose stream it opens (bpf/grpc.c, stream_opening). The frame it
 // takes is a headerFrame, split into clientHeaders and serverHeaders in
-// newer releases; the stream's transport moved from Stream (an interface)
+// v1.83; the stream's transport moved from Stream (an interface)
 // to ClientStream (a pointer) in v1.69.
 func propagationOffsets(bin *gobin.Binary, o *bpfGrpcOffsets) error {
 	frame := transport + "clientHeaders"

@@ -19,14 +19,16 @@ type bpfChunk struct {
 }
 
 type bpfClientInflight struct {
-	_       structs.HostLayout
-	StartNs uint64
-	Sc      bpfSpanCtx
-	Request uint64
-	Peer    bpfSockTuple
-	HasPeer uint8
-	NoEnd   uint8
-	Pad     [6]uint8
+	_        structs.HostLayout
+	StartNs  uint64
+	Sc       bpfSpanCtx
+	Request  uint64
+	Peer     bpfSockTuple
+	HasPeer  uint8
+	NoEnd    uint8
+	Pad      [2]uint8
+	H2Stream uint32
+	H2Cc     uint64
 }
 
 type bpfClientRequest struct {
@@ -53,6 +55,13 @@ type bpfGoroutineKey struct {
 	Goid uint64
 	Tgid uint32
 	Pad  uint32
+}
+
+type bpfH2CallKey struct {
+	_        structs.HostLayout
+	Cc       uint64
+	Tgid     uint32
+	StreamId uint32
 }
 
 type bpfH2Conn struct {
@@ -119,7 +128,8 @@ type bpfNethttpClientEvent struct {
 	QueryLen  int64
 	HasPeer   uint8
 	HasUser   uint8
-	Pad       [6]uint8
+	H2        uint8
+	Pad       [5]uint8
 	Method    [16]int8
 	Scheme    [8]int8
 	Host      [64]int8
@@ -191,6 +201,19 @@ type bpfNethttpOffsets struct {
 	ConnCurReq        uint64
 	KeptEnds          uint64
 	ReadResponse      uint64
+	H2Rws             uint64
+	H2Status          uint64
+	H2Stream          uint64
+	H2State           uint64
+	Xh2Rws            uint64
+	Xh2Status         uint64
+	Xh2Stream         uint64
+	Xh2State          uint64
+	H2ccTconn         uint64
+	H2ccTlsState      uint64
+	H2csCc            uint64
+	H2csId            uint64
+	H2mhfFields       uint64
 }
 
 type bpfNethttpServerEvent struct {
@@ -210,7 +233,8 @@ type bpfNethttpServerEvent struct {
 	RemoteLen     int64
 	TracestateLen int64
 	Tls           uint8
-	Pad           [7]uint8
+	H2Reset       uint8
+	Pad           [6]uint8
 	Method        [16]int8
 	Path          [128]int8
 	Pattern       [128]int8
@@ -244,6 +268,7 @@ type bpfServerInflight struct {
 	}
 	W     uint64
 	Flags uint64
+	Req   uint64
 }
 
 type bpfSockTuple struct {
@@ -329,54 +354,61 @@ type bpfWireThread struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapChunks                          = "chunks"
-	bpfMapEndScratch                      = "end_scratch"
-	bpfMapGoServerSpans                   = "go_server_spans"
-	bpfMapH2Conns                         = "h2_conns"
-	bpfMapH2Streams                       = "h2_streams"
-	bpfMapHeadScratch                     = "head_scratch"
-	bpfMapMsgScratch                      = "msg_scratch"
-	bpfMapNethttpClientInflight           = "nethttp_client_inflight"
-	bpfMapNethttpClientRequests           = "nethttp_client_requests"
-	bpfMapNethttpClientSocks              = "nethttp_client_socks"
-	bpfMapNethttpConnecting               = "nethttp_connecting"
-	bpfMapNethttpEnds                     = "nethttp_ends"
-	bpfMapNethttpEvents                   = "nethttp_events"
-	bpfMapNethttpLast                     = "nethttp_last"
-	bpfMapNethttpNeedReadResponse         = "nethttp_need_read_response"
-	bpfMapNethttpPending                  = "nethttp_pending"
-	bpfMapNethttpPrefixes                 = "nethttp_prefixes"
-	bpfMapNethttpProcs                    = "nethttp_procs"
-	bpfMapNethttpSockets                  = "nethttp_sockets"
-	bpfMapSamplingWindow                  = "sampling_window"
-	bpfMapStackScratch                    = "stack_scratch"
-	bpfMapStats                           = "stats"
-	bpfMapWireHttpPeers                   = "wire_http_peers"
-	bpfMapWireProcs                       = "wire_procs"
-	bpfMapWireSent                        = "wire_sent"
-	bpfMapWireThreads                     = "wire_threads"
-	bpfProgNethttpEnterClose              = "nethttp_enter_close"
-	bpfProgNethttpExitRead                = "nethttp_exit_read"
-	bpfProgNethttpExitSendfile64          = "nethttp_exit_sendfile64"
-	bpfProgNethttpExitWrite               = "nethttp_exit_write"
-	bpfProgNethttpExitWritev              = "nethttp_exit_writev"
-	bpfProgSkMsgTraceparent               = "sk_msg_traceparent"
-	bpfProgSockopsTrackConnect            = "sockops_track_connect"
-	bpfProgUprobeReadResponse             = "uprobe_ReadResponse"
-	bpfProgUprobeTransportRoundTrip       = "uprobe_Transport_roundTrip"
-	bpfProgUprobeHttp2ClientConnRoundTrip = "uprobe_http2ClientConn_roundTrip"
-	bpfProgUprobePersistConnRoundTrip     = "uprobe_persistConn_roundTrip"
-	bpfProgUprobeServerHandlerServeHTTP   = "uprobe_serverHandler_ServeHTTP"
-	bpfVarExportEventKind                 = "__export_event_kind"
-	bpfVarExportNethttpClientEvent        = "__export_nethttp_client_event"
-	bpfVarExportNethttpConst              = "__export_nethttp_const"
-	bpfVarExportNethttpServerEvent        = "__export_nethttp_server_event"
-	bpfVarExportTwFlag                    = "__export_tw_flag"
-	bpfVarExportTwStat                    = "__export_tw_stat"
-	bpfVarExportWireProcFlag              = "__export_wire_proc_flag"
-	bpfVarSamplingBound                   = "sampling_bound"
-	bpfVarSamplingParentBased             = "sampling_parent_based"
-	bpfVarSamplingRateLimit               = "sampling_rate_limit"
+	bpfMapChunks                                       = "chunks"
+	bpfMapEndScratch                                   = "end_scratch"
+	bpfMapGoServerSpans                                = "go_server_spans"
+	bpfMapH2Conns                                      = "h2_conns"
+	bpfMapH2Streams                                    = "h2_streams"
+	bpfMapHeadScratch                                  = "head_scratch"
+	bpfMapMsgScratch                                   = "msg_scratch"
+	bpfMapNethttpClientInflight                        = "nethttp_client_inflight"
+	bpfMapNethttpClientRequests                        = "nethttp_client_requests"
+	bpfMapNethttpClientSocks                           = "nethttp_client_socks"
+	bpfMapNethttpConnecting                            = "nethttp_connecting"
+	bpfMapNethttpEnds                                  = "nethttp_ends"
+	bpfMapNethttpEvents                                = "nethttp_events"
+	bpfMapNethttpH2Calls                               = "nethttp_h2_calls"
+	bpfMapNethttpLast                                  = "nethttp_last"
+	bpfMapNethttpNeedReadResponse                      = "nethttp_need_read_response"
+	bpfMapNethttpPending                               = "nethttp_pending"
+	bpfMapNethttpPrefixes                              = "nethttp_prefixes"
+	bpfMapNethttpProcs                                 = "nethttp_procs"
+	bpfMapNethttpSockets                               = "nethttp_sockets"
+	bpfMapSamplingWindow                               = "sampling_window"
+	bpfMapStackScratch                                 = "stack_scratch"
+	bpfMapStats                                        = "stats"
+	bpfMapWireHttpPeers                                = "wire_http_peers"
+	bpfMapWireProcs                                    = "wire_procs"
+	bpfMapWireSent                                     = "wire_sent"
+	bpfMapWireThreads                                  = "wire_threads"
+	bpfProgNethttpEnterClose                           = "nethttp_enter_close"
+	bpfProgNethttpExitRead                             = "nethttp_exit_read"
+	bpfProgNethttpExitSendfile64                       = "nethttp_exit_sendfile64"
+	bpfProgNethttpExitWrite                            = "nethttp_exit_write"
+	bpfProgNethttpExitWritev                           = "nethttp_exit_writev"
+	bpfProgSkMsgTraceparent                            = "sk_msg_traceparent"
+	bpfProgSockopsTrackConnect                         = "sockops_track_connect"
+	bpfProgUprobeReadResponse                          = "uprobe_ReadResponse"
+	bpfProgUprobeTransportRoundTrip                    = "uprobe_Transport_roundTrip"
+	bpfProgUprobeHttp2ClientConnRoundTrip              = "uprobe_http2ClientConn_roundTrip"
+	bpfProgUprobeHttp2ClientConnWriteHeaders           = "uprobe_http2ClientConn_writeHeaders"
+	bpfProgUprobeHttp2clientConnReadLoopHandleResponse = "uprobe_http2clientConnReadLoop_handleResponse"
+	bpfProgUprobeHttp2responseWriterHandlerDone        = "uprobe_http2responseWriter_handlerDone"
+	bpfProgUprobeHttp2serverConnRunHandler             = "uprobe_http2serverConn_runHandler"
+	bpfProgUprobePersistConnRoundTrip                  = "uprobe_persistConn_roundTrip"
+	bpfProgUprobeServerHandlerServeHTTP                = "uprobe_serverHandler_ServeHTTP"
+	bpfProgUprobeXhttp2ResponseWriterHandlerDone       = "uprobe_xhttp2_responseWriter_handlerDone"
+	bpfProgUprobeXhttp2ServerConnRunHandler            = "uprobe_xhttp2_serverConn_runHandler"
+	bpfVarExportEventKind                              = "__export_event_kind"
+	bpfVarExportNethttpClientEvent                     = "__export_nethttp_client_event"
+	bpfVarExportNethttpConst                           = "__export_nethttp_const"
+	bpfVarExportNethttpServerEvent                     = "__export_nethttp_server_event"
+	bpfVarExportTwFlag                                 = "__export_tw_flag"
+	bpfVarExportTwStat                                 = "__export_tw_stat"
+	bpfVarExportWireProcFlag                           = "__export_wire_proc_flag"
+	bpfVarSamplingBound                                = "sampling_bound"
+	bpfVarSamplingParentBased                          = "sampling_parent_based"
+	bpfVarSamplingRateLimit                            = "sampling_rate_limit"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -421,18 +453,24 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	NethttpEnterClose              *ebpf.ProgramSpec `ebpf:"nethttp_enter_close"`
-	NethttpExitRead                *ebpf.ProgramSpec `ebpf:"nethttp_exit_read"`
-	NethttpExitSendfile64          *ebpf.ProgramSpec `ebpf:"nethttp_exit_sendfile64"`
-	NethttpExitWrite               *ebpf.ProgramSpec `ebpf:"nethttp_exit_write"`
-	NethttpExitWritev              *ebpf.ProgramSpec `ebpf:"nethttp_exit_writev"`
-	SkMsgTraceparent               *ebpf.ProgramSpec `ebpf:"sk_msg_traceparent"`
-	SockopsTrackConnect            *ebpf.ProgramSpec `ebpf:"sockops_track_connect"`
-	UprobeReadResponse             *ebpf.ProgramSpec `ebpf:"uprobe_ReadResponse"`
-	UprobeTransportRoundTrip       *ebpf.ProgramSpec `ebpf:"uprobe_Transport_roundTrip"`
-	UprobeHttp2ClientConnRoundTrip *ebpf.ProgramSpec `ebpf:"uprobe_http2ClientConn_roundTrip"`
-	UprobePersistConnRoundTrip     *ebpf.ProgramSpec `ebpf:"uprobe_persistConn_roundTrip"`
-	UprobeServerHandlerServeHTTP   *ebpf.ProgramSpec `ebpf:"uprobe_serverHandler_ServeHTTP"`
+	NethttpEnterClose                           *ebpf.ProgramSpec `ebpf:"nethttp_enter_close"`
+	NethttpExitRead                             *ebpf.ProgramSpec `ebpf:"nethttp_exit_read"`
+	NethttpExitSendfile64                       *ebpf.ProgramSpec `ebpf:"nethttp_exit_sendfile64"`
+	NethttpExitWrite                            *ebpf.ProgramSpec `ebpf:"nethttp_exit_write"`
+	NethttpExitWritev                           *ebpf.ProgramSpec `ebpf:"nethttp_exit_writev"`
+	SkMsgTraceparent                            *ebpf.ProgramSpec `ebpf:"sk_msg_traceparent"`
+	SockopsTrackConnect                         *ebpf.ProgramSpec `ebpf:"sockops_track_connect"`
+	UprobeReadResponse                          *ebpf.ProgramSpec `ebpf:"uprobe_ReadResponse"`
+	UprobeTransportRoundTrip                    *ebpf.ProgramSpec `ebpf:"uprobe_Transport_roundTrip"`
+	UprobeHttp2ClientConnRoundTrip              *ebpf.ProgramSpec `ebpf:"uprobe_http2ClientConn_roundTrip"`
+	UprobeHttp2ClientConnWriteHeaders           *ebpf.ProgramSpec `ebpf:"uprobe_http2ClientConn_writeHeaders"`
+	UprobeHttp2clientConnReadLoopHandleResponse *ebpf.ProgramSpec `ebpf:"uprobe_http2clientConnReadLoop_handleResponse"`
+	UprobeHttp2responseWriterHandlerDone        *ebpf.ProgramSpec `ebpf:"uprobe_http2responseWriter_handlerDone"`
+	UprobeHttp2serverConnRunHandler             *ebpf.ProgramSpec `ebpf:"uprobe_http2serverConn_runHandler"`
+	UprobePersistConnRoundTrip                  *ebpf.ProgramSpec `ebpf:"uprobe_persistConn_roundTrip"`
+	UprobeServerHandlerServeHTTP                *ebpf.ProgramSpec `ebpf:"uprobe_serverHandler_ServeHTTP"`
+	UprobeXhttp2ResponseWriterHandlerDone       *ebpf.ProgramSpec `ebpf:"uprobe_xhttp2_responseWriter_handlerDone"`
+	UprobeXhttp2ServerConnRunHandler            *ebpf.ProgramSpec `ebpf:"uprobe_xhttp2_serverConn_runHandler"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
@@ -452,6 +490,7 @@ type bpfMapSpecs struct {
 	NethttpConnecting       *ebpf.MapSpec `ebpf:"nethttp_connecting"`
 	NethttpEnds             *ebpf.MapSpec `ebpf:"nethttp_ends"`
 	NethttpEvents           *ebpf.MapSpec `ebpf:"nethttp_events"`
+	NethttpH2Calls          *ebpf.MapSpec `ebpf:"nethttp_h2_calls"`
 	NethttpLast             *ebpf.MapSpec `ebpf:"nethttp_last"`
 	NethttpNeedReadResponse *ebpf.MapSpec `ebpf:"nethttp_need_read_response"`
 	NethttpPending          *ebpf.MapSpec `ebpf:"nethttp_pending"`
@@ -516,6 +555,7 @@ type bpfMaps struct {
 	NethttpConnecting       *ebpf.Map `ebpf:"nethttp_connecting"`
 	NethttpEnds             *ebpf.Map `ebpf:"nethttp_ends"`
 	NethttpEvents           *ebpf.Map `ebpf:"nethttp_events"`
+	NethttpH2Calls          *ebpf.Map `ebpf:"nethttp_h2_calls"`
 	NethttpLast             *ebpf.Map `ebpf:"nethttp_last"`
 	NethttpNeedReadResponse *ebpf.Map `ebpf:"nethttp_need_read_response"`
 	NethttpPending          *ebpf.Map `ebpf:"nethttp_pending"`
@@ -546,6 +586,7 @@ func (m *bpfMaps) Close() error {
 		m.NethttpConnecting,
 		m.NethttpEnds,
 		m.NethttpEvents,
+		m.NethttpH2Calls,
 		m.NethttpLast,
 		m.NethttpNeedReadResponse,
 		m.NethttpPending,
@@ -582,18 +623,24 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	NethttpEnterClose              *ebpf.Program `ebpf:"nethttp_enter_close"`
-	NethttpExitRead                *ebpf.Program `ebpf:"nethttp_exit_read"`
-	NethttpExitSendfile64          *ebpf.Program `ebpf:"nethttp_exit_sendfile64"`
-	NethttpExitWrite               *ebpf.Program `ebpf:"nethttp_exit_write"`
-	NethttpExitWritev              *ebpf.Program `ebpf:"nethttp_exit_writev"`
-	SkMsgTraceparent               *ebpf.Program `ebpf:"sk_msg_traceparent"`
-	SockopsTrackConnect            *ebpf.Program `ebpf:"sockops_track_connect"`
-	UprobeReadResponse             *ebpf.Program `ebpf:"uprobe_ReadResponse"`
-	UprobeTransportRoundTrip       *ebpf.Program `ebpf:"uprobe_Transport_roundTrip"`
-	UprobeHttp2ClientConnRoundTrip *ebpf.Program `ebpf:"uprobe_http2ClientConn_roundTrip"`
-	UprobePersistConnRoundTrip     *ebpf.Program `ebpf:"uprobe_persistConn_roundTrip"`
-	UprobeServerHandlerServeHTTP   *ebpf.Program `ebpf:"uprobe_serverHandler_ServeHTTP"`
+	NethttpEnterClose                           *ebpf.Program `ebpf:"nethttp_enter_close"`
+	NethttpExitRead                             *ebpf.Program `ebpf:"nethttp_exit_read"`
+	NethttpExitSendfile64                       *ebpf.Program `ebpf:"nethttp_exit_sendfile64"`
+	NethttpExitWrite                            *ebpf.Program `ebpf:"nethttp_exit_write"`
+	NethttpExitWritev                           *ebpf.Program `ebpf:"nethttp_exit_writev"`
+	SkMsgTraceparent                            *ebpf.Program `ebpf:"sk_msg_traceparent"`
+	SockopsTrackConnect                         *ebpf.Program `ebpf:"sockops_track_connect"`
+	UprobeReadResponse                          *ebpf.Program `ebpf:"uprobe_ReadResponse"`
+	UprobeTransportRoundTrip                    *ebpf.Program `ebpf:"uprobe_Transport_roundTrip"`
+	UprobeHttp2ClientConnRoundTrip              *ebpf.Program `ebpf:"uprobe_http2ClientConn_roundTrip"`
+	UprobeHttp2ClientConnWriteHeaders           *ebpf.Program `ebpf:"uprobe_http2ClientConn_writeHeaders"`
+	UprobeHttp2clientConnReadLoopHandleResponse *ebpf.Program `ebpf:"uprobe_http2clientConnReadLoop_handleResponse"`
+	UprobeHttp2responseWriterHandlerDone        *ebpf.Program `ebpf:"uprobe_http2responseWriter_handlerDone"`
+	UprobeHttp2serverConnRunHandler             *ebpf.Program `ebpf:"uprobe_http2serverConn_runHandler"`
+	UprobePersistConnRoundTrip                  *ebpf.Program `ebpf:"uprobe_persistConn_roundTrip"`
+	UprobeServerHandlerServeHTTP                *ebpf.Program `ebpf:"uprobe_serverHandler_ServeHTTP"`
+	UprobeXhttp2ResponseWriterHandlerDone       *ebpf.Program `ebpf:"uprobe_xhttp2_responseWriter_handlerDone"`
+	UprobeXhttp2ServerConnRunHandler            *ebpf.Program `ebpf:"uprobe_xhttp2_serverConn_runHandler"`
 }
 
 func (p *bpfPrograms) Close() error {
@@ -608,8 +655,14 @@ func (p *bpfPrograms) Close() error {
 		p.UprobeReadResponse,
 		p.UprobeTransportRoundTrip,
 		p.UprobeHttp2ClientConnRoundTrip,
+		p.UprobeHttp2ClientConnWriteHeaders,
+		p.UprobeHttp2clientConnReadLoopHandleResponse,
+		p.UprobeHttp2responseWriterHandlerDone,
+		p.UprobeHttp2serverConnRunHandler,
 		p.UprobePersistConnRoundTrip,
 		p.UprobeServerHandlerServeHTTP,
+		p.UprobeXhttp2ResponseWriterHandlerDone,
+		p.UprobeXhttp2ServerConnRunHandler,
 	)
 }
 

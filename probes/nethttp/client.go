@@ -28,6 +28,9 @@ func (d *decoder) client(e *bpfNethttpClientEvent, proc *spans.Process) *spans.S
 		d.scratch = probes.RemoteAddr(e.Peer.Family, e.Peer.Remote).AppendTo(d.scratch[:0])
 		s.Attrs = append(s.Attrs, spans.String("network.peer.address", s.Str(d.scratch)), spans.Int("network.peer.port", int64(e.Peer.Rport)))
 	}
+	if e.H2 != 0 {
+		s.Attrs = append(s.Attrs, spans.String("network.protocol.version", "2"))
+	}
 	switch {
 	case e.Status == 0:
 		s.Error, s.StatusMsg = true, "no response"

@@ -78,7 +78,44 @@ func offsets(bin *gobin.Binary) (*bpfNethttpOffsets, error) {
 	}
 	o.Maps.Swiss, o.Maps.HmapB, o.Maps.HmapBuckets = m.Swiss, m.HmapB, m.HmapBuckets
 	o.Maps.SwissDirPtr, o.Maps.SwissDirLen, o.Maps.TableGroups, o.Maps.TableMask = m.SwissDirPtr, m.SwissDirLen, m.TableGroups, m.TableMask
+	h2Offsets(bin, "net/http.http2", &o.H2Rws, &o.H2Status, &o.H2Stream, &o.H2State)
+	h2Offsets(bin, "golang.org/x/net/http2.", &o.Xh2Rws, &o.Xh2Status, &o.Xh2Stream, &o.Xh2State)
+	h2ClientOffsets(bin, o)
 	return o, nil
+}
+
+// h2ClientOffsets fills what the hooks of net/http's HTTP/2 client read, all
+// OffNone when bin lacks them: its calls over HTTP/2 then give no span
+// (counted http2_skipped).
+func h2ClientOffsets(bin *gobin.Binary, o *bpfNethttpOffsets) {
+	fs := []probes.Field{
+		{Dst: &o.H2ccTconn, Typ: "net/http.http2ClientConn", Name: "tconn"},
+		{Dst: &o.H2ccTlsState, Typ: "net/http.http2ClientConn", Name: "tlsState"},
+		{Dst: &o.H2csCc, Typ: "net/http.http2clientStream", Name: "cc"},
+		{Dst: &o.H2csId, Typ: "net/http.http2clientStream", Name: "ID"},
+		{Dst: &o.H2mhfFields, Typ: "net/http.http2MetaHeadersFrame", Name: "Fields"},
+	}
+	if err := probes.ResolveFields(bin, fs); err != nil {
+		for _, f := range fs {
+			*f.Dst = probes.OffNone
+		}
+	}
+}
+
+// h2Offsets fills the offsets the HTTP/2 server hooks read in the http2
+// package whose type names start with prefix (net/http's bundled copy, or
+// golang.org/x/net/http2), all OffNone when bin lacks them: its requests
+// over HTTP/2 then give no span (counted http2_skipped).
+func h2Offsets(bin *gobin.Binary, prefix string, rws, status, stream, state *uint64) {
+	fs := []probes.Field{
+		{Dst: rws, Typ: prefix + "responseWriter", Name: "rws"},
+		{Dst: status, Typ: prefix + "responseWriterState", Name: "status"},
+		{Dst: stream, Typ: prefix + "responseWriterState", Name: "stream"},
+		{Dst: state, Typ: prefix + "stream", Name: "state"},
+	}
+	if err := probes.ResolveFields(bin, fs); err != nil {
+		*rws, *status, *stream, *state = probes.OffNone, probes.OffNone, probes.OffNone, probes.OffNone
+	}
 }
 
 // prefixSize is how many bytes of a struct the programs copy to read fs in

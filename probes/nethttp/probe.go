@@ -47,7 +47,26 @@ var Decl = probes.Decl{
 			When: func(bin *gobin.Binary) bool { return !servesHTTP(bin) }, Late: "nethttp_need_read_response"},
 		// The function every HTTP/2 client call runs: roundTrip since Go
 		// 1.23, whose RoundTrip wrapper is inlined into its callers.
-		{Symbols: []string{"net/http.(*http2ClientConn).roundTrip", "net/http.(*http2ClientConn).RoundTrip"}, Program: "uprobe_http2ClientConn_roundTrip"},
+		// Only where the HTTP/2 client's offsets are unknown, to give its
+		// calls no span rather than a failed one.
+		{Symbols: []string{"net/http.(*http2ClientConn).roundTrip", "net/http.(*http2ClientConn).RoundTrip"}, Program: "uprobe_http2ClientConn_roundTrip",
+			When: func(bin *gobin.Binary) bool {
+				var o bpfNethttpOffsets
+				h2ClientOffsets(bin, &o)
+				return o.H2ccTconn == probes.OffNone
+			}},
+		// A call over HTTP/2: its stream, when its headers are written
+		// (traceparent for sk_msg), and its end, when its response's
+		// head is read on the connection's read goroutine.
+		{Symbols: []string{"net/http.(*http2ClientConn).writeHeaders"}, Program: "uprobe_http2ClientConn_writeHeaders"},
+		{Symbols: []string{"net/http.(*http2clientConnReadLoop).handleResponse"}, Program: "uprobe_http2clientConnReadLoop_handleResponse"},
+		// A request served over HTTP/2 runs on a goroutine of its own,
+		// started for it: it starts there, and ends when its handler
+		// returns (the connection's goroutine writes the frames).
+		{Symbols: []string{"net/http.(*http2serverConn).runHandler"}, Program: "uprobe_http2serverConn_runHandler"},
+		{Symbols: []string{"net/http.(*http2responseWriter).handlerDone"}, Program: "uprobe_http2responseWriter_handlerDone"},
+		{Symbols: []string{"golang.org/x/net/http2.(*serverConn).runHandler"}, Program: "uprobe_xhttp2_serverConn_runHandler"},
+		{Symbols: []string{"golang.org/x/net/http2.(*responseWriter).handlerDone"}, Program: "uprobe_xhttp2_responseWriter_handlerDone"},
 	},
 	Offsets: func(bin *gobin.Binary) (any, error) { return offsets(bin) },
 	Extend: func(coll *ebpf.Collection, log *slog.Logger) (probes.Extension, error) {

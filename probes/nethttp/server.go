@@ -25,9 +25,21 @@ func (d *decoder) server(e *bpfNethttpServerEvent, proc *spans.Process) *spans.S
 	s.Attrs = append(s.Attrs,
 		spans.String("url.path", text(s, e.Path[:], e.PathLen)),
 		spans.String("url.scheme", scheme),
-		spans.Int("http.response.status_code", status),
 		spans.String("network.protocol.version", protoVersion(e.ProtoMajor, e.ProtoMinor)),
 	)
+	switch {
+	case e.H2Reset != 0:
+		// The HTTP/2 stream closed before the handler returned (reset by
+		// the client, or the connection gone): the response did not end,
+		// so it failed, with the status its handler wrote if any.
+		s.Error, s.StatusMsg = true, "stream closed before the response ended"
+		s.Attrs = append(s.Attrs, spans.String("error.type", "stream_reset"))
+		if e.Status != 0 {
+			s.Attrs = append(s.Attrs, spans.Int("http.response.status_code", status))
+		}
+	default:
+		s.Attrs = append(s.Attrs, spans.Int("http.response.status_code", status))
+	}
 	if route := route(text(s, e.Pattern[:], e.PatternLen)); route != "" {
 		s.Attrs = append(s.Attrs, spans.String("http.route", route))
 		d.scratch = append(append(append(d.scratch[:0], s.Name...), ' '), route...)
@@ -56,6 +68,8 @@ func protoVersion(major, minor int64) string {
 		return "1.1" // the common case, without allocating
 	case major == 1 && minor == 0:
 		return "1.0"
+	case major == 2 && minor == 0:
+		return "2"
 	case major >= 2 && minor == 0:
 		return strconv.FormatInt(major, 10)
 	}
