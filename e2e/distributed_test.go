@@ -735,38 +735,51 @@ func TestNonTargetUntouched(t *testing.T) {
 	}
 }
 
-// TestConsoleWaterfall: --exporter console prints the cross-process trace as
-// one waterfall: the A server, its client call indented under it, and B's
-// server span under that.
+// TestConsoleWaterfall: --exporter console prints each cross-process trace
+// as one waterfall: the A server, its client call indented under it, and
+// B's server span under that; over HTTP/1, and over h2c (marked http=2).
 func TestConsoleWaterfall(t *testing.T) {
 	requireEBPF(t)
 	recv := otlptest.Start(t) // unused by the console exporter
 	a := startApp(t, "hello-go122")
 	b := startApp(t, "hello-go126")
-	ag := startAgentArgs(t, recv, []string{"hello-go122", "hello-go126"}, []string{"--exporter", "console"}, "OTEL_BSP_SCHEDULE_DELAY=60000")
-	waitAttached(t, ag, 2) // no exported span can prove it with this exporter
+	c := startApp(t, "hello-go125")
+	ag := startAgentArgs(t, recv, []string{"hello-go122", "hello-go126", "hello-go125"}, []string{"--exporter", "console"}, "OTEL_BSP_SCHEDULE_DELAY=60000")
+	waitAttached(t, ag, 3) // no exported span can prove it with this exporter
 	if got := get(t, a.url("/call?url="+url.QueryEscape(b.url("/users/console")))); got != 200 {
 		t.Fatalf("A /call: %d", got)
+	}
+	if got := get(t, b.url("/call-h2c?url="+url.QueryEscape(c.url("/users/console-h2")))); got != 200 {
+		t.Fatalf("B /call-h2c: %d", got)
 	}
 	time.Sleep(300 * time.Millisecond)
 	if code := ag.terminate(t); code != 0 {
 		t.Fatalf("agent exit %d", code)
 	}
 	lines := strings.Split(ag.stdout.String(), "\n")
-	for i, l := range lines {
-		if !strings.HasPrefix(l, "trace ") || !strings.Contains(l, "spans=3") || i+3 >= len(lines) {
-			continue
-		}
-		want := []string{"  hello-go122 ", "    hello-go122 ", "      hello-go126 "}
-		kinds := []string{"GET /call", "GET ", "GET /users/{id}"}
-		for j, w := range want {
-			if l := lines[i+1+j]; !strings.HasPrefix(l, w) || !strings.Contains(l, kinds[j]) {
-				t.Errorf("waterfall line %d = %q, want prefix %q and %q", j, l, w, kinds[j])
+	for _, w := range []struct {
+		heads, names, marks []string
+	}{
+		{[]string{"  hello-go122 ", "    hello-go122 ", "      hello-go126 "}, []string{"GET /call", "GET ", "GET /users/{id}"}, []string{"", "", ""}},
+		{[]string{"  hello-go126 ", "    hello-go126 ", "      hello-go125 "}, []string{"GET /call-h2c", "GET ", "GET /users/{id}"}, []string{"", " http=2", " http=2"}},
+	} {
+		found := false
+		for i, l := range lines {
+			if !strings.HasPrefix(l, "trace ") || !strings.Contains(l, "spans=3") || i+3 >= len(lines) || !strings.HasPrefix(lines[i+1], w.heads[0]) {
+				continue
+			}
+			found = true
+			for j, h := range w.heads {
+				l := lines[i+1+j]
+				if !strings.HasPrefix(l, h) || !strings.Contains(l, w.names[j]) || strings.Contains(l, "http=2") != (w.marks[j] != "") {
+					t.Errorf("waterfall line %d = %q, want prefix %q, %q and %q", j, l, h, w.names[j], w.marks[j])
+				}
 			}
 		}
-		return
+		if !found {
+			t.Errorf("no 3-span trace from %s in the console output:\n%s", w.heads[0], ag.stdout.String())
+		}
 	}
-	t.Fatalf("no 3-span trace in the console output:\n%s", ag.stdout.String())
 }
 
 // TestConcurrentPropagation: 16 concurrent chains through a client that

@@ -271,11 +271,12 @@ func TestTargetStartedLaterAndRestarted(t *testing.T) {
 
 // helloHooks is how many uprobes the agent puts on a hello executable, a
 // plaintext server (the client's Transport.roundTrip and
-// persistConn.roundTrip, and the HTTP/2 client's roundTrip); each is a hook
-// fd (see hookFDs), as are the agent's 2 exec/exit tracepoints and, with the
-// first server, net/http's 5 syscall tracepoints.
+// persistConn.roundTrip, the HTTP/2 client's writeHeaders and
+// handleResponse, the HTTP/2 server's runHandler and handlerDone); each is
+// a hook fd (see hookFDs), as are the agent's 2 exec/exit tracepoints and,
+// with the first server, net/http's 5 syscall tracepoints.
 const (
-	helloHooks       = 3
+	helloHooks       = 6
 	agentTracepoints = 2 + 5
 )
 

@@ -203,6 +203,9 @@ func keyAttrs(s *spans.Span) string {
 	if v, ok := get("rpc.method"); ok {
 		add("rpc", v)
 	}
+	if v, ok := get("network.protocol.version"); ok && v == "2" {
+		add("http", v) // HTTP/1 is the rule: only HTTP/2 is shown
+	}
 	if s.Error && s.StatusMsg != "" {
 		add("error", strconv.Quote(s.StatusMsg))
 	}
