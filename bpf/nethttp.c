@@ -121,6 +121,9 @@ struct nethttp_offsets {
 	 * http2ClientConn.tconn and .tlsState, http2clientStream.cc and .ID,
 	 * http2MetaHeadersFrame.Fields. */
 	__u64 h2cc_tconn, h2cc_tls_state, h2cs_cc, h2cs_id, h2mhf_fields;
+	/* The same in golang.org/x/net/http2 (ClientConn, clientStream,
+	 * MetaHeadersFrame). */
+	__u64 xh2cc_tconn, xh2cc_tls_state, xh2cs_cc, xh2cs_id, xh2mhf_fields;
 };
 
 const enum nethttp_const *__export_nethttp_const __attribute__((unused));
@@ -1188,25 +1191,38 @@ int uprobe_http2ClientConn_roundTrip(struct pt_regs *ctx)
 	return 0;
 }
 
-/* func (cc *http2ClientConn) writeHeaders(streamID uint32, endStream bool,
+/* HTTP/2 clients: net/http's bundled one and golang.org/x/net/http2's, the
+ * same code under two packages, each program with its package's offsets. */
+struct h2_client_offsets {
+	__u64 tconn, tls_state, cs_cc, cs_id, mhf_fields;
+};
+
+static __always_inline struct h2_client_offsets h2_bundled(struct nethttp_offsets *o)
+{
+	return (struct h2_client_offsets){o->h2cc_tconn, o->h2cc_tls_state, o->h2cs_cc, o->h2cs_id, o->h2mhf_fields};
+}
+
+static __always_inline struct h2_client_offsets h2_xnet(struct nethttp_offsets *o)
+{
+	return (struct h2_client_offsets){o->xh2cc_tconn, o->xh2cc_tls_state, o->xh2cs_cc, o->xh2cs_id, o->xh2mhf_fields};
+}
+
+/* func (cc *ClientConn) writeHeaders(streamID uint32, endStream bool,
  * maxFrameSize int, hdrs []byte) error: the request's stream is known, on
  * the goroutine writing it (the caller's, or one it started). Notes the
  * stream for the response, and for a plaintext connection leaves the
  * call's context for sk_msg to add to the HEADERS frame (h2ctx.h). */
-SEC("uprobe/net/http.(*http2ClientConn).writeHeaders")
-int uprobe_http2ClientConn_writeHeaders(struct pt_regs *ctx)
+static __always_inline int h2_headers_written(struct pt_regs *ctx, struct nethttp_offsets *o, struct h2_client_offsets x)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct h2_call_key ck = {.tgid = tgid};
 	struct goroutine_key k = {};
 	struct w3c_headers h = {};
-	struct nethttp_offsets *o;
 	struct client_inflight *c;
 	struct sock_tuple t = {};
 	void *cc = GO_ARG1(ctx), *conn, *fd, *g = GO_G(ctx);
 
-	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-	if (!o || o->h2cc_tconn == OFF_NONE || !goroutine(ctx, &o->g, &k, tgid))
+	if (x.tconn == OFF_NONE || !goroutine(ctx, &o->g, &k, tgid))
 		return 0;
 	c = bpf_map_lookup_elem(&nethttp_client_inflight, &k);
 	if (!c && o->g.parent_goid != OFF_NONE) {
@@ -1221,9 +1237,9 @@ int uprobe_http2ClientConn_writeHeaders(struct pt_regs *ctx)
 	c->h2_stream = ck.stream_id;
 	if (bpf_map_update_elem(&nethttp_h2_calls, &ck, &k, BPF_ANY))
 		count(STAT_MAP_FULL);
-	if (o->left_alone || read_ptr(cc + o->h2cc_tls_state))
+	if (o->left_alone || read_ptr(cc + x.tls_state))
 		return 0; /* its bytes cannot be edited */
-	conn = read_ptr(cc + o->h2cc_tconn + 8); /* net.Conn's data word: *net.TCPConn */
+	conn = read_ptr(cc + x.tconn + 8); /* net.Conn's data word: *net.TCPConn */
 	fd = conn ? read_ptr(conn + o->conn_fd) : 0;
 	if (!fd || socket_tuple(read_s64(fd + o->netfd_sysfd), &t))
 		return 0;
@@ -1239,37 +1255,52 @@ int uprobe_http2ClientConn_writeHeaders(struct pt_regs *ctx)
 	return 0;
 }
 
-/* func (rl *http2clientConnReadLoop) handleResponse(cs *http2clientStream,
- * f *http2MetaHeadersFrame) (*Response, error), on the connection's read
+SEC("uprobe/net/http.(*http2ClientConn).writeHeaders")
+int uprobe_http2ClientConn_writeHeaders(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+
+	return o ? h2_headers_written(ctx, o, h2_bundled(o)) : 0;
+}
+
+SEC("uprobe/golang.org/x/net/http2.(*ClientConn).writeHeaders")
+int uprobe_xhttp2_ClientConn_writeHeaders(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+
+	return o ? h2_headers_written(ctx, o, h2_xnet(o)) : 0;
+}
+
+/* func (rl *clientConnReadLoop) handleResponse(cs *clientStream,
+ * f *MetaHeadersFrame) (*Response, error), on the connection's read
  * goroutine: the response's head is in; :status is its first field. */
-SEC("uprobe/net/http.(*http2clientConnReadLoop).handleResponse")
-int uprobe_http2clientConnReadLoop_handleResponse(struct pt_regs *ctx)
+static __always_inline int h2_response(struct pt_regs *ctx, struct nethttp_offsets *o, struct h2_client_offsets x)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct h2_call_key ck = {.tgid = tgid};
 	struct goroutine_key *caller, k;
-	struct nethttp_offsets *o;
 	struct client_inflight *c;
 	struct go_string fields, name, value;
 	void *cs = GO_ARG2(ctx);
 	char d[3];
 	__s64 status;
 
-	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-	if (!o || o->h2cc_tconn == OFF_NONE)
+	if (x.tconn == OFF_NONE)
 		return 0;
-	ck.cc = (__u64)read_ptr(cs + o->h2cs_cc);
-	if (bpf_probe_read_user(&ck.stream_id, sizeof(ck.stream_id), cs + o->h2cs_id))
+	ck.cc = (__u64)read_ptr(cs + x.cs_cc);
+	if (bpf_probe_read_user(&ck.stream_id, sizeof(ck.stream_id), cs + x.cs_id))
 		return 0;
 	caller = bpf_map_lookup_elem(&nethttp_h2_calls, &ck);
 	if (!caller)
 		return 0;
 	k = *caller;
-	if (bpf_probe_read_user(&fields, sizeof(fields), GO_ARG3(ctx) + o->h2mhf_fields) || fields.len < 1 ||
+	if (bpf_probe_read_user(&fields, sizeof(fields), GO_ARG3(ctx) + x.mhf_fields) || fields.len < 1 ||
 	    bpf_probe_read_user(&name, sizeof(name), (void *)fields.ptr) ||
 	    bpf_probe_read_user(&value, sizeof(value), (void *)fields.ptr + 16) ||
 	    name.len != 7 || value.len != 3 || bpf_probe_read_user(d, 3, (void *)value.ptr))
-		return 0; /* net/http refuses it: the call fails, ended with its caller's request */
+		return 0; /* refused by the client: the call fails, ended with its caller's request */
 	status = (d[0] - '0') * 100 + (d[1] - '0') * 10 + (d[2] - '0');
 	if (status < 200)
 		return 0; /* interim: the final response follows */
@@ -1280,6 +1311,49 @@ int uprobe_http2clientConnReadLoop_handleResponse(struct pt_regs *ctx)
 		return 0;
 	emit_client(tgid, o, c, status, bpf_ktime_get_ns());
 	bpf_map_delete_elem(&nethttp_client_inflight, &k);
+	return 0;
+}
+
+SEC("uprobe/net/http.(*http2clientConnReadLoop).handleResponse")
+int uprobe_http2clientConnReadLoop_handleResponse(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+
+	return o ? h2_response(ctx, o, h2_bundled(o)) : 0;
+}
+
+SEC("uprobe/golang.org/x/net/http2.(*clientConnReadLoop).handleResponse")
+int uprobe_xhttp2_clientConnReadLoop_handleResponse(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+
+	return o ? h2_response(ctx, o, h2_xnet(o)) : 0;
+}
+
+/* func (cc *ClientConn) internalRoundTrip(req *http.Request, ...) (or
+ * roundTrip, RoundTrip: the first not inlined) of x/net's client used on
+ * its own (http2.Transport): a call that net/http's Transport.roundTrip did
+ * not start starts here, on the caller's goroutine. */
+SEC("uprobe/golang.org/x/net/http2.(*ClientConn).internalRoundTrip")
+int uprobe_xhttp2_ClientConn_roundTrip(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct client_inflight c = {};
+	struct goroutine_key k = {};
+	struct nethttp_offsets *o;
+
+	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+	if (!o || o->xh2cc_tconn == OFF_NONE || !goroutine(ctx, &o->g, &k, tgid))
+		return 0;
+	if (bpf_map_lookup_elem(&nethttp_client_inflight, &k))
+		return 0; /* net/http's Transport started it */
+	c.start_ns = bpf_ktime_get_ns();
+	child_span(ctx, &o->g, &k, &c.sc);
+	c.request = (__u64)GO_ARG2(ctx);
+	if (bpf_map_update_elem(&nethttp_client_inflight, &k, &c, BPF_ANY))
+		count(STAT_MAP_FULL);
 	return 0;
 }
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -412,6 +413,21 @@ func TestHTTP2(t *testing.T) {
 	for _, a := range []*app{old, cur, h2c} {
 		waitTraced(t, recv, a)
 	}
+	// tlsserver is traced once a request of its own gives a span.
+	tlsClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 5 * time.Second}
+	for i := 0; ; i++ {
+		path := fmt.Sprintf("/users/warm-%d", i)
+		if resp, err := tlsClient.Get(fmt.Sprintf("https://127.0.0.1:%d%s", tlsSrv.port, path)); err == nil {
+			resp.Body.Close()
+		}
+		if waitQuiet(recv, spanWithPath(tlsSrv, path), 200*time.Millisecond) {
+			break
+		}
+		if i == 100 {
+			t.Fatal("tlsserver is not traced")
+		}
+	}
+	recv.Reset()
 	serverAttrs := func(a *app, path, route, scheme string, status int64) map[string]any {
 		m := map[string]any{
 			"http.request.method": "GET", "url.path": path, "url.scheme": scheme, "http.response.status_code": status,
@@ -579,14 +595,17 @@ func TestHTTP2(t *testing.T) {
 
 // TestHTTP2XNet: a server on golang.org/x/net/http2 (h2c.NewHandler, not
 // net/http's bundled http2) gives the same server spans, with its handlers'
-// calls as children.
+// calls as children; its calls with x/net's http2.Transport over h2c are
+// client spans whose traceparent makes the callee's span their child.
 func TestHTTP2XNet(t *testing.T) {
 	requireEBPF(t)
 	recv := otlptest.Start(t)
 	raw := startRawServer(t)
 	srv := startApp(t, "xh2c")
-	startAgent(t, recv, []string{"xh2c"})
+	callee := startApp(t, "hello-go125")
+	startAgent(t, recv, []string{"xh2c", "hello-go125"})
 	waitTraced(t, recv, srv)
+	waitTraced(t, recv, callee)
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	h2client := &http.Client{Transport: &http.Transport{Protocols: &p}, Timeout: 10 * time.Second}
@@ -632,6 +651,31 @@ func TestHTTP2XNet(t *testing.T) {
 	}
 	if n := count(recv, spanWithPath(srv, "/call")); n != 4 {
 		t.Errorf("%d /call spans, want 4", n)
+	}
+
+	for i := range 3 {
+		path := fmt.Sprintf("/users/xn-%d", i)
+		getH2(srv.url("/call-h2c?url=" + url.QueryEscape(callee.url(path))))
+		cl := recv.WaitSpans(t, 10*time.Second, func(g otlptest.Got) bool {
+			return g.Span.Kind == tracepb.Span_SPAN_KIND_CLIENT && otlptest.Attrs(g.Span.Attributes)["url.full"] == callee.url(path)
+		}, 1)[0].Span
+		checkAttrs(t, cl.Attributes, map[string]any{
+			"http.request.method": "GET", "url.full": callee.url(path), "server.address": "127.0.0.1", "server.port": int64(callee.port),
+			"http.response.status_code": int64(200), "network.protocol.version": "2",
+		})
+		caller := recv.WaitSpans(t, 10*time.Second, func(g otlptest.Got) bool { return bytes.Equal(g.Span.SpanId, cl.ParentSpanId) }, 1)[0].Span
+		if otlptest.Attrs(caller.Attributes)["url.path"] != "/call-h2c" {
+			t.Errorf("%s: the client span's parent is %q", path, caller.Name)
+		}
+		sv := recv.WaitSpans(t, 10*time.Second, spanWithPath(callee, path), 1)[0].Span
+		if !bytes.Equal(sv.ParentSpanId, cl.SpanId) || !bytes.Equal(sv.TraceId, cl.TraceId) {
+			t.Errorf("%s: server span parent %x in %x, want %x in %x", path, sv.ParentSpanId, sv.TraceId, cl.SpanId, cl.TraceId)
+		}
+	}
+	if n := count(recv, func(g otlptest.Got) bool {
+		return g.Resource["process.pid"] == int64(srv.cmd.Process.Pid) && g.Span.Kind == tracepb.Span_SPAN_KIND_CLIENT
+	}); n != 4+3 {
+		t.Errorf("%d client spans of xh2c, want 7", n)
 	}
 }
 

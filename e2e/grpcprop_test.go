@@ -199,7 +199,9 @@ func TestGRPCTraceparentOnTheWire(t *testing.T) {
 	waitTraced(t, recv, a)
 
 	const own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-	paths := []string{"/check?service=x", "/check-md?service=x&tp=" + own, "/check?service=x", "/watch?service=x"}
+	// /check-big: a 20 000-byte metadata value makes the header block go
+	// on in CONTINUATION frames; traceparent goes at the end of the last.
+	paths := []string{"/check?service=x", "/check-md?service=x&tp=" + own, "/check-big?service=x&n=20000", "/watch?service=x"}
 	for _, path := range paths {
 		if code := get(t, a.url(path)); code != 200 {
 			t.Fatalf("GET %s: %d", path, code)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -29,8 +30,16 @@ func startMetrics(log *slog.Logger) (*metrics.Recorder, error) {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	// The SDK reports failed exports through the global handler, by default
-	// the standard logger; keep them in the agent's log.
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("metrics export", "err", err) }))
+	// the standard logger; keep them in the agent's log. A push in flight
+	// when the agent stops is cancelled by the reader's shutdown, whose
+	// final push then sends the same cumulative points: not a failure.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		if errors.Is(err, context.Canceled) {
+			log.Debug("metrics export cancelled", "err", err)
+			return
+		}
+		log.Warn("metrics export", "err", err)
+	}))
 	return rec, nil
 }
 

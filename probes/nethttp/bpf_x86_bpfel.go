@@ -214,6 +214,11 @@ type bpfNethttpOffsets struct {
 	H2csCc            uint64
 	H2csId            uint64
 	H2mhfFields       uint64
+	Xh2ccTconn        uint64
+	Xh2ccTlsState     uint64
+	Xh2csCc           uint64
+	Xh2csId           uint64
+	Xh2mhfFields      uint64
 }
 
 type bpfNethttpServerEvent struct {
@@ -354,61 +359,64 @@ type bpfWireThread struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapChunks                                       = "chunks"
-	bpfMapEndScratch                                   = "end_scratch"
-	bpfMapGoServerSpans                                = "go_server_spans"
-	bpfMapH2Conns                                      = "h2_conns"
-	bpfMapH2Streams                                    = "h2_streams"
-	bpfMapHeadScratch                                  = "head_scratch"
-	bpfMapMsgScratch                                   = "msg_scratch"
-	bpfMapNethttpClientInflight                        = "nethttp_client_inflight"
-	bpfMapNethttpClientRequests                        = "nethttp_client_requests"
-	bpfMapNethttpClientSocks                           = "nethttp_client_socks"
-	bpfMapNethttpConnecting                            = "nethttp_connecting"
-	bpfMapNethttpEnds                                  = "nethttp_ends"
-	bpfMapNethttpEvents                                = "nethttp_events"
-	bpfMapNethttpH2Calls                               = "nethttp_h2_calls"
-	bpfMapNethttpLast                                  = "nethttp_last"
-	bpfMapNethttpNeedReadResponse                      = "nethttp_need_read_response"
-	bpfMapNethttpPending                               = "nethttp_pending"
-	bpfMapNethttpPrefixes                              = "nethttp_prefixes"
-	bpfMapNethttpProcs                                 = "nethttp_procs"
-	bpfMapNethttpSockets                               = "nethttp_sockets"
-	bpfMapSamplingWindow                               = "sampling_window"
-	bpfMapStackScratch                                 = "stack_scratch"
-	bpfMapStats                                        = "stats"
-	bpfMapWireHttpPeers                                = "wire_http_peers"
-	bpfMapWireProcs                                    = "wire_procs"
-	bpfMapWireSent                                     = "wire_sent"
-	bpfMapWireThreads                                  = "wire_threads"
-	bpfProgNethttpEnterClose                           = "nethttp_enter_close"
-	bpfProgNethttpExitRead                             = "nethttp_exit_read"
-	bpfProgNethttpExitSendfile64                       = "nethttp_exit_sendfile64"
-	bpfProgNethttpExitWrite                            = "nethttp_exit_write"
-	bpfProgNethttpExitWritev                           = "nethttp_exit_writev"
-	bpfProgSkMsgTraceparent                            = "sk_msg_traceparent"
-	bpfProgSockopsTrackConnect                         = "sockops_track_connect"
-	bpfProgUprobeReadResponse                          = "uprobe_ReadResponse"
-	bpfProgUprobeTransportRoundTrip                    = "uprobe_Transport_roundTrip"
-	bpfProgUprobeHttp2ClientConnRoundTrip              = "uprobe_http2ClientConn_roundTrip"
-	bpfProgUprobeHttp2ClientConnWriteHeaders           = "uprobe_http2ClientConn_writeHeaders"
-	bpfProgUprobeHttp2clientConnReadLoopHandleResponse = "uprobe_http2clientConnReadLoop_handleResponse"
-	bpfProgUprobeHttp2responseWriterHandlerDone        = "uprobe_http2responseWriter_handlerDone"
-	bpfProgUprobeHttp2serverConnRunHandler             = "uprobe_http2serverConn_runHandler"
-	bpfProgUprobePersistConnRoundTrip                  = "uprobe_persistConn_roundTrip"
-	bpfProgUprobeServerHandlerServeHTTP                = "uprobe_serverHandler_ServeHTTP"
-	bpfProgUprobeXhttp2ResponseWriterHandlerDone       = "uprobe_xhttp2_responseWriter_handlerDone"
-	bpfProgUprobeXhttp2ServerConnRunHandler            = "uprobe_xhttp2_serverConn_runHandler"
-	bpfVarExportEventKind                              = "__export_event_kind"
-	bpfVarExportNethttpClientEvent                     = "__export_nethttp_client_event"
-	bpfVarExportNethttpConst                           = "__export_nethttp_const"
-	bpfVarExportNethttpServerEvent                     = "__export_nethttp_server_event"
-	bpfVarExportTwFlag                                 = "__export_tw_flag"
-	bpfVarExportTwStat                                 = "__export_tw_stat"
-	bpfVarExportWireProcFlag                           = "__export_wire_proc_flag"
-	bpfVarSamplingBound                                = "sampling_bound"
-	bpfVarSamplingParentBased                          = "sampling_parent_based"
-	bpfVarSamplingRateLimit                            = "sampling_rate_limit"
+	bpfMapChunks                                        = "chunks"
+	bpfMapEndScratch                                    = "end_scratch"
+	bpfMapGoServerSpans                                 = "go_server_spans"
+	bpfMapH2Conns                                       = "h2_conns"
+	bpfMapH2Streams                                     = "h2_streams"
+	bpfMapHeadScratch                                   = "head_scratch"
+	bpfMapMsgScratch                                    = "msg_scratch"
+	bpfMapNethttpClientInflight                         = "nethttp_client_inflight"
+	bpfMapNethttpClientRequests                         = "nethttp_client_requests"
+	bpfMapNethttpClientSocks                            = "nethttp_client_socks"
+	bpfMapNethttpConnecting                             = "nethttp_connecting"
+	bpfMapNethttpEnds                                   = "nethttp_ends"
+	bpfMapNethttpEvents                                 = "nethttp_events"
+	bpfMapNethttpH2Calls                                = "nethttp_h2_calls"
+	bpfMapNethttpLast                                   = "nethttp_last"
+	bpfMapNethttpNeedReadResponse                       = "nethttp_need_read_response"
+	bpfMapNethttpPending                                = "nethttp_pending"
+	bpfMapNethttpPrefixes                               = "nethttp_prefixes"
+	bpfMapNethttpProcs                                  = "nethttp_procs"
+	bpfMapNethttpSockets                                = "nethttp_sockets"
+	bpfMapSamplingWindow                                = "sampling_window"
+	bpfMapStackScratch                                  = "stack_scratch"
+	bpfMapStats                                         = "stats"
+	bpfMapWireHttpPeers                                 = "wire_http_peers"
+	bpfMapWireProcs                                     = "wire_procs"
+	bpfMapWireSent                                      = "wire_sent"
+	bpfMapWireThreads                                   = "wire_threads"
+	bpfProgNethttpEnterClose                            = "nethttp_enter_close"
+	bpfProgNethttpExitRead                              = "nethttp_exit_read"
+	bpfProgNethttpExitSendfile64                        = "nethttp_exit_sendfile64"
+	bpfProgNethttpExitWrite                             = "nethttp_exit_write"
+	bpfProgNethttpExitWritev                            = "nethttp_exit_writev"
+	bpfProgSkMsgTraceparent                             = "sk_msg_traceparent"
+	bpfProgSockopsTrackConnect                          = "sockops_track_connect"
+	bpfProgUprobeReadResponse                           = "uprobe_ReadResponse"
+	bpfProgUprobeTransportRoundTrip                     = "uprobe_Transport_roundTrip"
+	bpfProgUprobeHttp2ClientConnRoundTrip               = "uprobe_http2ClientConn_roundTrip"
+	bpfProgUprobeHttp2ClientConnWriteHeaders            = "uprobe_http2ClientConn_writeHeaders"
+	bpfProgUprobeHttp2clientConnReadLoopHandleResponse  = "uprobe_http2clientConnReadLoop_handleResponse"
+	bpfProgUprobeHttp2responseWriterHandlerDone         = "uprobe_http2responseWriter_handlerDone"
+	bpfProgUprobeHttp2serverConnRunHandler              = "uprobe_http2serverConn_runHandler"
+	bpfProgUprobePersistConnRoundTrip                   = "uprobe_persistConn_roundTrip"
+	bpfProgUprobeServerHandlerServeHTTP                 = "uprobe_serverHandler_ServeHTTP"
+	bpfProgUprobeXhttp2ClientConnRoundTrip              = "uprobe_xhttp2_ClientConn_roundTrip"
+	bpfProgUprobeXhttp2ClientConnWriteHeaders           = "uprobe_xhttp2_ClientConn_writeHeaders"
+	bpfProgUprobeXhttp2ClientConnReadLoopHandleResponse = "uprobe_xhttp2_clientConnReadLoop_handleResponse"
+	bpfProgUprobeXhttp2ResponseWriterHandlerDone        = "uprobe_xhttp2_responseWriter_handlerDone"
+	bpfProgUprobeXhttp2ServerConnRunHandler             = "uprobe_xhttp2_serverConn_runHandler"
+	bpfVarExportEventKind                               = "__export_event_kind"
+	bpfVarExportNethttpClientEvent                      = "__export_nethttp_client_event"
+	bpfVarExportNethttpConst                            = "__export_nethttp_const"
+	bpfVarExportNethttpServerEvent                      = "__export_nethttp_server_event"
+	bpfVarExportTwFlag                                  = "__export_tw_flag"
+	bpfVarExportTwStat                                  = "__export_tw_stat"
+	bpfVarExportWireProcFlag                            = "__export_wire_proc_flag"
+	bpfVarSamplingBound                                 = "sampling_bound"
+	bpfVarSamplingParentBased                           = "sampling_parent_based"
+	bpfVarSamplingRateLimit                             = "sampling_rate_limit"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -453,24 +461,27 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	NethttpEnterClose                           *ebpf.ProgramSpec `ebpf:"nethttp_enter_close"`
-	NethttpExitRead                             *ebpf.ProgramSpec `ebpf:"nethttp_exit_read"`
-	NethttpExitSendfile64                       *ebpf.ProgramSpec `ebpf:"nethttp_exit_sendfile64"`
-	NethttpExitWrite                            *ebpf.ProgramSpec `ebpf:"nethttp_exit_write"`
-	NethttpExitWritev                           *ebpf.ProgramSpec `ebpf:"nethttp_exit_writev"`
-	SkMsgTraceparent                            *ebpf.ProgramSpec `ebpf:"sk_msg_traceparent"`
-	SockopsTrackConnect                         *ebpf.ProgramSpec `ebpf:"sockops_track_connect"`
-	UprobeReadResponse                          *ebpf.ProgramSpec `ebpf:"uprobe_ReadResponse"`
-	UprobeTransportRoundTrip                    *ebpf.ProgramSpec `ebpf:"uprobe_Transport_roundTrip"`
-	UprobeHttp2ClientConnRoundTrip              *ebpf.ProgramSpec `ebpf:"uprobe_http2ClientConn_roundTrip"`
-	UprobeHttp2ClientConnWriteHeaders           *ebpf.ProgramSpec `ebpf:"uprobe_http2ClientConn_writeHeaders"`
-	UprobeHttp2clientConnReadLoopHandleResponse *ebpf.ProgramSpec `ebpf:"uprobe_http2clientConnReadLoop_handleResponse"`
-	UprobeHttp2responseWriterHandlerDone        *ebpf.ProgramSpec `ebpf:"uprobe_http2responseWriter_handlerDone"`
-	UprobeHttp2serverConnRunHandler             *ebpf.ProgramSpec `ebpf:"uprobe_http2serverConn_runHandler"`
-	UprobePersistConnRoundTrip                  *ebpf.ProgramSpec `ebpf:"uprobe_persistConn_roundTrip"`
-	UprobeServerHandlerServeHTTP                *ebpf.ProgramSpec `ebpf:"uprobe_serverHandler_ServeHTTP"`
-	UprobeXhttp2ResponseWriterHandlerDone       *ebpf.ProgramSpec `ebpf:"uprobe_xhttp2_responseWriter_handlerDone"`
-	UprobeXhttp2ServerConnRunHandler            *ebpf.ProgramSpec `ebpf:"uprobe_xhttp2_serverConn_runHandler"`
+	NethttpEnterClose                            *ebpf.ProgramSpec `ebpf:"nethttp_enter_close"`
+	NethttpExitRead                              *ebpf.ProgramSpec `ebpf:"nethttp_exit_read"`
+	NethttpExitSendfile64                        *ebpf.ProgramSpec `ebpf:"nethttp_exit_sendfile64"`
+	NethttpExitWrite                             *ebpf.ProgramSpec `ebpf:"nethttp_exit_write"`
+	NethttpExitWritev                            *ebpf.ProgramSpec `ebpf:"nethttp_exit_writev"`
+	SkMsgTraceparent                             *ebpf.ProgramSpec `ebpf:"sk_msg_traceparent"`
+	SockopsTrackConnect                          *ebpf.ProgramSpec `ebpf:"sockops_track_connect"`
+	UprobeReadResponse                           *ebpf.ProgramSpec `ebpf:"uprobe_ReadResponse"`
+	UprobeTransportRoundTrip                     *ebpf.ProgramSpec `ebpf:"uprobe_Transport_roundTrip"`
+	UprobeHttp2ClientConnRoundTrip               *ebpf.ProgramSpec `ebpf:"uprobe_http2ClientConn_roundTrip"`
+	UprobeHttp2ClientConnWriteHeaders            *ebpf.ProgramSpec `ebpf:"uprobe_http2ClientConn_writeHeaders"`
+	UprobeHttp2clientConnReadLoopHandleResponse  *ebpf.ProgramSpec `ebpf:"uprobe_http2clientConnReadLoop_handleResponse"`
+	UprobeHttp2responseWriterHandlerDone         *ebpf.ProgramSpec `ebpf:"uprobe_http2responseWriter_handlerDone"`
+	UprobeHttp2serverConnRunHandler              *ebpf.ProgramSpec `ebpf:"uprobe_http2serverConn_runHandler"`
+	UprobePersistConnRoundTrip                   *ebpf.ProgramSpec `ebpf:"uprobe_persistConn_roundTrip"`
+	UprobeServerHandlerServeHTTP                 *ebpf.ProgramSpec `ebpf:"uprobe_serverHandler_ServeHTTP"`
+	UprobeXhttp2ClientConnRoundTrip              *ebpf.ProgramSpec `ebpf:"uprobe_xhttp2_ClientConn_roundTrip"`
+	UprobeXhttp2ClientConnWriteHeaders           *ebpf.ProgramSpec `ebpf:"uprobe_xhttp2_ClientConn_writeHeaders"`
+	UprobeXhttp2ClientConnReadLoopHandleResponse *ebpf.ProgramSpec `ebpf:"uprobe_xhttp2_clientConnReadLoop_handleResponse"`
+	UprobeXhttp2ResponseWriterHandlerDone        *ebpf.ProgramSpec `ebpf:"uprobe_xhttp2_responseWriter_handlerDone"`
+	UprobeXhttp2ServerConnRunHandler             *ebpf.ProgramSpec `ebpf:"uprobe_xhttp2_serverConn_runHandler"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
@@ -623,24 +634,27 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	NethttpEnterClose                           *ebpf.Program `ebpf:"nethttp_enter_close"`
-	NethttpExitRead                             *ebpf.Program `ebpf:"nethttp_exit_read"`
-	NethttpExitSendfile64                       *ebpf.Program `ebpf:"nethttp_exit_sendfile64"`
-	NethttpExitWrite                            *ebpf.Program `ebpf:"nethttp_exit_write"`
-	NethttpExitWritev                           *ebpf.Program `ebpf:"nethttp_exit_writev"`
-	SkMsgTraceparent                            *ebpf.Program `ebpf:"sk_msg_traceparent"`
-	SockopsTrackConnect                         *ebpf.Program `ebpf:"sockops_track_connect"`
-	UprobeReadResponse                          *ebpf.Program `ebpf:"uprobe_ReadResponse"`
-	UprobeTransportRoundTrip                    *ebpf.Program `ebpf:"uprobe_Transport_roundTrip"`
-	UprobeHttp2ClientConnRoundTrip              *ebpf.Program `ebpf:"uprobe_http2ClientConn_roundTrip"`
-	UprobeHttp2ClientConnWriteHeaders           *ebpf.Program `ebpf:"uprobe_http2ClientConn_writeHeaders"`
-	UprobeHttp2clientConnReadLoopHandleResponse *ebpf.Program `ebpf:"uprobe_http2clientConnReadLoop_handleResponse"`
-	UprobeHttp2responseWriterHandlerDone        *ebpf.Program `ebpf:"uprobe_http2responseWriter_handlerDone"`
-	UprobeHttp2serverConnRunHandler             *ebpf.Program `ebpf:"uprobe_http2serverConn_runHandler"`
-	UprobePersistConnRoundTrip                  *ebpf.Program `ebpf:"uprobe_persistConn_roundTrip"`
-	UprobeServerHandlerServeHTTP                *ebpf.Program `ebpf:"uprobe_serverHandler_ServeHTTP"`
-	UprobeXhttp2ResponseWriterHandlerDone       *ebpf.Program `ebpf:"uprobe_xhttp2_responseWriter_handlerDone"`
-	UprobeXhttp2ServerConnRunHandler            *ebpf.Program `ebpf:"uprobe_xhttp2_serverConn_runHandler"`
+	NethttpEnterClose                            *ebpf.Program `ebpf:"nethttp_enter_close"`
+	NethttpExitRead                              *ebpf.Program `ebpf:"nethttp_exit_read"`
+	NethttpExitSendfile64                        *ebpf.Program `ebpf:"nethttp_exit_sendfile64"`
+	NethttpExitWrite                             *ebpf.Program `ebpf:"nethttp_exit_write"`
+	NethttpExitWritev                            *ebpf.Program `ebpf:"nethttp_exit_writev"`
+	SkMsgTraceparent                             *ebpf.Program `ebpf:"sk_msg_traceparent"`
+	SockopsTrackConnect                          *ebpf.Program `ebpf:"sockops_track_connect"`
+	UprobeReadResponse                           *ebpf.Program `ebpf:"uprobe_ReadResponse"`
+	UprobeTransportRoundTrip                     *ebpf.Program `ebpf:"uprobe_Transport_roundTrip"`
+	UprobeHttp2ClientConnRoundTrip               *ebpf.Program `ebpf:"uprobe_http2ClientConn_roundTrip"`
+	UprobeHttp2ClientConnWriteHeaders            *ebpf.Program `ebpf:"uprobe_http2ClientConn_writeHeaders"`
+	UprobeHttp2clientConnReadLoopHandleResponse  *ebpf.Program `ebpf:"uprobe_http2clientConnReadLoop_handleResponse"`
+	UprobeHttp2responseWriterHandlerDone         *ebpf.Program `ebpf:"uprobe_http2responseWriter_handlerDone"`
+	UprobeHttp2serverConnRunHandler              *ebpf.Program `ebpf:"uprobe_http2serverConn_runHandler"`
+	UprobePersistConnRoundTrip                   *ebpf.Program `ebpf:"uprobe_persistConn_roundTrip"`
+	UprobeServerHandlerServeHTTP                 *ebpf.Program `ebpf:"uprobe_serverHandler_ServeHTTP"`
+	UprobeXhttp2ClientConnRoundTrip              *ebpf.Program `ebpf:"uprobe_xhttp2_ClientConn_roundTrip"`
+	UprobeXhttp2ClientConnWriteHeaders           *ebpf.Program `ebpf:"uprobe_xhttp2_ClientConn_writeHeaders"`
+	UprobeXhttp2ClientConnReadLoopHandleResponse *ebpf.Program `ebpf:"uprobe_xhttp2_clientConnReadLoop_handleResponse"`
+	UprobeXhttp2ResponseWriterHandlerDone        *ebpf.Program `ebpf:"uprobe_xhttp2_responseWriter_handlerDone"`
+	UprobeXhttp2ServerConnRunHandler             *ebpf.Program `ebpf:"uprobe_xhttp2_serverConn_runHandler"`
 }
 
 func (p *bpfPrograms) Close() error {
@@ -661,6 +675,9 @@ func (p *bpfPrograms) Close() error {
 		p.UprobeHttp2serverConnRunHandler,
 		p.UprobePersistConnRoundTrip,
 		p.UprobeServerHandlerServeHTTP,
+		p.UprobeXhttp2ClientConnRoundTrip,
+		p.UprobeXhttp2ClientConnWriteHeaders,
+		p.UprobeXhttp2ClientConnReadLoopHandleResponse,
 		p.UprobeXhttp2ResponseWriterHandlerDone,
 		p.UprobeXhttp2ServerConnRunHandler,
 	)

@@ -80,20 +80,22 @@ func offsets(bin *gobin.Binary) (*bpfNethttpOffsets, error) {
 	o.Maps.SwissDirPtr, o.Maps.SwissDirLen, o.Maps.TableGroups, o.Maps.TableMask = m.SwissDirPtr, m.SwissDirLen, m.TableGroups, m.TableMask
 	h2Offsets(bin, "net/http.http2", &o.H2Rws, &o.H2Status, &o.H2Stream, &o.H2State)
 	h2Offsets(bin, "golang.org/x/net/http2.", &o.Xh2Rws, &o.Xh2Status, &o.Xh2Stream, &o.Xh2State)
-	h2ClientOffsets(bin, o)
+	h2ClientOffsets(bin, "net/http.http2", &o.H2ccTconn, &o.H2ccTlsState, &o.H2csCc, &o.H2csId, &o.H2mhfFields)
+	h2ClientOffsets(bin, "golang.org/x/net/http2.", &o.Xh2ccTconn, &o.Xh2ccTlsState, &o.Xh2csCc, &o.Xh2csId, &o.Xh2mhfFields)
 	return o, nil
 }
 
-// h2ClientOffsets fills what the hooks of net/http's HTTP/2 client read, all
-// OffNone when bin lacks them: its calls over HTTP/2 then give no span
-// (counted http2_skipped).
-func h2ClientOffsets(bin *gobin.Binary, o *bpfNethttpOffsets) {
+// h2ClientOffsets fills what the hooks of an HTTP/2 client read in the
+// package whose type names start with prefix (net/http's bundled copy, or
+// golang.org/x/net/http2), all OffNone when bin lacks them: its calls over
+// HTTP/2 then give no span (counted http2_skipped).
+func h2ClientOffsets(bin *gobin.Binary, prefix string, tconn, tlsState, csCC, csID, fields *uint64) {
 	fs := []probes.Field{
-		{Dst: &o.H2ccTconn, Typ: "net/http.http2ClientConn", Name: "tconn"},
-		{Dst: &o.H2ccTlsState, Typ: "net/http.http2ClientConn", Name: "tlsState"},
-		{Dst: &o.H2csCc, Typ: "net/http.http2clientStream", Name: "cc"},
-		{Dst: &o.H2csId, Typ: "net/http.http2clientStream", Name: "ID"},
-		{Dst: &o.H2mhfFields, Typ: "net/http.http2MetaHeadersFrame", Name: "Fields"},
+		{Dst: tconn, Typ: prefix + "ClientConn", Name: "tconn"},
+		{Dst: tlsState, Typ: prefix + "ClientConn", Name: "tlsState"},
+		{Dst: csCC, Typ: prefix + "clientStream", Name: "cc"},
+		{Dst: csID, Typ: prefix + "clientStream", Name: "ID"},
+		{Dst: fields, Typ: prefix + "MetaHeadersFrame", Name: "Fields"},
 	}
 	if err := probes.ResolveFields(bin, fs); err != nil {
 		for _, f := range fs {

@@ -52,7 +52,7 @@ var Decl = probes.Decl{
 		{Symbols: []string{"net/http.(*http2ClientConn).roundTrip", "net/http.(*http2ClientConn).RoundTrip"}, Program: "uprobe_http2ClientConn_roundTrip",
 			When: func(bin *gobin.Binary) bool {
 				var o bpfNethttpOffsets
-				h2ClientOffsets(bin, &o)
+				h2ClientOffsets(bin, "net/http.http2", &o.H2ccTconn, &o.H2ccTlsState, &o.H2csCc, &o.H2csId, &o.H2mhfFields)
 				return o.H2ccTconn == probes.OffNone
 			}},
 		// A call over HTTP/2: its stream, when its headers are written
@@ -60,6 +60,11 @@ var Decl = probes.Decl{
 		// head is read on the connection's read goroutine.
 		{Symbols: []string{"net/http.(*http2ClientConn).writeHeaders"}, Program: "uprobe_http2ClientConn_writeHeaders"},
 		{Symbols: []string{"net/http.(*http2clientConnReadLoop).handleResponse"}, Program: "uprobe_http2clientConnReadLoop_handleResponse"},
+		// golang.org/x/net/http2's client, the same code: used on its own
+		// (http2.Transport), its calls start at its roundTrip.
+		{Symbols: []string{"golang.org/x/net/http2.(*ClientConn).internalRoundTrip", "golang.org/x/net/http2.(*ClientConn).roundTrip", "golang.org/x/net/http2.(*ClientConn).RoundTrip"}, Program: "uprobe_xhttp2_ClientConn_roundTrip"},
+		{Symbols: []string{"golang.org/x/net/http2.(*ClientConn).writeHeaders"}, Program: "uprobe_xhttp2_ClientConn_writeHeaders"},
+		{Symbols: []string{"golang.org/x/net/http2.(*clientConnReadLoop).handleResponse"}, Program: "uprobe_xhttp2_clientConnReadLoop_handleResponse"},
 		// A request served over HTTP/2 runs on a goroutine of its own,
 		// started for it: it starts there, and ends when its handler
 		// returns (the connection's goroutine writes the frames).

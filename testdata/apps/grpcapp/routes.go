@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -47,6 +49,16 @@ func routes(mux *http.ServeMux, client grpc_health_v1.HealthClient) {
 	// span continues a trace the caller chose.
 	mux.Handle("GET /check-md", call(client, func(ctx context.Context, r *http.Request) (string, error) {
 		return check(metadata.AppendToOutgoingContext(ctx, "traceparent", r.FormValue("tp")), r)
+	}))
+
+	// A header block bigger than a frame: grpc-go sends it as HEADERS and
+	// CONTINUATION frames.
+	mux.Handle("GET /check-big", call(client, func(ctx context.Context, r *http.Request) (string, error) {
+		n, err := strconv.Atoi(r.FormValue("n"))
+		if err != nil {
+			return "", err
+		}
+		return check(metadata.AppendToOutgoingContext(ctx, "x-pad", strings.Repeat("p", n)), r)
 	}))
 
 	mux.Handle("GET /watch", call(client, func(ctx context.Context, r *http.Request) (string, error) {
