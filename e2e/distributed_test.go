@@ -277,21 +277,8 @@ type rawRequest struct {
 
 func startRawServer(t *testing.T) *rawServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &rawServer{ln: ln}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for i := 0; ; i++ {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go s.serve(i, conn)
-		}
-	}()
+	s := &rawServer{}
+	s.ln = listenEach(t, s.serve)
 	return s
 }
 

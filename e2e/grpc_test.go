@@ -157,7 +157,13 @@ func TestGRPCStatus(t *testing.T) {
 // TestGRPCStreaming: a server-streaming call of 3 messages is one client
 // and one server span.
 func TestGRPCStreaming(t *testing.T) {
-	p := startGRPCPair(t)
+	checkWatch(t, startGRPCPair(t))
+}
+
+// checkWatch makes A's handler make a server-streaming call to B and checks
+// its 3 spans.
+func checkWatch(t *testing.T, p *grpcPair) {
+	t.Helper()
 	got := p.request(t, "/watch", 200, 3)
 	httpSpan := one(t, pick(got, p.a, tracepb.Span_SPAN_KIND_SERVER), "A's HTTP server span")
 	cl := one(t, pick(got, p.a, tracepb.Span_SPAN_KIND_CLIENT), "A's gRPC client span")

@@ -59,12 +59,7 @@ func TestGRPCTraceparentAcrossNodes(t *testing.T) {
 				checkGRPC(t, sv, tracepb.Span_SPAN_KIND_SERVER, "Check", 0, p.grpcPort, cl, "")
 			}
 
-			got := p.request(t, "/watch", 200, 3)
-			httpSpan := one(t, pick(got, p.a, tracepb.Span_SPAN_KIND_SERVER), "A's HTTP server span")
-			cl := one(t, pick(got, p.a, tracepb.Span_SPAN_KIND_CLIENT), "A's gRPC client span")
-			sv := one(t, pick(got, p.b, tracepb.Span_SPAN_KIND_SERVER), "B's gRPC server span")
-			checkGRPC(t, cl, tracepb.Span_SPAN_KIND_CLIENT, "Watch", 0, p.grpcPort, httpSpan, "")
-			checkGRPC(t, sv, tracepb.Span_SPAN_KIND_SERVER, "Watch", 0, p.grpcPort, cl, "")
+			checkWatch(t, p)
 		})
 	}
 }
@@ -88,21 +83,8 @@ type rawH2 struct {
 
 func startRawH2(t *testing.T) *rawH2 {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &rawH2{ln: ln}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go s.serve(c)
-		}
-	}()
+	s := &rawH2{}
+	s.ln = listenEach(t, func(_ int, c net.Conn) { s.serve(c) })
 	return s
 }
 

@@ -371,3 +371,24 @@ func hasPrefix(path string) func(otlptest.Got) bool {
 		return strings.HasPrefix(p, path)
 	}
 }
+
+// listenEach listens on a free loopback port and serves each connection
+// accepted, numbered from 0, on a goroutine of its own, until the test ends.
+func listenEach(t *testing.T, serve func(i int, c net.Conn)) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for i := 0; ; i++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serve(i, c)
+		}
+	}()
+	return ln
+}

@@ -42,29 +42,16 @@ type sockPeer struct {
 
 func startSockPeer(t *testing.T) *sockPeer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &sockPeer{ln: ln, done: make(chan struct{}, 16)}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.Write(bytes.Repeat([]byte{'w'}, 128))
-				b, _ := io.ReadAll(c)
-				p.mu.Lock()
-				p.got = append(p.got, b)
-				p.mu.Unlock()
-				p.done <- struct{}{}
-			}()
-		}
-	}()
+	p := &sockPeer{done: make(chan struct{}, 16)}
+	p.ln = listenEach(t, func(_ int, c net.Conn) {
+		defer c.Close()
+		c.Write(bytes.Repeat([]byte{'w'}, 128))
+		b, _ := io.ReadAll(c)
+		p.mu.Lock()
+		p.got = append(p.got, b)
+		p.mu.Unlock()
+		p.done <- struct{}{}
+	})
 	return p
 }
 

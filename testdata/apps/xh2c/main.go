@@ -25,16 +25,7 @@ func main() {
 		w.Write([]byte("user " + r.PathValue("id") + "\n"))
 	})
 	// /call?url=U: an HTTP/1 call made while serving.
-	mux.HandleFunc("GET /call", func(w http.ResponseWriter, r *http.Request) {
-		resp, err := http.Get(r.URL.Query().Get("url"))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer resp.Body.Close()
-		w.WriteHeader(resp.StatusCode)
-		io.Copy(w, resp.Body)
-	})
+	mux.HandleFunc("GET /call", func(w http.ResponseWriter, r *http.Request) { forward(w, r, http.DefaultClient) })
 	// /call-h2c?url=U: a call over h2c with x/net's own client.
 	h2client := &http.Client{Transport: &http2.Transport{
 		AllowHTTP: true,
@@ -43,20 +34,23 @@ func main() {
 			return d.DialContext(ctx, network, addr)
 		},
 	}}
-	mux.HandleFunc("GET /call-h2c", func(w http.ResponseWriter, r *http.Request) {
-		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, r.URL.Query().Get("url"), nil)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		resp, err := h2client.Do(req)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer resp.Body.Close()
-		w.WriteHeader(resp.StatusCode)
-		io.Copy(w, resp.Body)
-	})
+	mux.HandleFunc("GET /call-h2c", func(w http.ResponseWriter, r *http.Request) { forward(w, r, h2client) })
 	log.Fatal(http.ListenAndServe(*addr, h2c.NewHandler(mux, &http2.Server{})))
+}
+
+// forward calls ?url= with client and answers with its status and body.
+func forward(w http.ResponseWriter, r *http.Request, client *http.Client) {
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, r.URL.Query().Get("url"), nil)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
 }
