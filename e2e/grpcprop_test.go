@@ -160,6 +160,10 @@ func (s *rawH2) serve(c net.Conn) {
 				return
 			}
 			st.data = append(st.data, f.Data()...)
+			if n := uint32(len(f.Data())); n > 0 { // flow control: take more
+				fr.WriteWindowUpdate(0, n)
+				fr.WriteWindowUpdate(f.StreamID, n)
+			}
 			if f.StreamEnded() {
 				answer(f.StreamID)
 			}
@@ -183,7 +187,9 @@ func TestGRPCTraceparentOnTheWire(t *testing.T) {
 	const own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	// /check-big: a 20 000-byte metadata value makes the header block go
 	// on in CONTINUATION frames; traceparent goes at the end of the last.
-	paths := []string{"/check?service=x", "/check-md?service=x&tp=" + own, "/check-big?service=x&n=20000", "/watch?service=x"}
+	// /check-long: a 100 000-byte message, whose DATA frames (and frame
+	// headers) the writes cut: the framing is followed across them.
+	paths := []string{"/check?service=x", "/check-md?service=x&tp=" + own, "/check-big?service=x&n=20000", "/check-long?n=100000", "/watch?service=x"}
 	for _, path := range paths {
 		if code := get(t, a.url(path)); code != 200 {
 			t.Fatalf("GET %s: %d", path, code)
@@ -198,7 +204,7 @@ func TestGRPCTraceparentOnTheWire(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	const calls = 4 + 16
+	const calls = 5 + 16
 	isClient := func(g otlptest.Got) bool { return g.Scope == grpcScope && g.Span.Kind == tracepb.Span_SPAN_KIND_CLIENT }
 	clients := recv.WaitSpans(t, 10*time.Second, isClient, calls)
 	if waitQuiet(recv, func(otlptest.Got) bool { return count(recv, isClient) > calls }, time.Second) {
@@ -229,9 +235,13 @@ func TestGRPCTraceparentOnTheWire(t *testing.T) {
 			t.Errorf("stream %d: traceparent %q (want exactly one), missing %v, fields %v", i, tps, want, st.fields)
 			continue
 		}
-		// HealthCheckRequest{service: "x"}, in gRPC's framing.
-		if body := []byte{0, 0, 0, 0, 3, 0x0a, 0x01, 'x'}; !bytes.Equal(st.data, body) {
-			t.Errorf("stream %d: body %x, want %x", i, st.data, body)
+		// HealthCheckRequest{service: "x"}, or 100 000 s, in gRPC's framing.
+		body := []byte{0, 0, 0, 0, 3, 0x0a, 0x01, 'x'}
+		if len(st.data) > len(body) {
+			body = append([]byte{0, 0, 0x01, 0x86, 0xa4, 0x0a, 0xa0, 0x8d, 0x06}, bytes.Repeat([]byte{'s'}, 100000)...)
+		}
+		if !bytes.Equal(st.data, body) {
+			t.Errorf("stream %d: body of %d bytes, want %d (%x...)", i, len(st.data), len(body), body[:9])
 		}
 		byTP[tps[0]] = st
 	}

@@ -61,6 +61,20 @@ func routes(mux *http.ServeMux, client grpc_health_v1.HealthClient) {
 		return check(metadata.AppendToOutgoingContext(ctx, "x-pad", strings.Repeat("p", n)), r)
 	}))
 
+	// A request message bigger than the connection's write batches: its
+	// DATA frames are cut across writes.
+	mux.Handle("GET /check-long", call(client, func(ctx context.Context, r *http.Request) (string, error) {
+		n, err := strconv.Atoi(r.FormValue("n"))
+		if err != nil {
+			return "", err
+		}
+		resp, err := client.Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: strings.Repeat("s", n)})
+		if err != nil {
+			return "", err
+		}
+		return resp.GetStatus().String(), nil
+	}))
+
 	mux.Handle("GET /watch", call(client, func(ctx context.Context, r *http.Request) (string, error) {
 		stream, err := client.Watch(ctx, &grpc_health_v1.HealthCheckRequest{Service: r.FormValue("service")})
 		if err != nil {
