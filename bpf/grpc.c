@@ -474,6 +474,7 @@ static __always_inline int stream_opening(struct pt_regs *ctx, void *hdr)
 		return 0;
 	sk.lport = local.port;
 	sk.rport = remote.port;
+	h2_peer(&sk, remote.ip, remote.ip_len);
 	v.when = bpf_ktime_get_ns();
 	v.sc = c->sc;
 	if (bpf_map_update_elem(&h2_streams, &sk, &v, BPF_ANY))

@@ -1250,6 +1250,7 @@ static __always_inline int h2_headers_written(struct pt_regs *ctx, struct nethtt
 	struct h2_stream_key sk = {.tgid = tgid, .stream_id = ck.stream_id, .lport = t.lport, .rport = t.rport};
 	struct h2_stream_ctx v = {.when = bpf_ktime_get_ns(), .sc = c->sc};
 
+	h2_tuple_peer(&sk, &t);
 	if (bpf_map_update_elem(&h2_streams, &sk, &v, BPF_ANY))
 		count(STAT_MAP_FULL);
 	return 0;
@@ -1675,6 +1676,7 @@ static __noinline int h2_message(struct sk_msg_md *msg, struct h2_conn *c, struc
 	w->key.tgid = bpf_get_current_pid_tgid() >> 32;
 	w->key.lport = w->t.lport;
 	w->key.rport = w->t.rport;
+	h2_tuple_peer(&w->key, &w->t);
 	if (c->state == H2_NEW) {
 		if (w->size < 24 || bpf_msg_pull_data(msg, 0, 24, 0))
 			goto let_go;

@@ -87,6 +87,7 @@ type bpfH2StreamKey struct {
 	Lport    uint16
 	Rport    uint16
 	Pad      uint32
+	Peer     [16]uint8
 }
 
 type bpfHeadBuf struct {
