@@ -384,7 +384,8 @@ func TestApplicationTraceparentKept(t *testing.T) {
 // connection, each handler's HTTP/1 call the child of its own request (and
 // its traceparent on the wire); a stream the client resets while the
 // handler still writes ends failed, with the status the handler wrote.
-// Calls made over HTTP/2 give client spans (Go 1.22's and 1.26's client);
+// A stripped server's (offsets from the tables) too. Calls made over
+// HTTP/2 give client spans (Go 1.22's and 1.26's client);
 // over h2c they carry traceparent in their HEADERS (sk_msg, HPACK), so the
 // server's span is the client span's child, and an HTTP/2 server nobody
 // traces decodes exactly one traceparent, the client span's.
@@ -396,8 +397,9 @@ func TestHTTP2(t *testing.T) {
 	// go1.22: RoundTrip is the HTTP/2 client's function; since go1.23 it
 	// is roundTrip, RoundTrip being inlined into its callers.
 	old, cur, h2c, tlsSrv := startApp(t, "hello-go122"), startApp(t, "hello-go126"), startApp(t, "hello-go125"), startApp(t, "tlsserver")
-	startAgent(t, recv, []string{"hello-go122", "hello-go126", "hello-go125", "tlsserver"})
-	for _, a := range []*app{old, cur, h2c} {
+	stripped := startApp(t, "hello-stripped") // offsets from the tables
+	startAgent(t, recv, []string{"hello-go122", "hello-go126", "hello-go125", "tlsserver", "hello-stripped"})
+	for _, a := range []*app{old, cur, h2c, stripped} {
 		waitTraced(t, recv, a)
 	}
 	// tlsserver is traced once a request of its own gives a span.
@@ -462,6 +464,18 @@ func TestHTTP2(t *testing.T) {
 			}
 		}
 	}
+
+	// A stripped server over h2c, from a traced client.
+	if got := get(t, cur.url("/call-h2c?url="+url.QueryEscape(stripped.url("/users/stripped")))); got != 200 {
+		t.Fatalf("/call-h2c to the stripped server: %d", got)
+	}
+	_, cl0 := callerSpans(cur, "/call-h2c")
+	sv0 := recv.WaitSpans(t, 10*time.Second, spanWithPath(stripped, "/users/stripped"), 1)[0].Span
+	if !bytes.Equal(sv0.ParentSpanId, cl0.SpanId) || !bytes.Equal(sv0.TraceId, cl0.TraceId) {
+		t.Errorf("stripped: server span parent %x in %x, want the client span %x in %x", sv0.ParentSpanId, sv0.TraceId, cl0.SpanId, cl0.TraceId)
+	}
+	checkAttrs(t, sv0.Attributes, serverAttrs(stripped, "/users/stripped", "/users/{id}", "http", 200))
+	recv.Reset()
 
 	// h2c from a traced client: the header links both ends.
 	for i := range 3 {
