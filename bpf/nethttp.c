@@ -30,14 +30,22 @@
  *                                       no HTTP (no syscall programs) or
  *                                       once it made a call the wire cannot
  *                                       end (TLS, not TCP): attached then
- *   net/http.(*http2ClientConn).roundTrip  HTTP/2: not traced, forgotten
- *                                       (RoundTrip before Go 1.23; since,
- *                                       RoundTrip is inlined into callers)
- * A request served over HTTP/2 is not traced either: no span, no parent
- * for what its handler calls (its end hook never runs).
+ * HTTP/2 (net/http's bundled http2 and golang.org/x/net/http2, the same
+ * code under two packages; each hook a program per package):
+ *   (*serverConn).runHandler            server start, on the request's own
+ *                                       goroutine
+ *   (*responseWriter).handlerDone       server end: status, stream closed?
+ *   Transport.roundTrip (x/net used     client start
+ *   alone: (*ClientConn).internalRoundTrip)
+ *   (*ClientConn).writeHeaders          the call's stream; its traceparent
+ *                                       for sk_msg over h2c (h2ctx.h)
+ *   (*clientConnReadLoop).handleResponse  client end: :status
+ *   (*http2ClientConn).roundTrip        only without the client's offsets:
+ *                                       the call is forgotten (no span)
  * Propagation: sock_ops puts target processes' outgoing TCP connections in a
  * SOCKHASH; its sk_msg program inserts the queued traceparent header after
- * the request line of the next request written to that socket. */
+ * the request line of the next request written to that socket, or, on an
+ * HTTP/2 connection, appends it to a new stream's header block. */
 #include "common.h"
 #include "chunk.h"
 #include "gomap.h"
@@ -626,75 +634,87 @@ static __always_inline void flush_end(struct nethttp_offsets *o, struct goroutin
 	done(o, k, now);
 }
 
-/* ------------------------------------------------------ HTTP/2 server */
+/* ------------------------------------------------------------- HTTP/2 */
+
+/* What the HTTP/2 hooks read, in the package of the program that runs:
+ * net/http's bundled http2 or golang.org/x/net/http2, the same code. */
+struct h2_offsets {
+	__u64 rws, status, stream, state;                 /* server */
+	__u64 tconn, tls_state, cs_cc, cs_id, mhf_fields; /* client */
+};
+
+static __always_inline struct h2_offsets h2_bundled(struct nethttp_offsets *o)
+{
+	return (struct h2_offsets){o->h2_rws, o->h2_status, o->h2_stream, o->h2_state,
+				   o->h2cc_tconn, o->h2cc_tls_state, o->h2cs_cc, o->h2cs_id, o->h2mhf_fields};
+}
+
+static __always_inline struct h2_offsets h2_xnet(struct nethttp_offsets *o)
+{
+	return (struct h2_offsets){o->xh2_rws, o->xh2_status, o->xh2_stream, o->xh2_state,
+				   o->xh2cc_tconn, o->xh2cc_tls_state, o->xh2cs_cc, o->xh2cs_id, o->xh2mhf_fields};
+}
+
+/* H2_HOOK defines the two programs of one HTTP/2 hook, each calling fn with
+ * its package's offsets. */
+#define H2_HOOK(bundled_sec, bundled, xnet_sec, xnet, fn)                                   \
+	SEC(bundled_sec)                                                                    \
+	int bundled(struct pt_regs *ctx)                                                    \
+	{                                                                                   \
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;                              \
+		struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);     \
+		return o ? fn(ctx, o, tgid, h2_bundled(o)) : 0;                             \
+	}                                                                                   \
+	SEC(xnet_sec)                                                                       \
+	int xnet(struct pt_regs *ctx)                                                       \
+	{                                                                                   \
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;                              \
+		struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);     \
+		return o ? fn(ctx, o, tgid, h2_xnet(o)) : 0;                                \
+	}
 
 /* h2_start starts the request a runHandler goroutine serves over HTTP/2:
  * func (sc *serverConn) runHandler(rw *responseWriter, req *Request,
- * handler func(ResponseWriter, *Request)), with the offsets of its package
- * (net/http's bundled http2, or golang.org/x/net/http2). */
-static __always_inline int h2_start(struct pt_regs *ctx, __u64 rws_off, __u64 status_off)
+ * handler func(ResponseWriter, *Request)). */
+static __always_inline int h2_start(struct pt_regs *ctx, struct nethttp_offsets *o, __u32 tgid, struct h2_offsets x)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct server_inflight v = {.flags = SERVER_H2};
 	struct goroutine_key k = {};
-	struct nethttp_offsets *o;
 	struct w3c_headers h = {};
 	void *req = GO_ARG3(ctx), *rws;
 
-	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-	if (!o || rws_off == OFF_NONE || !goroutine(ctx, &o->g, &k, tgid))
+	if (x.rws == OFF_NONE || !goroutine(ctx, &o->g, &k, tgid))
 		return 0;
 	v.start_ns = bpf_ktime_get_ns();
-	rws = read_ptr(GO_ARG2(ctx) + rws_off);
+	rws = read_ptr(GO_ARG2(ctx) + x.rws);
 	if (!rws || !req)
 		return 0;
 	find_w3c_headers(read_ptr(req + o->request_header), &o->maps, &h);
 	if (server_span(&v.sc, h.traceparent))
 		v.tracestate = h.tracestate;
-	v.w = (__u64)rws + status_off;
+	v.w = (__u64)rws;
 	v.req = (__u64)req;
 	if (bpf_map_update_elem(&go_server_spans, &k, &v, BPF_ANY))
 		count(STAT_MAP_FULL);
 	return 0;
 }
 
-SEC("uprobe/net/http.(*http2serverConn).runHandler")
-int uprobe_http2serverConn_runHandler(struct pt_regs *ctx)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-
-	return o ? h2_start(ctx, o->h2_rws, o->h2_status) : 0;
-}
-
-SEC("uprobe/golang.org/x/net/http2.(*serverConn).runHandler")
-int uprobe_xhttp2_serverConn_runHandler(struct pt_regs *ctx)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-
-	return o ? h2_start(ctx, o->xh2_rws, o->xh2_status) : 0;
-}
+#define H2_STATE_CLOSED 4 /* stateClosed in both packages' streamState */
 
 /* h2_done ends the request of the goroutine whose handler returned:
  * func (w *responseWriter) handlerDone(), deferred by runHandler. Status 0:
  * nothing written yet, net/http now sends 200 unless the stream is gone
  * (closed before the handler returned: reset by the client, or the
  * connection lost). */
-#define H2_STATE_CLOSED 4 /* stateClosed in both packages' streamState */
-
-static __always_inline int h2_done(struct pt_regs *ctx, __u64 status_off, __u64 stream_off, __u64 state_off)
+static __always_inline int h2_done(struct pt_regs *ctx, struct nethttp_offsets *o, __u32 tgid, struct h2_offsets x)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct goroutine_key k = {};
 	struct server_inflight *in;
-	struct nethttp_offsets *o;
 	struct nethttp_server_event *e;
-	__u64 now = bpf_ktime_get_ns(), state = 0;
+	__u64 now = bpf_ktime_get_ns();
 	void *rws;
 
-	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-	if (!o || stream_off == OFF_NONE || !goroutine(ctx, &o->g, &k, tgid))
+	if (x.rws == OFF_NONE || !goroutine(ctx, &o->g, &k, tgid))
 		return 0;
 	in = bpf_map_lookup_elem(&go_server_spans, &k);
 	if (!in || !(in->flags & SERVER_H2))
@@ -705,33 +725,20 @@ static __always_inline int h2_done(struct pt_regs *ctx, __u64 status_off, __u64 
 	} else if (fill_request_event(e, o, in, tgid, now, (void *)in->req)) {
 		bpf_ringbuf_discard(e, 0);
 	} else {
-		e->status = read_s64((void *)in->w);
-		rws = (void *)(in->w - status_off);
-		state = read_s64(read_ptr(rws + stream_off) + state_off);
-		e->h2_reset = state == H2_STATE_CLOSED;
+		rws = (void *)in->w;
+		e->status = read_s64(rws + x.status);
+		e->h2_reset = read_s64(read_ptr(rws + x.stream) + x.state) == H2_STATE_CLOSED;
 		submit(&nethttp_events, e);
 	}
 	done(o, &k, now);
 	return 0;
 }
 
-SEC("uprobe/net/http.(*http2responseWriter).handlerDone")
-int uprobe_http2responseWriter_handlerDone(struct pt_regs *ctx)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
+H2_HOOK("uprobe/net/http.(*http2serverConn).runHandler", uprobe_http2serverConn_runHandler,
+	"uprobe/golang.org/x/net/http2.(*serverConn).runHandler", uprobe_xhttp2_serverConn_runHandler, h2_start)
 
-	return o ? h2_done(ctx, o->h2_status, o->h2_stream, o->h2_state) : 0;
-}
-
-SEC("uprobe/golang.org/x/net/http2.(*responseWriter).handlerDone")
-int uprobe_xhttp2_responseWriter_handlerDone(struct pt_regs *ctx)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-
-	return o ? h2_done(ctx, o->xh2_status, o->xh2_stream, o->xh2_state) : 0;
-}
+H2_HOOK("uprobe/net/http.(*http2responseWriter).handlerDone", uprobe_http2responseWriter_handlerDone,
+	"uprobe/golang.org/x/net/http2.(*responseWriter).handlerDone", uprobe_xhttp2_responseWriter_handlerDone, h2_done)
 
 /* resolve gives a request started from the wire its *response, the one its
  * connection serves now (c.curReq), found at its first output; and decides
@@ -1042,24 +1049,31 @@ static __always_inline void client_response(struct nethttp_offsets *o, __u32 tgi
 	bpf_map_delete_elem(&nethttp_client_socks, &t);
 }
 
+/* start_call starts goroutine k's call of *Request req, now. */
+static __always_inline void start_call(struct pt_regs *ctx, struct nethttp_offsets *o, struct goroutine_key *k, void *req, __u64 now)
+{
+	struct client_inflight c = {.start_ns = now, .request = (__u64)req};
+
+	child_span(ctx, &o->g, k, &c.sc);
+	if (bpf_map_update_elem(&nethttp_client_inflight, k, &c, BPF_ANY))
+		count(STAT_MAP_FULL);
+}
+
+/* func (t *Transport) roundTrip(req *Request) */
 SEC("uprobe/net/http.(*Transport).roundTrip")
 int uprobe_Transport_roundTrip(struct pt_regs *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct client_inflight c = {};
 	struct goroutine_key k = {};
 	struct nethttp_offsets *o;
+	__u64 now;
 
 	o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
 	if (!o || !goroutine(ctx, &o->g, &k, tgid))
 		return 0;
-	c.start_ns = bpf_ktime_get_ns();
-	client_failed(&k, c.start_ns);
-	child_span(ctx, &o->g, &k, &c.sc);
-	/* func (t *Transport) roundTrip(req *Request) */
-	c.request = (__u64)GO_ARG2(ctx);
-	if (bpf_map_update_elem(&nethttp_client_inflight, &k, &c, BPF_ANY))
-		count(STAT_MAP_FULL);
+	now = bpf_ktime_get_ns();
+	client_failed(&k, now);
+	start_call(ctx, o, &k, GO_ARG2(ctx), now);
 	return 0;
 }
 
@@ -1191,30 +1205,13 @@ int uprobe_http2ClientConn_roundTrip(struct pt_regs *ctx)
 	return 0;
 }
 
-/* HTTP/2 clients: net/http's bundled one and golang.org/x/net/http2's, the
- * same code under two packages, each program with its package's offsets. */
-struct h2_client_offsets {
-	__u64 tconn, tls_state, cs_cc, cs_id, mhf_fields;
-};
-
-static __always_inline struct h2_client_offsets h2_bundled(struct nethttp_offsets *o)
-{
-	return (struct h2_client_offsets){o->h2cc_tconn, o->h2cc_tls_state, o->h2cs_cc, o->h2cs_id, o->h2mhf_fields};
-}
-
-static __always_inline struct h2_client_offsets h2_xnet(struct nethttp_offsets *o)
-{
-	return (struct h2_client_offsets){o->xh2cc_tconn, o->xh2cc_tls_state, o->xh2cs_cc, o->xh2cs_id, o->xh2mhf_fields};
-}
-
 /* func (cc *ClientConn) writeHeaders(streamID uint32, endStream bool,
  * maxFrameSize int, hdrs []byte) error: the request's stream is known, on
  * the goroutine writing it (the caller's, or one it started). Notes the
  * stream for the response, and for a plaintext connection leaves the
  * call's context for sk_msg to add to the HEADERS frame (h2ctx.h). */
-static __always_inline int h2_headers_written(struct pt_regs *ctx, struct nethttp_offsets *o, struct h2_client_offsets x)
+static __always_inline int h2_headers_written(struct pt_regs *ctx, struct nethttp_offsets *o, __u32 tgid, struct h2_offsets x)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct h2_call_key ck = {.tgid = tgid};
 	struct goroutine_key k = {};
 	struct w3c_headers h = {};
@@ -1256,30 +1253,14 @@ static __always_inline int h2_headers_written(struct pt_regs *ctx, struct nethtt
 	return 0;
 }
 
-SEC("uprobe/net/http.(*http2ClientConn).writeHeaders")
-int uprobe_http2ClientConn_writeHeaders(struct pt_regs *ctx)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-
-	return o ? h2_headers_written(ctx, o, h2_bundled(o)) : 0;
-}
-
-SEC("uprobe/golang.org/x/net/http2.(*ClientConn).writeHeaders")
-int uprobe_xhttp2_ClientConn_writeHeaders(struct pt_regs *ctx)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-
-	return o ? h2_headers_written(ctx, o, h2_xnet(o)) : 0;
-}
+H2_HOOK("uprobe/net/http.(*http2ClientConn).writeHeaders", uprobe_http2ClientConn_writeHeaders,
+	"uprobe/golang.org/x/net/http2.(*ClientConn).writeHeaders", uprobe_xhttp2_ClientConn_writeHeaders, h2_headers_written)
 
 /* func (rl *clientConnReadLoop) handleResponse(cs *clientStream,
  * f *MetaHeadersFrame) (*Response, error), on the connection's read
  * goroutine: the response's head is in; :status is its first field. */
-static __always_inline int h2_response(struct pt_regs *ctx, struct nethttp_offsets *o, struct h2_client_offsets x)
+static __always_inline int h2_response(struct pt_regs *ctx, struct nethttp_offsets *o, __u32 tgid, struct h2_offsets x)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct h2_call_key ck = {.tgid = tgid};
 	struct goroutine_key *caller, k;
 	struct client_inflight *c;
@@ -1315,23 +1296,9 @@ static __always_inline int h2_response(struct pt_regs *ctx, struct nethttp_offse
 	return 0;
 }
 
-SEC("uprobe/net/http.(*http2clientConnReadLoop).handleResponse")
-int uprobe_http2clientConnReadLoop_handleResponse(struct pt_regs *ctx)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-
-	return o ? h2_response(ctx, o, h2_bundled(o)) : 0;
-}
-
-SEC("uprobe/golang.org/x/net/http2.(*clientConnReadLoop).handleResponse")
-int uprobe_xhttp2_clientConnReadLoop_handleResponse(struct pt_regs *ctx)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct nethttp_offsets *o = bpf_map_lookup_elem(&nethttp_procs, &tgid);
-
-	return o ? h2_response(ctx, o, h2_xnet(o)) : 0;
-}
+H2_HOOK("uprobe/net/http.(*http2clientConnReadLoop).handleResponse", uprobe_http2clientConnReadLoop_handleResponse,
+	"uprobe/golang.org/x/net/http2.(*clientConnReadLoop).handleResponse", uprobe_xhttp2_clientConnReadLoop_handleResponse,
+	h2_response)
 
 /* func (cc *ClientConn) internalRoundTrip(req *http.Request, ...) (or
  * roundTrip, RoundTrip: the first not inlined) of x/net's client used on
@@ -1341,7 +1308,6 @@ SEC("uprobe/golang.org/x/net/http2.(*ClientConn).internalRoundTrip")
 int uprobe_xhttp2_ClientConn_roundTrip(struct pt_regs *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct client_inflight c = {};
 	struct goroutine_key k = {};
 	struct nethttp_offsets *o;
 
@@ -1350,11 +1316,7 @@ int uprobe_xhttp2_ClientConn_roundTrip(struct pt_regs *ctx)
 		return 0;
 	if (bpf_map_lookup_elem(&nethttp_client_inflight, &k))
 		return 0; /* net/http's Transport started it */
-	c.start_ns = bpf_ktime_get_ns();
-	child_span(ctx, &o->g, &k, &c.sc);
-	c.request = (__u64)GO_ARG2(ctx);
-	if (bpf_map_update_elem(&nethttp_client_inflight, &k, &c, BPF_ANY))
-		count(STAT_MAP_FULL);
+	start_call(ctx, o, &k, GO_ARG2(ctx), bpf_ktime_get_ns());
 	return 0;
 }
 

@@ -38,6 +38,19 @@ func ResolveFields(bin *gobin.Binary, fs []Field) error {
 	return nil
 }
 
+// ResolveAllOrNone fills every field of fs for bin, or, when one of them
+// cannot be resolved, sets them all to OffNone and says why: a capability
+// that needs them all is then off (the programs check one of them).
+func ResolveAllOrNone(bin *gobin.Binary, fs []Field) error {
+	err := ResolveFields(bin, fs)
+	if err != nil {
+		for _, f := range fs {
+			*f.Dst = OffNone
+		}
+	}
+	return err
+}
+
 // GoroutineFields are the runtime.g offsets every probe's programs use to
 // key state by goroutine (struct g_offsets in goctx.h).
 func GoroutineFields(goid, parentGoid *uint64) []Field {

@@ -78,45 +78,36 @@ func offsets(bin *gobin.Binary) (*bpfNethttpOffsets, error) {
 	}
 	o.Maps.Swiss, o.Maps.HmapB, o.Maps.HmapBuckets = m.Swiss, m.HmapB, m.HmapBuckets
 	o.Maps.SwissDirPtr, o.Maps.SwissDirLen, o.Maps.TableGroups, o.Maps.TableMask = m.SwissDirPtr, m.SwissDirLen, m.TableGroups, m.TableMask
-	h2Offsets(bin, "net/http.http2", &o.H2Rws, &o.H2Status, &o.H2Stream, &o.H2State)
-	h2Offsets(bin, "golang.org/x/net/http2.", &o.Xh2Rws, &o.Xh2Status, &o.Xh2Stream, &o.Xh2State)
-	h2ClientOffsets(bin, "net/http.http2", &o.H2ccTconn, &o.H2ccTlsState, &o.H2csCc, &o.H2csId, &o.H2mhfFields)
-	h2ClientOffsets(bin, "golang.org/x/net/http2.", &o.Xh2ccTconn, &o.Xh2ccTlsState, &o.Xh2csCc, &o.Xh2csId, &o.Xh2mhfFields)
+	// HTTP/2 in net/http's bundled copy and in golang.org/x/net/http2: a
+	// package whose offsets are missing gives no span (counted
+	// http2_skipped), never a wrong one.
+	probes.ResolveAllOrNone(bin, h2ServerFields("net/http.http2", &o.H2Rws, &o.H2Status, &o.H2Stream, &o.H2State))
+	probes.ResolveAllOrNone(bin, h2ServerFields("golang.org/x/net/http2.", &o.Xh2Rws, &o.Xh2Status, &o.Xh2Stream, &o.Xh2State))
+	probes.ResolveAllOrNone(bin, h2ClientFields("net/http.http2", &o.H2ccTconn, &o.H2ccTlsState, &o.H2csCc, &o.H2csId, &o.H2mhfFields))
+	probes.ResolveAllOrNone(bin, h2ClientFields("golang.org/x/net/http2.", &o.Xh2ccTconn, &o.Xh2ccTlsState, &o.Xh2csCc, &o.Xh2csId, &o.Xh2mhfFields))
 	return o, nil
 }
 
-// h2ClientOffsets fills what the hooks of an HTTP/2 client read in the
-// package whose type names start with prefix (net/http's bundled copy, or
-// golang.org/x/net/http2), all OffNone when bin lacks them: its calls over
-// HTTP/2 then give no span (counted http2_skipped).
-func h2ClientOffsets(bin *gobin.Binary, prefix string, tconn, tlsState, csCC, csID, fields *uint64) {
-	fs := []probes.Field{
-		{Dst: tconn, Typ: prefix + "ClientConn", Name: "tconn"},
-		{Dst: tlsState, Typ: prefix + "ClientConn", Name: "tlsState"},
-		{Dst: csCC, Typ: prefix + "clientStream", Name: "cc"},
-		{Dst: csID, Typ: prefix + "clientStream", Name: "ID"},
-		{Dst: fields, Typ: prefix + "MetaHeadersFrame", Name: "Fields"},
-	}
-	if err := probes.ResolveFields(bin, fs); err != nil {
-		for _, f := range fs {
-			*f.Dst = probes.OffNone
-		}
-	}
-}
-
-// h2Offsets fills the offsets the HTTP/2 server hooks read in the http2
-// package whose type names start with prefix (net/http's bundled copy, or
-// golang.org/x/net/http2), all OffNone when bin lacks them: its requests
-// over HTTP/2 then give no span (counted http2_skipped).
-func h2Offsets(bin *gobin.Binary, prefix string, rws, status, stream, state *uint64) {
-	fs := []probes.Field{
+// h2ServerFields are what the HTTP/2 server hooks read in the http2
+// package whose type names start with prefix.
+func h2ServerFields(prefix string, rws, status, stream, state *uint64) []probes.Field {
+	return []probes.Field{
 		{Dst: rws, Typ: prefix + "responseWriter", Name: "rws"},
 		{Dst: status, Typ: prefix + "responseWriterState", Name: "status"},
 		{Dst: stream, Typ: prefix + "responseWriterState", Name: "stream"},
 		{Dst: state, Typ: prefix + "stream", Name: "state"},
 	}
-	if err := probes.ResolveFields(bin, fs); err != nil {
-		*rws, *status, *stream, *state = probes.OffNone, probes.OffNone, probes.OffNone, probes.OffNone
+}
+
+// h2ClientFields are what the HTTP/2 client hooks read in the http2
+// package whose type names start with prefix.
+func h2ClientFields(prefix string, tconn, tlsState, csCC, csID, fields *uint64) []probes.Field {
+	return []probes.Field{
+		{Dst: tconn, Typ: prefix + "ClientConn", Name: "tconn"},
+		{Dst: tlsState, Typ: prefix + "ClientConn", Name: "tlsState"},
+		{Dst: csCC, Typ: prefix + "clientStream", Name: "cc"},
+		{Dst: csID, Typ: prefix + "clientStream", Name: "ID"},
+		{Dst: fields, Typ: prefix + "MetaHeadersFrame", Name: "Fields"},
 	}
 }
 

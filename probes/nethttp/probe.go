@@ -52,8 +52,7 @@ var Decl = probes.Decl{
 		{Symbols: []string{"net/http.(*http2ClientConn).roundTrip", "net/http.(*http2ClientConn).RoundTrip"}, Program: "uprobe_http2ClientConn_roundTrip",
 			When: func(bin *gobin.Binary) bool {
 				var o bpfNethttpOffsets
-				h2ClientOffsets(bin, "net/http.http2", &o.H2ccTconn, &o.H2ccTlsState, &o.H2csCc, &o.H2csId, &o.H2mhfFields)
-				return o.H2ccTconn == probes.OffNone
+				return probes.ResolveAllOrNone(bin, h2ClientFields("net/http.http2", &o.H2ccTconn, &o.H2ccTlsState, &o.H2csCc, &o.H2csId, &o.H2mhfFields)) != nil
 			}},
 		// A call over HTTP/2: its stream, when its headers are written
 		// (traceparent for sk_msg), and its end, when its response's
